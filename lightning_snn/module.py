@@ -1,0 +1,128 @@
+"""The LightningModule that trains a source ANN for conversion.
+
+It owns the ReLU warm-up: every threshold ReLU is plain ReLU for the first
+``relu_warmup_epochs`` epochs, then clipped at ``y_th`` (paper A.1). The switch is derived
+from ``current_epoch`` at the start of every training epoch, so a resumed run is right; the
+switch state is also a buffer of each activation, so a checkpoint restores it for ``test``.
+
+Evaluation-only settings (T list, shift mode, readout, calibration size) are deliberately
+not here: they live on :class:`callbacks.SNNConversion`, because ``test --ckpt_path``
+would overwrite module hyperparameters with the checkpoint's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_snn.activations import ACTIVATIONS, set_threshold_enabled
+from lightning_snn.models import create_model
+
+
+class ConversionModule(pl.LightningModule):
+    """Trains a registered model (threshold-ReLU ANN) with cross entropy.
+
+    Args:
+        arch: a registered model name (``lightning_snn.models.MODELS``), e.g. ``"vgg16"``.
+        num_classes: output classes (linked from the DataModule by the CLI).
+        width: channel multiplier of the model.
+        activation: ``"threshold_relu"`` (ReLU warm-up, then clipped) or ``"relu"`` (never
+            clipped: the paper's plain-ReLU source ANN).
+        y_th: the threshold ReLU's clip (1 on CIFAR-10, 2 on CIFAR-100 in the paper).
+        relu_warmup_epochs: epochs of plain ReLU before the clip is switched on.
+        model_kwargs: further keyword arguments of the model constructor (dropout, ...).
+        optimizer: optimizer factory; default SGD(lr=0.01, momentum=0.9, weight_decay=5e-4).
+        lr_scheduler: scheduler factory (stepped per epoch); default none.
+    """
+
+    def __init__(
+        self,
+        arch: str = "vgg16",
+        num_classes: int = 10,
+        width: float = 1.0,
+        activation: str = "threshold_relu",
+        y_th: float = 1.0,
+        relu_warmup_epochs: int = 20,
+        model_kwargs: dict[str, Any] | None = None,
+        optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {list(ACTIVATIONS)}.")
+        if not y_th > 0:
+            raise ValueError(f"y_th must be > 0, got {y_th}: it is the clipping level of the threshold ReLU.")
+        if relu_warmup_epochs < 0:
+            raise ValueError(f"relu_warmup_epochs must be >= 0, got {relu_warmup_epochs}.")
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        self.model: nn.Module = create_model(
+            arch, num_classes=num_classes, width=width, activation=activation, y_th=y_th, **(model_kwargs or {})
+        )
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = lr_scheduler
+        self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.update_threshold(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    # ---- the ReLU warm-up ----------------------------------------------------------------
+    def threshold_active(self, epoch: int) -> bool:
+        return self.hparams.activation == "threshold_relu" and epoch >= self.hparams.relu_warmup_epochs
+
+    def update_threshold(self, epoch: int) -> None:
+        set_threshold_enabled(self.model, self.threshold_active(epoch))
+
+    def on_train_epoch_start(self) -> None:
+        self.update_threshold(self.current_epoch)
+        self.log("train/threshold_on", float(self.threshold_active(self.current_epoch)), sync_dist=False)
+
+    # ---- steps ---------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at epoch {self.current_epoch}, batch {batch_idx}: "
+                "lower the learning rate (plain-ReLU nets without batch norm diverge at high rates). "
+                "No checkpoint is written for this step."
+            )
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def _eval_step(self, batch, metric: MulticlassAccuracy, stage: str) -> None:
+        x, y = batch
+        logits = self(x)
+        metric(logits, y)
+        self.log(f"{stage}/loss", nn.functional.cross_entropy(logits, y), sync_dist=True)
+        self.log(f"{stage}/acc", metric, prog_bar=True)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_acc, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_acc, "test")
+
+    # ---- optimisation --------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = self.parameters()
+        if self.optimizer_factory is None:
+            optimizer = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
+        else:
+            optimizer = self.optimizer_factory(params)
+        if self.scheduler_factory is None:
+            return optimizer
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"},
+        }

@@ -1,0 +1,140 @@
+"""Simulating a converted SNN over time, fast and with bounded memory.
+
+Time runs in chunks of ``time_chunk`` steps. Within a chunk every stateless layer runs
+once on a time-folded ``[steps * B, ...]`` tensor and each IF neuron runs its recurrence
+over the chunk; between chunks only the membrane potentials persist, so memory is bounded
+by ``time_chunk``, not by T. ``time_chunk=1`` is the classic per-step loop (the whole
+network once per step); larger chunks trade cache locality for fewer, larger kernels.
+The first layer's current is the same at every step: it is computed once per chunk on
+``[B, ...]`` and broadcast by the first neuron.
+
+The analog readout sums the last layer's output over time; the prediction at step t is the
+argmax of that sum, so one simulation to ``T_max`` yields a prediction at every T in a list
+(valid at every T for the membrane and no-shift modes, which do not depend on T).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from lightning_snn.conversion import neurons
+
+#: time_chunk chosen by ``"auto"`` per device type; measured by benchmarks/simulation_speed.py
+#: (docs/BENCHMARKS.md). Folding more steps helps on GPUs, where larger kernels win.
+AUTO_TIME_CHUNK = {"cpu": 4, "cuda": 32}
+
+
+def validate_timesteps(timesteps: Sequence[int]) -> list[int]:
+    """Sorted, de-duplicated positive simulation lengths, or a ValueError that says why."""
+    if isinstance(timesteps, int):
+        timesteps = [timesteps]
+    ts = sorted({int(t) for t in timesteps})
+    if not ts:
+        raise ValueError("the list of simulation lengths T is empty; give at least one T > 0, e.g. [16, 32, 64].")
+    if ts[0] <= 0:
+        raise ValueError(f"simulation lengths T must be > 0, got {ts[0]}; e.g. timesteps: [16, 32, 64].")
+    return ts
+
+
+def resolve_time_chunk(time_chunk: int | str, device: torch.device) -> int:
+    if time_chunk == "auto":
+        return AUTO_TIME_CHUNK.get(torch.device(device).type, 8)
+    if int(time_chunk) <= 0:
+        raise ValueError(f"time_chunk must be a positive int or 'auto', got {time_chunk!r}.")
+    return int(time_chunk)
+
+
+def reset_snn(snn: nn.Module) -> None:
+    """Clear every neuron's membrane potential and spike counts."""
+    for n in neurons(snn):
+        n.reset()
+
+
+@torch.no_grad()
+def simulate(
+    snn: nn.Module,
+    x: torch.Tensor,
+    timesteps: Sequence[int],
+    time_chunk: int | str = "auto",
+    record_spikes: bool = False,
+) -> torch.Tensor:
+    """Run ``snn`` on the constant input ``x`` up to ``max(timesteps)`` steps.
+
+    Args:
+        snn: from :func:`lightning_snn.conversion.convert`.
+        x: one batch of analog inputs ``[B, ...]`` (presented at every step).
+        timesteps: the T values at which to read the output.
+        time_chunk: steps folded into one forward pass (``"auto"``: per device type).
+        record_spikes: keep each neuron's total spike count (``neuron.spike_count``) after the
+            run, e.g. to compare firing rates with ANN activations.
+
+    Returns:
+        ``[len(timesteps), B, ...]``: the time-averaged output (sum of the readout over the
+        first T steps, divided by T) at each requested T, in sorted order of T.
+    """
+    ts = validate_timesteps(timesteps)
+    chunk = resolve_time_chunk(time_chunk, x.device)
+    batch = x.shape[0]
+    all_neurons = neurons(snn)
+    for n in all_neurons:
+        n.reset()
+        n.batch_size = batch
+        n.record_spikes = record_spikes
+    results: list[torch.Tensor] = []
+    total: torch.Tensor | None = None
+    t_done, next_i = 0, 0
+    try:
+        while t_done < ts[-1]:
+            steps = min(chunk, ts[-1] - t_done)
+            for n in all_neurons:
+                n.steps = steps
+            out = snn(x)
+            out = out.unsqueeze(0).expand(steps, *out.shape) if out.shape[0] == batch and steps > 1 else out
+            out = out.reshape(steps, batch, *out.shape[1:])
+            # read the requested T inside this chunk from a running (cumulative) sum
+            cumulative = out.cumsum(0) if total is None else out.cumsum(0) + total
+            while next_i < len(ts) and ts[next_i] <= t_done + steps:
+                results.append(cumulative[ts[next_i] - t_done - 1] / ts[next_i])
+                next_i += 1
+            total = cumulative[-1]
+            t_done += steps
+    finally:
+        for n in all_neurons:
+            n.v = None  # free the state; spike counts stay for the caller
+    return torch.stack(results)
+
+
+class SpikingEvaluator:
+    """Every SNN needed to read an ANN's conversion at a list of T, behind one call.
+
+    Membrane and no-shift modes need one SNN simulated once to ``T_max``; the bias mode
+    (Algorithm 1 exactly) shifts the bias by ``V_th/(2T)``, so it builds one SNN per T and
+    simulates each to its own T.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        thresholds: dict[str, float],
+        timesteps: Sequence[int],
+        shift: str = "membrane",
+        readout: str = "analog",
+        time_chunk: int | str = "auto",
+    ) -> None:
+        from lightning_snn.conversion import convert
+
+        self.timesteps = validate_timesteps(timesteps)
+        self.time_chunk = time_chunk
+        if shift == "bias":
+            self.snns = {t: convert(model, thresholds, "bias", t, readout) for t in self.timesteps}
+        else:
+            self.snns = {None: convert(model, thresholds, shift, None, readout)}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Time-averaged outputs ``[len(timesteps), B, ...]`` at each T."""
+        if None in self.snns:
+            return simulate(self.snns[None], x, self.timesteps, self.time_chunk)
+        return torch.cat([simulate(snn, x, [t], self.time_chunk) for t, snn in self.snns.items()])
