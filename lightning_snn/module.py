@@ -113,6 +113,24 @@ class ConversionModule(pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, self.test_acc, "test")
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint of another architecture with a message that says what to do."""
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in ("arch", "width", "num_classes"):
+            if key in saved and saved[key] != self.hparams.get(key):
+                raise ValueError(
+                    f"the checkpoint was trained with {key}={saved[key]!r}, but this model has "
+                    f"{key}={self.hparams.get(key)!r}: pass the checkpoint's settings (--model.{key} "
+                    f"{saved[key]}) or a checkpoint of this architecture."
+                )
+        own = self.state_dict()
+        mismatched = [k for k, v in checkpoint.get("state_dict", {}).items() if k in own and own[k].shape != v.shape]
+        if mismatched:
+            raise ValueError(
+                f"the checkpoint's tensors {mismatched[:5]} have other shapes than this model's: "
+                "it is a checkpoint of another architecture or width."
+            )
+
     # ---- optimisation --------------------------------------------------------------------
     def configure_optimizers(self):
         params = self.parameters()

@@ -101,3 +101,24 @@ def test_set_threshold_enabled_counts_modules():
 
     model = create_model("vgg11", width=0.0625)
     assert set_threshold_enabled(model, True) == 10  # 8 convs + 2 hidden FC layers
+
+
+def test_nan_loss_stops_training_with_a_clear_error(tmp_path):
+    module = ConversionModule(arch="vgg11", width=0.0625)
+    with torch.no_grad():
+        module.model.classifier[-1].weight.fill_(float("nan"))
+    batch = (torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,)))
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        module.training_step(batch, 0)
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    small = ConversionModule(arch="vgg11", width=0.0625)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, max_epochs=0, default_root_dir=tmp_path)
+    trainer.strategy.connect(small)
+    ckpt = tmp_path / "vgg11.ckpt"
+    trainer.save_checkpoint(ckpt)
+    with pytest.raises(ValueError, match="another architecture|arch="):
+        ConversionModule.load_from_checkpoint(ckpt, arch="vgg16")
+    with pytest.raises(ValueError, match="width"):
+        ConversionModule.load_from_checkpoint(ckpt, width=0.125)
