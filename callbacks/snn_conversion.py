@@ -20,7 +20,6 @@ import torch
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Subset
-from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_snn.conversion import OUTPUT_KEY, READOUTS, SHIFT_MODES, calibrate_thresholds
 from lightning_snn.metrics import AccuracyOverTime
@@ -149,8 +148,7 @@ class SNNConversion(pl.Callback):
             test_set = datamodule.test_set
             if self.max_test_samples is not None and self.max_test_samples < len(test_set):
                 test_set = Subset(test_set, range(self.max_test_samples))
-            num_classes = getattr(datamodule, "num_classes", None) or pl_module.hparams.num_classes
-            ann_acc = MulticlassAccuracy(num_classes=num_classes, average="micro").to(device)
+            ann_acc = AccuracyOverTime(1).to(device)  # exact counts, like the SNN's
             snn_acc = AccuracyOverTime(len(self.timesteps)).to(device)
             loader = self._loader(test_set, trainer, datamodule)
             t0 = time.perf_counter()
@@ -160,9 +158,9 @@ class SNNConversion(pl.Callback):
             for x, y in tqdm(loader, desc=f"SNN eval (T<={self.timesteps[-1]})", disable=not show, leave=False):
                 x, y = x.to(device), y.to(device)
                 with torch.no_grad():
-                    ann_acc.update(model(x), y)
+                    ann_acc.update(model(x).unsqueeze(0), y)
                 snn_acc.update(evaluator(x), y)
-            ann = float(ann_acc.compute())
+            ann = float(ann_acc.compute()[0])
             snn = snn_acc.compute().tolist()
             t_sim = time.perf_counter() - t0
         finally:
@@ -178,9 +176,9 @@ class SNNConversion(pl.Callback):
             "num_test_images": len(test_set),
             "calibration_images": len(calib),
             "calibration_seed": self.calibration_seed,
-            "ann_acc": 100.0 * ann,
-            "snn_acc": {str(t): 100.0 * a for t, a in zip(self.timesteps, snn, strict=True)},
-            "conversion_loss": {str(t): 100.0 * (ann - a) for t, a in zip(self.timesteps, snn, strict=True)},
+            "ann_acc": round(100.0 * ann, 6),
+            "snn_acc": {str(t): round(100.0 * a, 6) for t, a in zip(self.timesteps, snn, strict=True)},
+            "conversion_loss": {str(t): round(100.0 * (ann - a), 6) for t, a in zip(self.timesteps, snn, strict=True)},
             "thresholds": {k: v for k, v in thresholds.items() if k != OUTPUT_KEY},
             "output_threshold": thresholds.get(OUTPUT_KEY),
             "seconds": {"calibration": t_calib, "conversion": t_convert, "simulation": t_sim},

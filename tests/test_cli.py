@@ -12,7 +12,34 @@ import pytest
 
 from tests.conftest import REPO
 
-CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+CONFIG_DIR = REPO / "configs"
+BASE_DIR = CONFIG_DIR / "base"
+
+
+def config_stacks() -> list[list[Path]]:
+    """Every runnable config as the ``-c`` files it is used with.
+
+    Top-level files are self-contained; a file in ``configs/<dataset>/`` is an experiment
+    stacked on ``configs/base/<dataset>.yaml``; files in ``configs/base/`` only run stacked.
+    """
+    stacks = []
+    for path in sorted(CONFIG_DIR.rglob("*.yaml")):
+        rel = path.relative_to(CONFIG_DIR)
+        if rel.parts[0] == "base":
+            continue
+        stacks.append([path] if len(rel.parts) == 1 else [BASE_DIR / f"{rel.parts[0]}.yaml", path])
+    return stacks
+
+
+CONFIG_STACKS = config_stacks()
+
+#: experiment file suffix -> (source ANN activation, conversion shifts) of the paper's variants
+VARIANTS = {
+    "relu": ("relu", {"none"}),
+    "t": ("threshold_relu", {"none"}),
+    "s": ("relu", {"bias", "membrane"}),
+    "ts": ("threshold_relu", {"bias", "membrane"}),
+}
 
 
 def tiny_args(cifar10_dir, workdir: Path, timesteps="[4,16,64]") -> list[str]:
@@ -35,8 +62,8 @@ def tiny_args(cifar10_dir, workdir: Path, timesteps="[4,16,64]") -> list[str]:
     ]
 
 
-def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(REPO))
+def run_cli(args: list[str], cwd: Path, **env_overrides: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(REPO), **env_overrides)
     proc = subprocess.run(
         [sys.executable, str(REPO / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
     )
@@ -48,14 +75,43 @@ def results_files(root: Path) -> list[Path]:
     return sorted(root.rglob("snn_results.json"), key=lambda p: p.stat().st_mtime)
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
-def test_every_config_parses_and_builds(config, tmp_path):
-    from lightning_snn.cli import main
+def test_every_experiment_config_has_its_base_and_every_base_is_used():
+    for stack in CONFIG_STACKS:
+        assert stack[0].is_file(), f"{stack[-1]} needs its shared defaults {stack[0]}"
+    used = {stack[0] for stack in CONFIG_STACKS if len(stack) == 2}
+    assert used == set(BASE_DIR.glob("*.yaml"))
 
-    cli = main(["-c", str(config), f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
+
+@pytest.mark.parametrize("stack", CONFIG_STACKS, ids=lambda s: str(s[-1].relative_to(CONFIG_DIR)))
+def test_every_config_parses_and_builds(stack, tmp_path):
+    import yaml
+
+    from lightning_snn.cli import main
+    from tests.imagefolder import make_image_folder
+
+    args = [a for path in stack for a in ("-c", str(path))]
+    data_class = ""
+    for path in stack:
+        data_class = (yaml.safe_load(path.read_text()).get("data") or {}).get("class_path", data_class)
+    if "ImageNet" in data_class:  # no ImageNet here: a tiny generated ImageFolder stands in
+        args.append(f"--data.init_args.data_dir={make_image_folder(tmp_path / 'imagenet', train_per_class=1)}")
+    cli = main([*args, f"--trainer.logger.init_args.save_dir={tmp_path}"], run=False)
     assert cli.model.model is not None
     assert cli.model.hparams.num_classes == cli.datamodule.num_classes
-    assert any(type(cb).__name__ == "SNNConversion" for cb in cli.trainer.callbacks)
+    (snn,) = [cb for cb in cli.trainer.callbacks if type(cb).__name__ == "SNNConversion"]
+    dataset, variant = stack[0].stem, stack[-1].stem.rpartition("_")[2]
+    if len(stack) == 2:  # a paper experiment: the variant named in the file is the one built
+        activation, shifts = VARIANTS[variant]
+        assert cli.model.hparams.activation == activation
+        assert snn.shift in shifts
+        optimizer = cli.config.model.optimizer.init_args
+        assert (optimizer.lr, optimizer.momentum, optimizer.weight_decay) == (0.01, 0.9, 5.0e-4)
+    if dataset in ("cifar10", "cifar100") and len(stack) == 2:
+        assert cli.trainer.max_epochs == 300 and cli.model.hparams.relu_warmup_epochs == 20
+        assert cli.config.model.lr_scheduler.init_args.milestones == [180, 240, 270]
+        assert cli.config.data.init_args.batch_size == 128
+        assert cli.model.hparams.y_th == {"cifar10": 1.0, "cifar100": 2.0}[dataset]
+        assert (cli.model.hparams.init_from is not None) == (dataset == "cifar100")  # warm start from CIFAR-10
 
 
 def test_fit_then_test_gives_identical_snn_numbers(cifar10_dir, tmp_path):
@@ -155,6 +211,7 @@ def test_ddp_thresholds_and_accuracy_equal_one_process(cifar10_dir, tmp_path):
             "--trainer.accelerator=cpu",
         ],
         cwd=tmp_path,
+        OMP_NUM_THREADS="1",  # two ranks x two OpenMP threads on two cores spin-wait badly
     )
     ddp = json.loads(results_files(tmp_path)[-1].read_text())
     assert ddp["world_size"] == 2 and single["world_size"] == 1
