@@ -1,19 +1,21 @@
 """The command line: ``python train.py {fit,validate,test} -c configs/<experiment>.yaml``.
 
-LightningCLI over :class:`~lightning_snn.module.ConversionModule` and any CIFAR-style
-DataModule, with the conversion callback always present as the ``snn:`` section (its
-settings are evaluation-only, so ``test --ckpt_path`` never replaces them with the
-checkpoint's), the number of classes linked from the data to the model once, W&B offline
-by default, and the config saved into each run's own directory.
+LightningCLI over :class:`~lightning_snn.module.ConversionModule` and any DataModule with
+the CIFAR-style interface (``num_classes``, ``test_set``, ``calibration_set``: the CIFAR
+modules of :mod:`lightning_snn.data`, :class:`lightning_snn.imagenet.ImageNetDataModule`),
+with the conversion callback always present as the ``snn:`` section (its settings are
+evaluation-only, so ``test --ckpt_path`` never replaces them with the checkpoint's), the
+number of classes linked from the data to the model once, W&B offline by default, and the
+config saved into each run's own directory.
 """
 
 from __future__ import annotations
 
+import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
 from callbacks.snn_conversion import SNNConversion, run_dir
-from lightning_snn.data import CIFARDataModule
 from lightning_snn.module import ConversionModule
 
 TRAINER_DEFAULTS = {
@@ -47,7 +49,7 @@ def main(args=None, run: bool = True) -> SNNLightningCLI:
     """Parse ``args`` (default: ``sys.argv``) and run the subcommand; finish the W&B run after."""
     cli = SNNLightningCLI(
         ConversionModule,
-        CIFARDataModule,
+        pl.LightningDataModule,  # any subclass, e.g. lightning_snn.data.CIFAR10DataModule
         subclass_mode_data=True,
         save_config_callback=RunDirSaveConfig,
         save_config_kwargs={"save_to_log_dir": False},

@@ -17,11 +17,13 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
+from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_snn.activations import ACTIVATIONS, set_threshold_enabled
 from lightning_snn.models import create_model
+from lightning_snn.warm_start import load_except_head
 
 
 class ConversionModule(pl.LightningModule):
@@ -38,6 +40,12 @@ class ConversionModule(pl.LightningModule):
         model_kwargs: further keyword arguments of the model constructor (dropout, ...).
         optimizer: optimizer factory; default SGD(lr=0.01, momentum=0.9, weight_decay=5e-4).
         lr_scheduler: scheduler factory (stepped per epoch); default none.
+        init_from: warm start: a Lightning ``.ckpt`` or plain state-dict file of a model of
+            the same arch and width, loaded at the start of ``fit`` (in ``setup``, so a
+            resumed run's ``--ckpt_path`` still wins and ``test`` never needs the file); the
+            paper starts CIFAR-100 from the CIFAR-10 weights. None = random initialisation.
+        init_skip_head: leave the output layer (the last ``nn.Linear``) out of the warm start,
+            e.g. when the number of classes differs.
     """
 
     def __init__(
@@ -51,6 +59,8 @@ class ConversionModule(pl.LightningModule):
         model_kwargs: dict[str, Any] | None = None,
         optimizer: OptimizerCallable | None = None,
         lr_scheduler: LRSchedulerCallable | None = None,
+        init_from: str | None = None,
+        init_skip_head: bool = True,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -69,9 +79,29 @@ class ConversionModule(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.update_threshold(0)
+        self.warm_started_from: str | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    # ---- warm start ----------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.warm_start()
+
+    def warm_start(self) -> list[str]:
+        """Load ``init_from`` into the model (all but the output layer if ``init_skip_head``), once.
+
+        Returns the loaded keys (empty if there is nothing to load or it was loaded already).
+        """
+        path = self.hparams.init_from
+        if not path or self.warm_started_from == path:
+            return []
+        loaded = load_except_head(self.model, path, skip_head=self.hparams.init_skip_head)
+        self.update_threshold(0)  # the source run's warm-up switch state is not ours
+        self.warm_started_from = path
+        rank_zero_info(f"warm start: {len(loaded)} tensors loaded from {path}")
+        return loaded
 
     # ---- the ReLU warm-up ----------------------------------------------------------------
     def threshold_active(self, epoch: int) -> bool:

@@ -1,0 +1,157 @@
+"""The registered source ANNs: the paper's shapes, trainable end to end, convertible as they are."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_snn.activations import ThresholdReLU
+from lightning_snn.conversion import activation_layers, check_convertible
+from lightning_snn.models import MODELS, create_model
+from lightning_snn.models.resnet import BasicBlock
+
+PAPER_MODELS = {"cifarnet", "vgg16", "vgg16_1x1", "vgg16_imagenet", "resnet20"}
+#: activation modules per model: convs + hidden FCs (ResNet: 3 stem + 2 per block x 8 blocks)
+ACTIVATION_COUNT = {"cifarnet": 7, "vgg11": 10, "vgg13": 12, "vgg16": 15, "vgg16_1x1": 15, "vgg16_imagenet": 15}
+ACTIVATION_COUNT["resnet20"] = 3 + 2 * 8
+
+
+def input_size(name: str) -> int:
+    return 224 if name.endswith("imagenet") else 32
+
+
+def on_meta(name: str, **kwargs) -> nn.Module:
+    """A full-width model without allocating or initialising its weights (structure tests)."""
+    with torch.device("meta"):
+        return create_model(name, **kwargs)
+
+
+def convs(model: nn.Module) -> list[nn.Conv2d]:
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+
+
+def linears(model: nn.Module) -> list[nn.Linear]:
+    return [m for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def test_the_paper_models_are_registered():
+    assert PAPER_MODELS <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_forward_backward_and_convertible(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, width=1 / 16, activation="threshold_relu", y_th=1.5)
+    x = torch.randn(3, 3, input_size(name), input_size(name))
+    out = model(x)
+    assert out.shape == (3, 7)
+    F.cross_entropy(out, torch.tensor([0, 3, 6])).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, f"{pname} gets no gradient"
+        assert p.grad.abs().sum() > 0, f"{pname} gets a zero gradient"
+    check_convertible(model)  # activations are modules, no max pooling, no functional relu
+    acts = activation_layers(model)
+    assert len(acts) == ACTIVATION_COUNT[name]
+    assert all(isinstance(a, ThresholdReLU) and a.y_th == 1.5 for a in acts.values())
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("activation", ["relu", "threshold_relu"])
+def test_every_model_takes_the_activation_options(name, activation):
+    model = on_meta(name, width=1 / 16, activation=activation, y_th=2.0, activation_shift=0.25)
+    acts = list(activation_layers(model).values())
+    assert acts and all(a.shift == 0.25 and a.y_th == 2.0 for a in acts)
+    # no activation outside the convertible modules (e.g. an nn.ReLU built elsewhere)
+    assert not any(isinstance(m, (nn.ReLU, nn.MaxPool2d, nn.BatchNorm2d)) for m in model.modules())
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_width_scales_every_layer(name):
+    full, eighth = on_meta(name, width=1.0), on_meta(name, width=0.125)
+    for a, b in zip(convs(full), convs(eighth), strict=True):
+        assert b.out_channels == max(1, round(a.out_channels / 8))
+    for a, b in zip(linears(full)[:-1], linears(eighth)[:-1], strict=True):
+        assert b.out_features == round(a.out_features / 8)
+    assert linears(full)[-1].out_features == linears(eighth)[-1].out_features
+
+
+def test_cifarnet_is_the_papers():
+    m = on_meta("cifarnet")
+    assert [c.out_channels for c in convs(m)] == [128, 256, 512, 1024, 512]
+    assert all(c.kernel_size == (3, 3) and c.padding == (1, 1) for c in convs(m))
+    assert [(lin.in_features, lin.out_features) for lin in linears(m)] == [(512 * 8 * 8, 1024), (1024, 512), (512, 10)]
+    assert sum(isinstance(x, nn.AvgPool2d) for x in m.modules()) == 2
+    assert not any(isinstance(x, nn.Dropout) for x in m.modules())  # dropout is optional, default off
+    with_dropout = on_meta("cifarnet", conv_dropout=0.2, fc_dropout=0.5)
+    assert sorted(d.p for d in with_dropout.modules() if isinstance(d, nn.Dropout)) == [0.2, 0.2, 0.5, 0.5]
+
+
+def test_vgg16_variants():
+    paper, authors = on_meta("vgg16"), on_meta("vgg16_1x1")
+    assert [c.kernel_size[0] for c in convs(paper)] == [3] * 13
+    assert [c.kernel_size[0] for c in convs(authors)] == [3] * 4 + [3, 3, 1] * 3
+    assert [c.kernel_size[0] for c in convs(on_meta("vgg16", one_by_one_last=True))] == [3] * 4 + [3, 3, 1] * 3
+
+    imagenet = on_meta("vgg16_imagenet")
+    assert [c.out_channels for c in convs(imagenet)] == [64, 64, 128, 128] + [256] * 3 + [512] * 6
+    assert sum(isinstance(x, nn.AvgPool2d) for x in imagenet.modules()) == 5
+    assert [(lin.in_features, lin.out_features) for lin in linears(imagenet)] == [
+        (512 * 7 * 7, 4096),
+        (4096, 4096),
+        (4096, 1000),
+    ]
+    assert [d.p for d in imagenet.modules() if isinstance(d, nn.Dropout)] == [0.5, 0.5]  # FC only
+
+
+def test_resnet20_is_sengupta_style():
+    m = on_meta("resnet20")
+    stem = [c for c in m.stem if isinstance(c, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0]) for c in stem] == [(3, 64, 3), (64, 64, 3), (64, 64, 3)]
+    assert isinstance(m.stem[-1], nn.AvgPool2d)
+    assert sum(isinstance(x, ThresholdReLU) for x in m.stem) == 3
+    blocks = [b for stage in m.layers for b in stage]
+    assert len(blocks) == 8 and all(isinstance(b, BasicBlock) for b in blocks)
+    first_convs = [b.residual[0] for b in blocks]
+    assert [c.out_channels for c in first_convs] == [64, 64, 128, 128, 256, 256, 512, 512]
+    assert [c.stride[0] for c in first_convs] == [1, 1, 2, 1, 2, 1, 2, 1]
+    assert all(isinstance(b.act_out, ThresholdReLU) for b in blocks)  # the activation after the add
+    # default: identity where the shape is unchanged, a strided 1x1 conv where it changes
+    kinds = [type(b.shortcut).__name__ for b in blocks]
+    assert kinds == ["Identity", "Identity", "Conv2d", "Identity", "Conv2d", "Identity", "Conv2d", "Identity"]
+    assert all(b.shortcut.kernel_size == (1, 1) for b in blocks if isinstance(b.shortcut, nn.Conv2d))
+    assert [b.shortcut.stride[0] for b in blocks if isinstance(b.shortcut, nn.Conv2d)] == [2, 2, 2]
+    assert all(
+        isinstance(b.shortcut, nn.Conv2d) for stage in on_meta("resnet20", shortcut="conv").layers for b in stage
+    )
+    assert [(lin.in_features, lin.out_features) for lin in linears(m)] == [(512 * 2 * 2, 10)]
+    assert not any(isinstance(x, nn.BatchNorm2d) for x in m.modules())
+    with pytest.raises(ValueError, match="shortcut"):
+        create_model("resnet20", width=1 / 16, shortcut="projection")
+
+
+def test_conv_init_is_sengupta():
+    """Conv weights ~ N(0, sqrt(2 / (k^2 n))), n = output channels; zero biases."""
+    torch.manual_seed(0)
+    m = create_model("resnet20")
+    for conv in (m.stem[0], m.layers[3][0].residual[0], m.layers[3][0].shortcut):
+        k, n = conv.kernel_size[0], conv.out_channels
+        assert conv.weight.std().item() == pytest.approx(math.sqrt(2.0 / (k * k * n)), rel=0.1)
+        assert abs(conv.weight.mean().item()) < 0.1 * conv.weight.std().item()
+        assert torch.all(conv.bias == 0)
+
+
+def test_a_functional_relu_after_the_add_is_refused():
+    class FunctionalBlock(BasicBlock):
+        def forward(self, x):
+            return F.relu(self.residual(x) + self.shortcut(x))
+
+    model = create_model("resnet20", width=1 / 16)
+    old = model.layers[0][0]
+    model.layers[0][0] = FunctionalBlock(4, 4, 1, lambda: ThresholdReLU(), 0.0, "identity_when_possible")
+    assert old.residual[0].out_channels == 4
+    with pytest.raises(TypeError, match="functionally"):
+        check_convertible(model)
