@@ -23,8 +23,12 @@ from torch import nn
 from lightning_snn.conversion import neurons
 
 #: time_chunk chosen by ``"auto"`` per device type; measured by benchmarks/simulation_speed.py
-#: (docs/BENCHMARKS.md). Folding more steps helps on GPUs, where larger kernels win.
-AUTO_TIME_CHUNK = {"cpu": 4, "cuda": 32}
+#: (docs/BENCHMARKS.md). CPU: at the callback's evaluation batch (256; 128 too) one step per
+#: chunk was fastest -- folded tensors of chunk x batch rows fall out of cache and cost fresh
+#: pages; folding pays only at small batches (best where a chunk's largest activation is
+#: ~8-16 MB, e.g. chunk 4 at full width, batch 8). CUDA:
+#: larger kernels win (not yet measured here; benchmarks/gpu.sh sweeps it).
+AUTO_TIME_CHUNK = {"cpu": 1, "cuda": 32}
 
 
 def validate_timesteps(timesteps: Sequence[int]) -> list[int]:

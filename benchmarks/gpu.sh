@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The GPU check, prepared to finish in under 8 minutes on one H100/H200 with no network:
+#   1. the simulation benchmark at full width (our engine with a time_chunk sweep up to 256,
+#      the per-step loops, SpikingJelly if importable, T x ANN forward, the T curve), twice:
+#      batch 128 (all rows, with torch.profiler) and batch 16 (ours + ANN only);
+#   2. a short training run of full-width VGG-16 on a CIFAR-10 subset (2 epochs), ending in
+#      the conversion callback (calibrate -> convert -> SNN accuracy at every T).
+#
+# Once, on a machine with the data and network (from the repository root):
+#   bash benchmarks/prepare_gpu_payload.sh     # -> .device_data/cifar10_subset, .whl/*.whl
+# Then on the GPU machine, from the repository root:
+#   bash benchmarks/gpu.sh                      # results in $OUT, else ./gpu_results
+# Smoke test on CPU at tiny sizes (synthetic data if the subset is missing, ~1 min):
+#   DEVICE=cpu TINY=1 OUT=/tmp/gpu_smoke bash benchmarks/gpu.sh
+#
+# Environment: OUT (results folder), DEVICE (cuda | cpu, default cuda), TINY=1 (tiny sizes),
+#   PYTHON (default: python3), SUBSET_DIR (default .device_data/cifar10_subset),
+#   WHEEL_DIR (default .whl: wheels installed with --no-index when present),
+#   SIM_TIMEOUT / SIM2_TIMEOUT / TRAIN_TIMEOUT (seconds per step).
+# Every step runs under `timeout`; a failed step is reported and the next one still runs.
+# Outputs (flat, at most 8 files): env.txt, gpu.log, sim_b*.json, train_snn_results.json,
+#   train_metrics.csv, summary.txt.
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+OUT="${OUT:-$ROOT/gpu_results}"
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+DEVICE="${DEVICE:-cuda}"
+TINY="${TINY:-0}"
+PY="${PYTHON:-python3}"
+SUBSET_DIR="${SUBSET_DIR:-$ROOT/.device_data/cifar10_subset}"
+WHEEL_DIR="${WHEEL_DIR:-$ROOT/.whl}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/lsnn_gpu.XXXXXX")"
+export PYTHONUNBUFFERED=1 WANDB_MODE=offline WANDB_SILENT=true
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+exec > >(tee -a "$OUT/gpu.log") 2>&1
+TEE_PID=$!
+START=$(date +%s)
+declare -a STATUS=()
+FAILED=0
+
+step() {  # step NAME TIMEOUT CMD...: run, time and record the exit status of one step
+    local name="$1" limit="$2"
+    shift 2
+    echo
+    echo "=== $name (limit ${limit}s) $(date -u +%H:%M:%S) ==="
+    local t0=$SECONDS
+    timeout --kill-after=10 "$limit" "$@"
+    local rc=$?
+    echo "=== $name: exit $rc after $((SECONDS - t0)) s ==="
+    STATUS+=("$name: exit $rc, $((SECONDS - t0)) s")
+    [ $rc -eq 0 ] || FAILED=$((FAILED + 1))
+    return $rc
+}
+
+# ---- packages missing on a bare machine (jsonargparse for the CLI, spikingjelly), from wheels ----
+if compgen -G "$WHEEL_DIR/*.whl" >/dev/null; then
+    echo "installing $(ls "$WHEEL_DIR"/*.whl | wc -l) wheels from $WHEEL_DIR (no index)"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$WORK/site" \
+        "$WHEEL_DIR"/*.whl && export PYTHONPATH="$PYTHONPATH:$WORK/site"
+fi
+
+# ---- the machine ----------------------------------------------------------------------------
+{
+    date -u
+    uname -a
+    uptime
+    command -v nvidia-smi >/dev/null && nvidia-smi
+    "$PY" - <<'EOF'
+import importlib, os, sys, torch
+print("python", sys.version.split()[0], "torch", torch.__version__, "threads", torch.get_num_threads(), "cpus", os.cpu_count())
+if torch.cuda.is_available():
+    print("gpu", torch.cuda.get_device_name(0), "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(),
+          "cudnn.allow_tf32", torch.backends.cudnn.allow_tf32, "matmul.allow_tf32", torch.backends.cuda.matmul.allow_tf32)
+for name in ("pytorch_lightning", "torchmetrics", "jsonargparse", "spikingjelly", "wandb"):
+    try:
+        print(name, getattr(importlib.import_module(name), "__version__", "?"))
+    except Exception as exc:
+        print(name, "MISSING:", type(exc).__name__, exc)
+EOF
+} 2>&1 | tee "$OUT/env.txt"
+
+# ---- 1. the simulation benchmark ------------------------------------------------------------------
+if [ "$TINY" = "1" ]; then
+    SIM_A=(--width 0.0625 --batch-size 2 --T 4 --repeats 1 --chunks 1,2,4)
+    SIM_B=(--width 0.0625 --batch-size 1 --T 4 --repeats 1 --chunks 1,4 --methods ours,ann)
+else
+    SIM_A=(--width 1.0 --batch-size 128 --T 256 --repeats 3 --chunks 1,2,4,8,16,32,64,128,256 --profile)
+    SIM_B=(--width 1.0 --batch-size 16 --T 256 --repeats 3 --chunks 1,4,16,64,256 --methods ours,ann)
+fi
+step "simulation benchmark, batch ${SIM_A[3]}" "${SIM_TIMEOUT:-210}" \
+    "$PY" benchmarks/simulation_speed.py --device "$DEVICE" "${SIM_A[@]}" --json "$OUT/sim_b${SIM_A[3]}.json"
+step "simulation benchmark, batch ${SIM_B[3]}" "${SIM2_TIMEOUT:-60}" \
+    "$PY" benchmarks/simulation_speed.py --device "$DEVICE" "${SIM_B[@]}" --json "$OUT/sim_b${SIM_B[3]}.json"
+
+# ---- 2. a short training run of full-width VGG-16 on a CIFAR-10 subset ----------------------------
+if [ "$TINY" = "1" ]; then
+    if [ ! -f "$SUBSET_DIR/train.npz" ]; then
+        SUBSET_DIR="$WORK/cifar10_synthetic"
+        "$PY" benchmarks/make_cifar_subset.py --synthetic --out "$SUBSET_DIR" --train 128 --test 32
+    fi
+    TRAIN=(--model.width 0.0625 --trainer.max_epochs 1 --model.relu_warmup_epochs 0
+        --trainer.limit_train_batches 2 --trainer.limit_val_batches 1 --data.init_args.batch_size 32
+        --data.init_args.num_workers 0 --snn.timesteps "[4, 8]" --snn.max_test_samples 16
+        --snn.calibration_samples 32 --model.lr_scheduler.init_args.T_max 1)
+else
+    if [ ! -f "$SUBSET_DIR/train.npz" ]; then
+        SRC="${LIGHTNING_SNN_CIFAR10:-$ROOT/../shared/data/cifar10}"
+        [ -f "$SRC/train.npz" ] && "$PY" benchmarks/make_cifar_subset.py --src "$SRC" --out "$SUBSET_DIR"
+    fi
+    TRAIN=(--model.width 1.0 --trainer.max_epochs 2 --model.relu_warmup_epochs 1
+        --data.init_args.num_workers 4 --snn.max_test_samples 1000 --snn.calibration_samples 2000
+        --model.lr_scheduler.init_args.T_max 2)
+fi
+ACCEL=$([ "$DEVICE" = "cuda" ] && echo gpu || echo cpu)
+if [ -f "$SUBSET_DIR/train.npz" ]; then
+    step "training: VGG-16 ${TRAIN[1]} width on $(basename "$SUBSET_DIR")" "${TRAIN_TIMEOUT:-170}" \
+        "$PY" train.py fit -c configs/quickstart.yaml \
+        --data.init_args.data_dir "$SUBSET_DIR" --data.init_args.download false \
+        --model.arch vgg16 --trainer.accelerator "$ACCEL" --trainer.devices 1 \
+        --trainer.enable_checkpointing false --trainer.enable_progress_bar false \
+        --trainer.default_root_dir "$WORK/train" \
+        --trainer.logger pytorch_lightning.loggers.CSVLogger --trainer.logger.save_dir "$WORK/train" \
+        "${TRAIN[@]}"
+    # deep log folders do not come back from the device machine: copy the results up
+    RES=$(find "$WORK/train" -name snn_results.json | head -n 1)
+    MET=$(find "$WORK/train" -name metrics.csv | head -n 1)
+    [ -n "$RES" ] && cp "$RES" "$OUT/train_snn_results.json"
+    [ -n "$MET" ] && cp "$MET" "$OUT/train_metrics.csv"
+else
+    echo "NOTE: no CIFAR-10 subset at $SUBSET_DIR (run benchmarks/prepare_gpu_payload.sh): training skipped"
+    STATUS+=("training: skipped (no data)")
+fi
+
+{
+    echo "gpu.sh on $DEVICE (TINY=$TINY), $(($(date +%s) - START)) s in all"
+    printf '%s\n' "${STATUS[@]}"
+    for f in "$OUT"/sim_b*.json; do
+        [ -f "$f" ] && "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1].rsplit('/',1)[-1], json.dumps(d['ratios']))" "$f"
+    done
+    [ -f "$OUT/train_snn_results.json" ] && "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print('ANN acc', d['ann_acc'], 'SNN acc', d['snn_acc'], 'seconds', d['seconds'])" "$OUT/train_snn_results.json"
+} | tee "$OUT/summary.txt"
+rm -rf "$WORK"
+exec 1>&- 2>&- # close our end of the log pipe, so tee writes everything before we return
+wait "$TEE_PID" 2>/dev/null || true
+exit "$FAILED"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# What benchmarks/gpu.sh needs on a GPU machine with no network, made here (with data and network):
+#   .device_data/cifar10_subset/  the first 10000 train + 2000 test CIFAR-10 images (~37 MB)
+#   .whl/                         wheels of the packages the bare GPU image lacks (jsonargparse and
+#                                 its signature extras for the CLI; spikingjelly and loguru for the
+#                                 SpikingJelly rows), for Python 3.12 (the GPU image's python3)
+# Both folders are git-ignored; pass them along, e.g. `carry: [".device_data", ".whl"]`.
+# Usage (from the repository root):  bash benchmarks/prepare_gpu_payload.sh
+# Environment: PYTHON (default python3), LIGHTNING_SNN_CIFAR10 (default ../shared/data/cifar10),
+#   WHEEL_DIR (default .whl), SUBSET_DIR (default .device_data/cifar10_subset), PY_VERSION (3.12).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+WHEEL_DIR="${WHEEL_DIR:-$ROOT/.whl}"
+SUBSET_DIR="${SUBSET_DIR:-$ROOT/.device_data/cifar10_subset}"
+SRC="${LIGHTNING_SNN_CIFAR10:-$ROOT/../shared/data/cifar10}"
+
+"$PY" benchmarks/make_cifar_subset.py --src "$SRC" --out "$SUBSET_DIR" --train 10000 --test 2000
+
+# pure-Python wheels, pinned to the versions the benchmarks were run with
+"$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "${PY_VERSION:-3.12}" \
+    --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d "$WHEEL_DIR" \
+    "jsonargparse==4.53.0" "docstring-parser==0.18.0" "typeshed-client==2.15.0" \
+    "spikingjelly==2.0.0" "loguru"
+ls -la "$WHEEL_DIR"
+du -sh "$SUBSET_DIR" "$WHEEL_DIR"

@@ -1,0 +1,130 @@
+"""Smoke tests of the benchmark scripts at tiny sizes: they run, write the keys the docs read,
+and the engines they time agree. No timing is asserted (timings go to docs/BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(args: list[str], timeout: int = 240, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.run(args, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "sim.json"
+    args = "--width 0.0625 --batch-size 2 --T 4 --repeats 1 --chunks 1,4 --dtype float64".split()
+    proc = run_script([sys.executable, str(BENCH / "simulation_speed.py"), *args, "--json", str(out)])
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_simulation_speed_writes_every_row_and_ratio(tiny_result):
+    result, stdout = tiny_result
+    assert {"config", "machine", "times_s", "ratios", "checks", "load_average", "notes"} <= set(result)
+    times = result["times_s"]
+    expected_rows = {
+        "ours_auto",
+        "ours_chunk_1",
+        "ours_chunk_4",
+        "reference_naive",
+        "ann_forward_x_T",
+        "ann_forward",
+        "curve_one_pass",
+        "curve_per_T_runs",
+    }
+    assert expected_rows <= set(times)
+    assert all(times[k]["median"] > 0 for k in times)
+    assert times["ours_auto"]["time_chunk"] == result["config"]["auto_time_chunk"]
+    assert result["config"]["curve_timesteps"][-1] == 4
+    for key in ("ours_over_T_x_ann_forward", "curve_one_pass_over_one_T_max_run", "curve_one_pass_over_per_T_runs"):
+        assert result["ratios"][key] > 0
+    assert {"cpu_model", "torch_num_threads", "torch", "python", "spikingjelly"} <= set(result["machine"])
+    assert "| ours_auto" in stdout and "| target |" in stdout
+
+
+def test_simulation_speed_engines_agree(tiny_result):
+    result, _ = tiny_result
+    checks = result["checks"]
+    assert checks["ours_vs_reference"]["predictions_equal"]
+    assert checks["ours_vs_reference"]["max_abs_diff"] < 1e-9
+    assert checks["ours_chunked_vs_per_step"]["predictions_equal"]
+    assert checks["curve_equals_per_T_runs"]
+
+
+def test_spikingjelly_rows_or_a_note(tiny_result):
+    result, _ = tiny_result
+    if result["machine"]["spikingjelly"] is None:
+        assert any("spikingjelly is not installed" in n for n in result["notes"])
+        return
+    assert "spikingjelly_single_step" in result["times_s"]
+    assert "throughput_ours_over_spikingjelly_single_step" in result["ratios"]
+    # same weights and thresholds; SpikingJelly's IF starts at 0 like our shift="none"
+    assert result["checks"]["spikingjelly_vs_ours_noshift"]["predictions_equal"]
+    assert "spikingjelly_multi_step" in result["times_s"] or any("multi-step" in n for n in result["notes"])
+
+
+def test_curve_timesteps_are_powers_of_two_up_to_T():
+    bench = load_script("simulation_speed")
+    assert bench.curve_timesteps(512) == [16, 32, 64, 128, 256, 512]
+    assert bench.curve_timesteps(100) == [16, 32, 64, 100]
+    assert bench.curve_timesteps(4) == [1, 2, 4]
+
+
+def test_make_cifar_subset_keeps_the_layout(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 20), ("test", 10)):
+        images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+        np.savez(src / f"{split}.npz", images=images, labels=np.arange(n) % 10)
+    subset = load_script("make_cifar_subset")
+    counts = subset.make_subset(src, tmp_path / "out", train=5, test=3)
+    assert counts == {"train": 5, "test": 3}
+    with np.load(tmp_path / "out" / "train.npz") as f, np.load(src / "train.npz") as g:
+        assert f["images"].dtype == np.uint8 and f["images"].shape == (5, 32, 32, 3)
+        assert f["labels"].dtype == np.int64
+        np.testing.assert_array_equal(f["images"], g["images"][:5])
+    from lightning_snn.data import CIFAR10DataModule
+
+    dm = CIFAR10DataModule(str(tmp_path / "out"), download=False, num_workers=0)
+    dm.setup("fit")
+    assert len(dm.train_set) == 5 and len(dm.test_set) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and timeout")
+def test_gpu_script_runs_tiny_on_cpu(tmp_path):
+    out = tmp_path / "gpu_results"
+    env = {"DEVICE": "cpu", "TINY": "1", "OUT": str(out), "PYTHON": sys.executable}
+    env["SUBSET_DIR"] = str(tmp_path / "no_subset")  # forces the synthetic data path
+    run_script(["bash", str(BENCH / "gpu.sh")], timeout=400, env=env)
+    files = {p.name for p in out.iterdir()}
+    assert {"env.txt", "gpu.log", "sim_b2.json", "sim_b1.json", "summary.txt", "train_snn_results.json"} <= files
+    assert all(p.is_file() for p in out.iterdir())  # flat: what comes back from the device machine
+    assert len(files) <= 8
+    sim = json.loads((out / "sim_b2.json").read_text())
+    assert sim["checks"]["ours_vs_reference"]["predictions_equal"]
+    train = json.loads((out / "train_snn_results.json").read_text())
+    assert set(train["snn_acc"]) == {"4", "8"}
