@@ -160,8 +160,8 @@ class SNNConversion(pl.Callback):
                 with torch.no_grad():
                     ann_acc.update(model(x).unsqueeze(0), y)
                 snn_acc.update(evaluator(x), y)
-            ann = float(ann_acc.compute()[0])
-            snn = snn_acc.compute().tolist()
+            ann = float(ann_acc.compute().reshape(-1)[0])  # torchmetrics squeezes one-element results
+            snn = snn_acc.compute().reshape(-1).tolist()
             t_sim = time.perf_counter() - t0
         finally:
             model.train(was_training)

@@ -12,6 +12,10 @@ import torch
 from torch import nn
 
 
+def _sync_enabled(module: ThresholdReLU, _incompatible_keys) -> None:
+    module._enabled = bool(module.threshold_enabled)
+
+
 class ThresholdReLU(nn.Module):
     """``clamp(x, 0, y_th)`` when the threshold is enabled, ``relu(x)`` otherwise.
 
@@ -32,19 +36,24 @@ class ThresholdReLU(nn.Module):
         self.y_th = float(y_th)
         self.shift = float(shift)
         self.register_buffer("threshold_enabled", torch.tensor(bool(enabled)))
+        # A Python mirror of the buffer: reading a CUDA buffer in forward would sync the GPU
+        # once per activation per step. The buffer stays the truth saved in checkpoints.
+        self._enabled = bool(enabled)
+        self.register_load_state_dict_post_hook(_sync_enabled)
 
     def set_threshold_enabled(self, enabled: bool) -> None:
         self.threshold_enabled.fill_(bool(enabled))
+        self._enabled = bool(enabled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.shift:
             x = x - self.shift
-        if bool(self.threshold_enabled):
+        if self._enabled:
             return torch.clamp(x, 0.0, self.y_th)
         return torch.relu(x)
 
     def extra_repr(self) -> str:
-        return f"y_th={self.y_th}, shift={self.shift}, threshold_enabled={bool(self.threshold_enabled)}"
+        return f"y_th={self.y_th}, shift={self.shift}, threshold_enabled={self._enabled}"
 
 
 #: Activation modules the converter turns into IF neurons.

@@ -38,6 +38,7 @@ def test_switch_state_is_saved_in_the_state_dict():
     fresh = ThresholdReLU(1.0, enabled=False)
     fresh.load_state_dict(act.state_dict())
     assert bool(fresh.threshold_enabled)
+    assert fresh(torch.tensor([3.0])).item() == 1.0  # the forward follows the loaded switch
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0])
