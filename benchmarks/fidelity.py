@@ -115,34 +115,45 @@ def evaluate(args, module: ConversionModule) -> dict:
     return out
 
 
-def claims(results: dict) -> list[str]:
+def claims(results: dict, n_images: int) -> list[str]:
     """The paper's qualitative claims, checked on our numbers (loss = ANN acc - SNN acc)."""
 
     def loss(src, shift, t):
         return results[src]["ann_acc"] - results[src]["snn_acc"][shift][t]
 
+    def mean_loss(key, ts):
+        return sum(loss(key[0], key[1], t) for t in ts) / len(ts)
+
+    step = 100.0 / n_images
     short = [t for t in TIMESTEPS if t <= 32]
-    ts_short = sum(loss("threshold", "bias", t) for t in short) / len(short)
-    others_short = {
-        k: sum(loss(k[0], k[1], t) for t in short) / len(short) for k in VARIANTS if k != ("threshold", "bias")
-    }
-    best_other = min(others_short, key=others_short.get)
-    c1 = ts_short <= others_short[best_other]
+    with_shift = [("threshold", "bias"), ("threshold", "membrane")]
+    best_ts = min(with_shift, key=lambda k: mean_loss(k, short))
+    others = {k: mean_loss(k, short) for k in VARIANTS if k not in with_shift}
+    best_other = min(others, key=others.get)
+    c1 = mean_loss(best_ts, short) < others[best_other]
     long_t = [t for t in TIMESTEPS if t >= 256]
-    t_long = sum(loss("threshold", "none", t) for t in long_t) / len(long_t)
-    ts_long = sum(loss("threshold", "bias", t) for t in long_t) / len(long_t)
+    t_long, ts_long = mean_loss(("threshold", "none"), long_t), mean_loss(("threshold", "bias"), long_t)
     c2 = t_long <= ts_long
-    relu_512 = loss("relu", "none", 512)
+    relu_512, relu_256 = loss("relu", "none", 512), loss("relu", "none", 256)
     thr_512 = loss("threshold", "none", 512)
-    relu_256 = loss("relu", "none", 256)
-    c3 = relu_512 > thr_512 and abs(relu_512 - relu_256) < max(0.5, abs(relu_256) / 2)
+    residual = relu_512 > thr_512 + step
+    plateau = abs(relu_512 - relu_256) <= 2 * step
+    verdict3 = (
+        "holds"
+        if residual and plateau
+        else "partly: a larger residual loss at T=512, but no plateau yet (still falling)"
+        if residual
+        else "does not hold"
+    )
     return [
+        f"One test image is {step:.2f} points here: differences of a few tenths are noise.",
+        "",
         f"1. Threshold + shift has the smallest loss at short T (T <= 32): **{'holds' if c1 else 'does not hold'}** "
-        f"(mean loss TS {ts_short:.2f} pts; best other variant {VARIANTS[best_other]!r} "
-        f"{others_short[best_other]:.2f} pts).",
+        f"(mean loss, best threshold+shift variant {VARIANTS[best_ts]!r}: {mean_loss(best_ts, short):.2f} pts; "
+        f"best variant without both: {VARIANTS[best_other]!r}: {others[best_other]:.2f} pts).",
         f"2. Threshold alone is best at long T (T >= 256): **{'holds' if c2 else 'does not hold'}** "
         f"(mean loss T {t_long:.2f} pts vs TS {ts_long:.2f} pts).",
-        f"3. Plain ReLU converges to a plateau with a residual loss: **{'holds' if c3 else 'does not hold'}** "
+        f"3. Plain ReLU converges to a plateau with a residual loss: **{verdict3}** "
         f"(ReLU no-shift loss {relu_256:.2f} pts at T=256, {relu_512:.2f} at T=512; threshold ReLU "
         f"{thr_512:.2f} at T=512).",
     ]
@@ -197,7 +208,8 @@ def write_doc(args, results: dict, doc: Path, png: Path, command: str) -> None:
         f"- SNN accuracy on the **first {args.test_samples} test images** (fixed subset); the ANN accuracy is on "
         "the same images. Analog readout.",
         f"- Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}.",
+        f"torch {torch.__version__}. Wall times below were taken with other jobs on the machine: "
+        "they are not benchmarks (see docs/BENCHMARKS.md for those).",
         "",
         "## Source ANNs",
         "",
@@ -238,7 +250,7 @@ def write_doc(args, results: dict, doc: Path, png: Path, command: str) -> None:
         "",
         "## The paper's qualitative claims, checked on these numbers",
         "",
-        *claims(results),
+        *claims(results, args.test_samples),
         "",
         "Time to evaluate all 7 T on the test subset (both ANNs): "
         + ", ".join(
@@ -249,6 +261,12 @@ def write_doc(args, results: dict, doc: Path, png: Path, command: str) -> None:
         "",
     ]
     doc.write_text("\n".join(lines))
+
+
+def _command(args) -> str:
+    return "python benchmarks/fidelity.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("width", "epochs", "test_samples")
+    )
 
 
 def main() -> None:
@@ -266,16 +284,30 @@ def main() -> None:
     p.add_argument("--test-samples", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=250)
     p.add_argument("--tiny", action="store_true", help="smoke test: 1 epoch on 256 images, 64 test images")
+    p.add_argument("--from-json", default=None, help="rewrite the doc and plot from a previous run's JSON")
     args = p.parse_args()
+    if args.from_json:
+        saved = json.loads(Path(args.from_json).read_text())
+        for k, v in saved["args"].items():
+            if k not in ("from_json", "out_dir"):
+                setattr(args, k, v)
+        results = saved["results"]
+        for r in results.values():  # JSON turned the T keys into strings
+            r["snn_acc"] = {shift: {int(t): a for t, a in accs.items()} for shift, accs in r["snn_acc"].items()}
+        out = Path(args.out_dir)
+        stem = "RESULTS" if not args.tiny else "RESULTS_tiny"
+        png = out / f"{stem.lower()}_acc_vs_T.png"
+        plot(results, png)
+        write_doc(args, results, out / f"{stem}.md", png, _command(args))
+        print(f"rewrote {out / (stem + '.md')} from {args.from_json}")
+        return
     if args.tiny:
         args.width, args.epochs, args.warmup = 0.0625, 1, 0
         args.train_samples, args.calibration_samples, args.test_samples, args.batch_size = 256, 128, 64, 64
     work, out = Path(args.work_dir), Path(args.out_dir)
     work.mkdir(parents=True, exist_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/fidelity.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k in ("width", "epochs", "test_samples")
-    )
+    command = _command(args)
     results = {}
     for src in ("relu", "threshold"):
         print(f"== training the {src} source ANN", flush=True)
@@ -289,7 +321,7 @@ def main() -> None:
     plot(results, png)
     (out / f"{stem.lower()}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
     write_doc(args, results, out / f"{stem}.md", png, command)
-    print("\n".join(claims(results)))
+    print("\n".join(claims(results, args.test_samples)))
     if os.environ.get("WANDB_MODE", "offline") and not args.tiny:
         import wandb
 
