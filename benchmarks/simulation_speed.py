@@ -419,7 +419,7 @@ def run(args: argparse.Namespace) -> dict:
     T, B = args.T, args.batch_size
     model, thresholds, calib, x = build(args, device, dtype)
     ts = curve_timesteps(T, args.curve_min)
-    auto_chunk = resolve_time_chunk("auto", device)
+    auto_chunk = resolve_time_chunk("auto", device, B)
     result: dict = {
         "config": {
             "arch": args.arch,
@@ -429,7 +429,7 @@ def run(args: argparse.Namespace) -> dict:
             "repeats": args.repeats,
             "time_chunks": args.chunk_list,
             "auto_time_chunk": auto_chunk,
-            "AUTO_TIME_CHUNK": dict(AUTO_TIME_CHUNK),
+            "AUTO_TIME_CHUNK": {k: rule(B) for k, rule in AUTO_TIME_CHUNK.items()},
             "curve_timesteps": ts,
             "device": str(device),
             "dtype": args.dtype,

@@ -172,7 +172,7 @@ class SNNConversion(pl.Callback):
             "global_step": trainer.global_step,
             "shift": self.shift,
             "readout": self.readout,
-            "time_chunk": resolve_time_chunk(self.time_chunk, device),
+            "time_chunk": self.time_chunk,
             "num_test_images": len(test_set),
             "calibration_images": len(calib),
             "calibration_seed": self.calibration_seed,

@@ -22,13 +22,15 @@ from torch import nn
 
 from lightning_snn.conversion import neurons
 
-#: time_chunk chosen by ``"auto"`` per device type; measured by benchmarks/simulation_speed.py
-#: (docs/BENCHMARKS.md). CPU: at the callback's evaluation batch (256; 128 too) one step per
-#: chunk was fastest -- folded tensors of chunk x batch rows fall out of cache and cost fresh
-#: pages; folding pays only at small batches (best where a chunk's largest activation is
-#: ~8-16 MB, e.g. chunk 4 at full width, batch 8). CUDA:
-#: larger kernels win (not yet measured here; benchmarks/gpu.sh sweeps it).
-AUTO_TIME_CHUNK = {"cpu": 1, "cuda": 32}
+#: time_chunk chosen by ``"auto"``: ``(device type) -> (batch size -> steps per chunk)``,
+#: from the time_chunk sweeps of benchmarks/simulation_speed.py (docs/BENCHMARKS.md). On the
+#: CPU, batches of 128 and more run fastest one step per chunk (folded tensors of chunk x batch
+#: rows fall out of cache); smaller batches gain from folding (chunk 8 was within ~15% of the
+#: best chunk at batch 8, 32 and 64). On CUDA larger kernels win (benchmarks/gpu.sh sweeps it).
+AUTO_TIME_CHUNK = {
+    "cpu": lambda batch: 1 if batch >= 128 else 8,
+    "cuda": lambda batch: 32,
+}
 
 
 def validate_timesteps(timesteps: Sequence[int]) -> list[int]:
@@ -43,9 +45,12 @@ def validate_timesteps(timesteps: Sequence[int]) -> list[int]:
     return ts
 
 
-def resolve_time_chunk(time_chunk: int | str, device: torch.device) -> int:
+def resolve_time_chunk(time_chunk: int | str, device: torch.device, batch_size: int = 256) -> int:
+    """Steps per chunk: ``time_chunk`` itself, or for ``"auto"`` the measured choice for this
+    device type and batch size (:data:`AUTO_TIME_CHUNK`)."""
     if time_chunk == "auto":
-        return AUTO_TIME_CHUNK.get(torch.device(device).type, 8)
+        rule = AUTO_TIME_CHUNK.get(torch.device(device).type)
+        return rule(batch_size) if rule is not None else 8
     if int(time_chunk) <= 0:
         raise ValueError(f"time_chunk must be a positive int or 'auto', got {time_chunk!r}.")
     return int(time_chunk)
@@ -80,7 +85,7 @@ def simulate(
         first T steps, divided by T) at each requested T, in sorted order of T.
     """
     ts = validate_timesteps(timesteps)
-    chunk = resolve_time_chunk(time_chunk, x.device)
+    chunk = resolve_time_chunk(time_chunk, x.device, x.shape[0])
     batch = x.shape[0]
     all_neurons = neurons(snn)
     for n in all_neurons:

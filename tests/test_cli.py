@@ -219,3 +219,27 @@ def test_ddp_thresholds_and_accuracy_equal_one_process(cifar10_dir, tmp_path):
     assert ddp["output_threshold"] == single["output_threshold"]
     assert ddp["snn_acc"] == single["snn_acc"]
     assert ddp["ann_acc"] == single["ann_acc"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["cifarnet", "vgg16", "resnet20"])
+def test_each_paper_network_trains_and_converts_through_the_cli(arch, cifar10_dir, tmp_path):
+    """One short epoch of each CIFAR network of the paper, from its own config, end to end."""
+    configs = [str(REPO / "configs" / "base" / "cifar10.yaml"), str(REPO / "configs" / "cifar10" / f"{arch}_ts.yaml")]
+    run_cli(
+        [
+            "fit",
+            "-c",
+            configs[0],
+            "-c",
+            configs[1],
+            *tiny_args(cifar10_dir, tmp_path, timesteps="[8,32]"),
+            "--trainer.max_epochs=1",
+            "--model.relu_warmup_epochs=0",
+        ],
+        cwd=tmp_path,
+    )
+    (results,) = results_files(tmp_path)
+    r = json.loads(results.read_text())
+    assert r["shift"] == "bias" and set(r["snn_acc"]) == {"8", "32"}
+    assert len(r["thresholds"]) > 5

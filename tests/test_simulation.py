@@ -97,3 +97,11 @@ def test_bad_time_chunk_is_refused(small_snn):
     model, thresholds, x = small_snn
     with pytest.raises(ValueError, match="time_chunk"):
         simulate(convert(model, thresholds), x, [4], time_chunk=0)
+
+
+def test_auto_time_chunk_follows_device_and_batch():
+    from lightning_snn.simulation import resolve_time_chunk
+
+    assert resolve_time_chunk("auto", torch.device("cpu"), 256) == 1  # measured fastest at large batches
+    assert resolve_time_chunk("auto", torch.device("cpu"), 16) == 8
+    assert resolve_time_chunk(5, torch.device("cpu"), 16) == 5
