@@ -11,7 +11,7 @@
 # Then on the GPU machine, from the repository root:
 #   bash benchmarks/gpu.sh                      # results in $OUT, else ./gpu_results
 # Smoke test on CPU at tiny sizes (synthetic data if the subset is missing, ~1 min):
-#   DEVICE=cpu TINY=1 OUT=/tmp/gpu_smoke bash benchmarks/gpu.sh
+#   DEVICE=cpu TINY=1 OUT=gpu_smoke_out bash benchmarks/gpu.sh
 #
 # Environment: OUT (results folder), DEVICE (cuda | cpu, default cuda), TINY=1 (tiny sizes),
 #   PYTHON (default: python3), SUBSET_DIR (default .device_data/cifar10_subset),

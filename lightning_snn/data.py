@@ -50,6 +50,17 @@ class TensorImageDataset(Dataset):
         return (img.float() - self.mean) / self.std, self.labels[i]
 
 
+def seeded_subset(dataset: Dataset, num_samples: int | None, seed: int) -> Dataset:
+    """``num_samples`` items of ``dataset`` drawn with ``seed``, in index order (all if None)."""
+    n = len(dataset)
+    if num_samples is None or num_samples >= n:
+        return dataset
+    if num_samples <= 0:
+        raise ValueError(f"calibration_samples must be > 0, got {num_samples}.")
+    gen = torch.Generator().manual_seed(seed)
+    return Subset(dataset, torch.randperm(n, generator=gen)[:num_samples].sort().values.tolist())
+
+
 def load_npz_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``{split}.npz`` with uint8 HWC ``images`` and int ``labels`` -> (uint8 NCHW, int64)."""
     with np.load(data_dir / f"{split}.npz") as f:
@@ -190,13 +201,7 @@ class CIFARDataModule(pl.LightningDataModule):
         if not hasattr(self, "train_set"):
             self.setup("fit")
         base = TensorImageDataset(self.train_images, self.train_labels, self.mean, self.std, augment=False)
-        n = len(base)
-        if num_samples is None or num_samples >= n:
-            return base
-        if num_samples <= 0:
-            raise ValueError(f"calibration_samples must be > 0, got {num_samples}.")
-        gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
-        return Subset(base, torch.randperm(n, generator=gen)[:num_samples].sort().values.tolist())
+        return seeded_subset(base, num_samples, self.seed if seed is None else seed)
 
 
 class CIFAR10DataModule(CIFARDataModule):

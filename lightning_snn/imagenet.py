@@ -20,6 +20,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lightning_snn.data import seeded_subset
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SPLITS = ("train", "val")
 
@@ -176,10 +178,4 @@ class ImageNetDataModule(pl.LightningDataModule):
         if not hasattr(self, "train_set"):
             self.setup("fit")
         base = Subset(self._folder("train", self.eval_transform()), self._train_idx)
-        n = len(base)
-        if num_samples is None or num_samples >= n:
-            return base
-        if num_samples <= 0:
-            raise ValueError(f"calibration_samples must be > 0, got {num_samples}.")
-        gen = torch.Generator().manual_seed(self.seed if seed is None else seed)
-        return Subset(base, torch.randperm(n, generator=gen)[:num_samples].sort().values.tolist())
+        return seeded_subset(base, num_samples, self.seed if seed is None else seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from lightning_snn.activations import make_activation
-from lightning_snn.models.registry import register_model
+from lightning_snn.models.registry import check_model_args, register_model
 from lightning_snn.models.vgg import init_conversion_weights, scaled
 
 # "A" = 2x2 average pooling; an int = a 3x3 conv with that many output channels.
@@ -44,10 +44,7 @@ class CIFARNet(nn.Module):
         activation_shift: float = 0.0,
     ) -> None:
         super().__init__()
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}.")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        check_model_args(width, num_classes)
 
         def act() -> nn.Module:
             return make_activation(activation, y_th=y_th, shift=activation_shift)

@@ -24,3 +24,11 @@ def create_model(name: str, **kwargs) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; registered models: {sorted(MODELS)}.")
     return MODELS[name](**kwargs)
+
+
+def check_model_args(width: float, num_classes: int) -> None:
+    """The constructor arguments every registered model shares, checked once."""
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}.")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}.")

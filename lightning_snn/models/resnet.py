@@ -27,7 +27,7 @@ from __future__ import annotations
 from torch import nn
 
 from lightning_snn.activations import make_activation
-from lightning_snn.models.registry import register_model
+from lightning_snn.models.registry import check_model_args, register_model
 from lightning_snn.models.vgg import init_conversion_weights, scaled
 
 SHORTCUTS = ("identity_when_possible", "conv")
@@ -94,10 +94,7 @@ class ResNet(nn.Module):
         activation_shift: float = 0.0,
     ) -> None:
         super().__init__()
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}.")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        check_model_args(width, num_classes)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {list(SHORTCUTS)}.")
         if len(stage_channels) != len(stage_strides):

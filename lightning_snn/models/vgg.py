@@ -13,7 +13,7 @@ import math
 from torch import nn
 
 from lightning_snn.activations import make_activation
-from lightning_snn.models.registry import register_model
+from lightning_snn.models.registry import check_model_args, register_model
 
 # "A" = 2x2 average pooling; an int = a 3x3 conv with that many output channels.
 VGG_CONFIGS: dict[int, list] = {
@@ -72,10 +72,7 @@ class VGG(nn.Module):
         one_by_one_last: bool = False,
     ) -> None:
         super().__init__()
-        if width <= 0:
-            raise ValueError(f"width must be > 0, got {width}.")
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        check_model_args(width, num_classes)
 
         def act() -> nn.Module:
             return make_activation(activation, y_th=y_th, shift=activation_shift)
