@@ -221,7 +221,6 @@ def test_ddp_thresholds_and_accuracy_equal_one_process(cifar10_dir, tmp_path):
     assert ddp["ann_acc"] == single["ann_acc"]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["cifarnet", "vgg16", "resnet20"])
 def test_each_paper_network_trains_and_converts_through_the_cli(arch, cifar10_dir, tmp_path):
     """One short epoch of each CIFAR network of the paper, from its own config, end to end."""
