@@ -68,7 +68,46 @@ def load_npz_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tens
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels).long()
 
 
-class CIFARDataModule(pl.LightningDataModule):
+class ConversionDataModule(pl.LightningDataModule):
+    """What the conversion callback needs from a DataModule, shared by CIFAR and ImageNet:
+    loaders over ``train_set``/``val_set``/``test_set`` (set in ``setup``) and a fixed, seeded,
+    un-augmented ``calibration_set`` drawn from ``_calibration_base()``."""
+
+    batch_size: int
+    eval_batch_size: int
+    num_workers: int
+    seed: int
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size)
+
+    def _calibration_base(self) -> Dataset:
+        raise NotImplementedError
+
+    def calibration_set(self, num_samples: int | None = None, seed: int | None = None) -> Dataset:
+        """A fixed, seeded, un-augmented subset of the training images (all of them if None)."""
+        if not hasattr(self, "train_set"):
+            self.setup("fit")
+        return seeded_subset(self._calibration_base(), num_samples, self.seed if seed is None else seed)
+
+
+class CIFARDataModule(ConversionDataModule):
     """CIFAR-10/100 for conversion experiments.
 
     Args:
@@ -176,32 +215,8 @@ class CIFARDataModule(pl.LightningDataModule):
         else:
             self.val_set = self.test_set
 
-    # ---- loaders -------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            drop_last=False,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
-
-    def calibration_set(self, num_samples: int | None = None, seed: int | None = None) -> Dataset:
-        """A fixed, seeded, un-augmented subset of the training images (all of them if None)."""
-        if not hasattr(self, "train_set"):
-            self.setup("fit")
-        base = TensorImageDataset(self.train_images, self.train_labels, self.mean, self.std, augment=False)
-        return seeded_subset(base, num_samples, self.seed if seed is None else seed)
+    def _calibration_base(self) -> Dataset:
+        return TensorImageDataset(self.train_images, self.train_labels, self.mean, self.std, augment=False)
 
 
 class CIFAR10DataModule(CIFARDataModule):

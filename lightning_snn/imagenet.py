@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset, Subset
 
-from lightning_snn.data import seeded_subset
+from lightning_snn.data import ConversionDataModule, seeded_subset
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SPLITS = ("train", "val")
@@ -31,7 +30,7 @@ def class_folders(split_dir: Path) -> list[str]:
     return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-class ImageNetDataModule(pl.LightningDataModule):
+class ImageNetDataModule(ConversionDataModule):
     """ImageFolder ``train/`` and ``val/`` splits with the standard ImageNet transforms.
 
     Offers the interface of :class:`lightning_snn.data.CIFARDataModule` that the conversion
@@ -132,12 +131,6 @@ class ImageNetDataModule(pl.LightningDataModule):
 
         return ImageFolder(str(self.data_dir / split), transform=transform)
 
-    def _subset(self, dataset: Dataset, n: int | None, seed: int) -> Dataset:
-        if n is None or n >= len(dataset):
-            return dataset
-        gen = torch.Generator().manual_seed(seed)
-        return Subset(dataset, torch.randperm(len(dataset), generator=gen)[:n].sort().values.tolist())
-
     def _train_indices(self, n_train: int) -> list[int]:
         if self.train_samples is None or self.train_samples >= n_train:
             return list(range(n_train))
@@ -150,32 +143,9 @@ class ImageNetDataModule(pl.LightningDataModule):
             raise FileNotFoundError(f"no images found under {self.data_dir / 'train'}.")
         self._train_idx = self._train_indices(len(train))
         self.train_set = Subset(train, self._train_idx) if len(self._train_idx) < len(train) else train
-        self.test_set = self._subset(self._folder("val", self.eval_transform()), self.val_samples, self.seed)
+        self.test_set = seeded_subset(self._folder("val", self.eval_transform()), self.val_samples, self.seed)
         self.val_set = self.test_set
 
-    # ---- loaders -------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
-
-    def calibration_set(self, num_samples: int | None = None, seed: int | None = None) -> Dataset:
-        """A fixed, seeded subset of the training images with the evaluation (un-augmented) transform."""
-        if not hasattr(self, "train_set"):
-            self.setup("fit")
-        base = Subset(self._folder("train", self.eval_transform()), self._train_idx)
-        return seeded_subset(base, num_samples, self.seed if seed is None else seed)
+    def _calibration_base(self) -> Dataset:
+        # the training images with the evaluation (un-augmented) transform
+        return Subset(self._folder("train", self.eval_transform()), self._train_idx)

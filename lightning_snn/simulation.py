@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lightning_snn.conversion import neurons
+from lightning_snn.conversion import convert, neurons
 
 #: time_chunk chosen by ``"auto"``: ``(device type) -> (batch size -> steps per chunk)``,
 #: from the time_chunk sweeps of benchmarks/simulation_speed.py (docs/BENCHMARKS.md). On the
@@ -133,8 +133,6 @@ class SpikingEvaluator:
         readout: str = "analog",
         time_chunk: int | str = "auto",
     ) -> None:
-        from lightning_snn.conversion import convert
-
         self.timesteps = validate_timesteps(timesteps)
         self.time_chunk = time_chunk
         if shift == "bias":
