@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_snn.activations import ThresholdReLU
+from lightning_snn.activations import ThresholdReLU, make_activation
 from lightning_snn.conversion import activation_layers, check_convertible
 from lightning_snn.models import MODELS, create_model
 from lightning_snn.models.resnet import BasicBlock
@@ -144,14 +144,67 @@ def test_conv_init_is_sengupta():
         assert torch.all(conv.bias == 0)
 
 
-def test_a_functional_relu_after_the_add_is_refused():
-    class FunctionalBlock(BasicBlock):
-        def forward(self, x):
-            return F.relu(self.residual(x) + self.shortcut(x))
+def _keys(prefix: str, weighted: list[int], activations: list[int]) -> list[str]:
+    """State-dict keys of a ``Sequential``: conv/linear layers at ``weighted``, activations at ``activations``."""
+    keys = {i: [f"{prefix}.{i}.weight", f"{prefix}.{i}.bias"] for i in weighted}
+    keys.update({i: [f"{prefix}.{i}.threshold_enabled"] for i in activations})
+    return [k for i in sorted(keys) for k in keys[i]]
 
-    model = create_model("resnet20", width=1 / 16)
-    old = model.layers[0][0]
-    model.layers[0][0] = FunctionalBlock(4, 4, 1, lambda: ThresholdReLU(), 0.0, "identity_when_possible")
-    assert old.residual[0].out_channels == 4
-    with pytest.raises(TypeError, match="functionally"):
-        check_convertible(model)
+
+def _resnet20_keys() -> list[str]:
+    stem = _keys("stem", [0, 3, 6], [1, 4, 7])  # conv act dropout conv act dropout conv act pool
+    blocks = []
+    for stage in range(4):
+        for b in range(2):
+            p = f"layers.{stage}.{b}"
+            blocks += _keys(f"{p}.residual", [0, 3], [1])  # conv act dropout conv
+            if stage > 0 and b == 0:  # the strided first block of stages 2-4 projects its shortcut
+                blocks += [f"{p}.shortcut.weight", f"{p}.shortcut.bias"]
+            blocks.append(f"{p}.act_out.threshold_enabled")
+    return stem + blocks + _keys("classifier", [1], [])
+
+
+#: Where the paper's layers sit, from the architectures (module docstrings): thresholds and
+#: checkpoints are keyed by these names, so they must not move when the builders change.
+PAPER_LAYOUT = {
+    # 128C3 256C3 AP 512C3 AP 1024C3 512C3 | Flatten FC act FC act FC, no dropout by default
+    "cifarnet": _keys("features", [0, 2, 5, 8, 10], [1, 3, 6, 9, 11]) + _keys("classifier", [1, 3, 5], [2, 4]),
+    # 13 convs, each "conv act" + dropout (before a conv) or pooling (ending a stage) | FC act dropout x2, FC
+    "vgg16": _keys("features", list(range(0, 39, 3)), list(range(1, 39, 3))) + _keys("classifier", [1, 4, 7], [2, 5]),
+    "resnet20": _resnet20_keys(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_LAYOUT))
+def test_layer_names_of_the_paper_models_are_stable(name):
+    assert list(on_meta(name, width=1 / 16).state_dict()) == PAPER_LAYOUT[name]
+    assert list(on_meta(name, width=1 / 16, batch_norm=False).state_dict()) == PAPER_LAYOUT[name]
+
+
+def test_the_activation_is_injected_as_a_layer_factory():
+    built: list[nn.Module] = []
+
+    def act_layer() -> nn.Module:
+        built.append(nn.ReLU())
+        return built[-1]
+
+    for name in ("cifarnet", "vgg11", "resnet20"):
+        built.clear()
+        model = create_model(name, width=1 / 16, act_layer=act_layer)
+        sites = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+        # one fresh module per call site, every one of them from the factory, none of another kind
+        assert len(sites) == len(built) == ACTIVATION_COUNT[name]
+        assert {id(m) for m in sites} == {id(m) for m in built}
+        assert not any(isinstance(m, ThresholdReLU) for m in model.modules())
+    with pytest.raises(TypeError, match="not both"):
+        create_model("vgg11", width=1 / 16, act_layer=nn.ReLU, activation="relu")
+    with pytest.raises(TypeError, match="callable"):
+        create_model("vgg11", width=1 / 16, act_layer="relu")
+
+
+def test_make_activation_builds_fresh_modules_and_checks_once():
+    factory = make_activation("threshold_relu", y_th=2.0, shift=0.5)
+    a, b = factory(), factory()
+    assert a is not b and (a.y_th, a.shift, a._enabled) == (2.0, 0.5, False)
+    with pytest.raises(ValueError, match="shift"):
+        make_activation("relu", shift=-1.0)  # refused when the factory is made, before any model

@@ -7,7 +7,8 @@ function after the basic blocks" (paper A.1) -- not He's 16-32-64 CIFAR ResNet-2
 * four stages of two basic blocks, ``64/128/256/512`` channels, strides ``1/2/2/2``;
 * basic block: ``conv3x3(stride) - act - [dropout] - conv3x3``, plus the shortcut (identity,
   or a 1x1 conv with that stride where the shape changes), then the activation after the add;
-* no batch norm; classifier ``Flatten -> Linear(512 * 2 * 2 -> classes)`` for 32x32 inputs.
+* no batch norm (``batch_norm=True`` adds it after every conv); classifier
+  ``Flatten -> Linear(512 * 2 * 2 -> classes)`` for 32x32 inputs.
 
 Why there is no conversion code here: the converter
 (:func:`lightning_snn.conversion.convert`) only swaps activation *modules* for IF neurons,
@@ -26,37 +27,50 @@ from __future__ import annotations
 
 from torch import nn
 
-from lightning_snn.activations import make_activation
+from lightning_snn.activations import ActLayer, resolve_act_layer
+from lightning_snn.models.layers import conv_act, conv_bn, init_conversion_weights, scaled
 from lightning_snn.models.registry import check_model_args, register_model
-from lightning_snn.models.vgg import init_conversion_weights, scaled
 
 SHORTCUTS = ("identity_when_possible", "conv")
 
 
 class BasicBlock(nn.Module):
-    """``act_out(conv(act(conv(x))) + shortcut(x))``, no batch norm.
+    """``act_out(conv(act(conv(x))) + shortcut(x))``, batch norm optional.
 
     Args:
         in_ch / out_ch: channels in and out.
         stride: stride of the first conv (and of the shortcut's 1x1 conv).
-        make_act: builds one activation module.
+        act_layer: builds one activation module.
         dropout: dropout between the two convs (0 = none).
         shortcut: ``"identity_when_possible"`` (identity when the shape is unchanged, else
             a 1x1 conv with the stride) or ``"conv"`` (always a 1x1 conv).
+        batch_norm: a ``BatchNorm2d`` after each conv, the shortcut's 1x1 conv included
+            (which then becomes ``Sequential(conv, bn)``).
     """
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, make_act, dropout: float, shortcut: str) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        stride: int,
+        act_layer: ActLayer,
+        dropout: float,
+        shortcut: str,
+        batch_norm: bool = False,
+    ) -> None:
         super().__init__()
-        branch: list[nn.Module] = [nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1), make_act()]
+        branch = conv_act(in_ch, out_ch, act_layer, stride=stride, batch_norm=batch_norm)
         if dropout > 0:
             branch.append(nn.Dropout(dropout))
-        branch.append(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        branch += conv_bn(out_ch, out_ch, batch_norm=batch_norm)
         self.residual = nn.Sequential(*branch)
         if shortcut == "conv" or stride != 1 or in_ch != out_ch:
-            self.shortcut: nn.Module = nn.Conv2d(in_ch, out_ch, 1, stride=stride)
+            projection = conv_bn(in_ch, out_ch, kernel_size=1, stride=stride, batch_norm=batch_norm)
+            # a bare conv without BN, so the checkpoints' "shortcut.weight" keys stay valid
+            self.shortcut: nn.Module = nn.Sequential(*projection) if batch_norm else projection[0]
         else:
             self.shortcut = nn.Identity()
-        self.act_out = make_act()
+        self.act_out = act_layer()
 
     def forward(self, x):
         return self.act_out(self.residual(x) + self.shortcut(x))
@@ -73,9 +87,12 @@ class ResNet(nn.Module):
         stage_channels / stage_strides / blocks_per_stage: the residual stages.
         dropout: dropout after the stem's first two activations and inside every block (0 = none).
         shortcut: see :class:`BasicBlock`.
-        activation: ``"threshold_relu"`` or ``"relu"`` (see :func:`make_activation`).
+        activation: ``"threshold_relu"`` or ``"relu"`` (see :func:`~lightning_snn.activations.make_activation`).
         y_th: threshold of the threshold ReLU.
         activation_shift: shift of the source ANN's ReLU (0 = none).
+        batch_norm: a ``BatchNorm2d`` after every conv (see :class:`BasicBlock`); off in the paper.
+        act_layer: an activation factory to use instead of ``activation`` / ``y_th`` /
+            ``activation_shift`` (timm's ``act_layer``).
     """
 
     def __init__(
@@ -92,6 +109,8 @@ class ResNet(nn.Module):
         activation: str = "threshold_relu",
         y_th: float = 1.0,
         activation_shift: float = 0.0,
+        batch_norm: bool = False,
+        act_layer: ActLayer | None = None,
     ) -> None:
         super().__init__()
         check_model_args(width, num_classes)
@@ -99,15 +118,13 @@ class ResNet(nn.Module):
             raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {list(SHORTCUTS)}.")
         if len(stage_channels) != len(stage_strides):
             raise ValueError("stage_channels and stage_strides must have the same length.")
-
-        def act() -> nn.Module:
-            return make_activation(activation, y_th=y_th, shift=activation_shift)
+        act_layer = resolve_act_layer(act_layer, activation, y_th, activation_shift)
 
         c = scaled(stem_channels, width)
         stem: list[nn.Module] = []
         in_ch = 3
         for i in range(3):
-            stem += [nn.Conv2d(in_ch, c, 3, padding=1), act()]
+            stem += conv_act(in_ch, c, act_layer, batch_norm=batch_norm)
             if dropout > 0 and i < 2:
                 stem.append(nn.Dropout(dropout))
             in_ch = c
@@ -120,7 +137,7 @@ class ResNet(nn.Module):
             blocks = []
             for b in range(blocks_per_stage):
                 s = stride if b == 0 else 1
-                blocks.append(BasicBlock(in_ch, out_ch, s, act, dropout, shortcut))
+                blocks.append(BasicBlock(in_ch, out_ch, s, act_layer, dropout, shortcut, batch_norm))
                 in_ch = out_ch
                 size = (size - 1) // s + 1  # a 3x3 conv with padding 1 and stride s
             stages.append(nn.Sequential(*blocks))
