@@ -208,3 +208,43 @@ def test_make_activation_builds_fresh_modules_and_checks_once():
     assert a is not b and (a.y_th, a.shift, a._enabled) == (2.0, 0.5, False)
     with pytest.raises(ValueError, match="shift"):
         make_activation("relu", shift=-1.0)  # refused when the factory is made, before any model
+
+
+def _leaves(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if not list(m.children())]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_batch_norm_follows_every_conv(name):
+    """``batch_norm=True``: conv (no bias) -> BN over its channels -> act; the 1x1 shortcuts too."""
+    model = on_meta(name, width=1 / 16, batch_norm=True)
+    leaves = _leaves(model)
+    conv_idx = [i for i, m in enumerate(leaves) if isinstance(m, nn.Conv2d)]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in leaves) == len(conv_idx)
+    for i in conv_idx:
+        bn = leaves[i + 1]
+        assert isinstance(bn, nn.BatchNorm2d) and bn.num_features == leaves[i].out_channels
+        assert leaves[i].bias is None  # BN's shift replaces it
+    # the same activations, at the same call sites, as without batch norm
+    assert len(activation_layers(model)) == ACTIVATION_COUNT[name]
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in on_meta(name, width=1 / 16).modules()) == 0
+    if name == "resnet20":
+        block = model.layers[1][0]
+        assert [type(m) for m in block.shortcut] == [nn.Conv2d, nn.BatchNorm2d]
+        # conv BN act dropout conv BN: BN after each conv, before the add
+        kinds = [nn.Conv2d, nn.BatchNorm2d, ThresholdReLU, nn.Dropout, nn.Conv2d, nn.BatchNorm2d]
+        assert [type(m) for m in block.residual] == kinds
+
+
+@pytest.mark.parametrize("name", ["cifarnet", "vgg11", "resnet20"])
+def test_batch_norm_models_train(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=5, width=1 / 16, batch_norm=True)
+    x = torch.randn(4, 3, 32, 32)
+    F.cross_entropy(model(x), torch.tensor([0, 1, 2, 3])).backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"{pname} gets no gradient"
+    bn = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert bn.num_batches_tracked.item() == 1  # trained in batch mode, running statistics updated
+    model.eval()
+    assert torch.equal(model(x), model(x))  # eval: the running statistics, deterministic
