@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
-from callbacks.snn_conversion import SNNConversion, run_dir
+from lightning_snn.callbacks.snn_conversion import SNNConversion, run_dir
 from lightning_snn.module import ConversionModule
 
 TRAINER_DEFAULTS = {

@@ -6,7 +6,7 @@ from ``current_epoch`` at the start of every training epoch, so a resumed run is
 switch state is also a buffer of each activation, so a checkpoint restores it for ``test``.
 
 Evaluation-only settings (T list, shift mode, readout, calibration size) are deliberately
-not here: they live on :class:`callbacks.SNNConversion`, because ``test --ckpt_path``
+not here: they live on :class:`lightning_snn.callbacks.SNNConversion`, because ``test --ckpt_path``
 would overwrite module hyperparameters with the checkpoint's.
 """
 
@@ -21,7 +21,7 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_snn.activations import ACTIVATIONS, set_threshold_enabled
+from lightning_snn.activations import ACTIVATIONS, WARMUP_ACTIVATIONS, make_activation, set_threshold_enabled
 from lightning_snn.models import create_model
 from lightning_snn.warm_start import load_except_head
 
@@ -33,9 +33,14 @@ class ConversionModule(pl.LightningModule):
         arch: a registered model name (``lightning_snn.models.MODELS``), e.g. ``"vgg16"``.
         num_classes: output classes (linked from the DataModule by the CLI).
         width: channel multiplier of the model.
-        activation: ``"threshold_relu"`` (ReLU warm-up, then clipped) or ``"relu"`` (never
-            clipped: the paper's plain-ReLU source ANN).
-        y_th: the threshold ReLU's clip (1 on CIFAR-10, 2 on CIFAR-100 in the paper).
+        activation: ``"threshold_relu"`` (ReLU warm-up, then clipped), ``"relu"`` (never
+            clipped: the paper's plain-ReLU source ANN) or ``"qcfs"`` (ReLU warm-up, then
+            the quantized clip of Bu et al. 2022, :class:`~lightning_snn.activations.QCFS`;
+            set ``relu_warmup_epochs: 0`` to train quantized from the start, as they do).
+        y_th: the threshold ReLU's clip (1 on CIFAR-10, 2 on CIFAR-100 in the paper); QCFS's
+            ``lambda`` (its initial value if trainable).
+        levels: QCFS's quantization steps ``L`` (an int >= 1); qcfs only.
+        trainable_threshold: learn QCFS's ``lambda`` per layer; qcfs only.
         relu_warmup_epochs: epochs of plain ReLU before the clip is switched on.
         model_kwargs: further keyword arguments of the model constructor (dropout, ...).
         optimizer: optimizer factory; default SGD(lr=0.01, momentum=0.9, weight_decay=5e-4).
@@ -55,6 +60,8 @@ class ConversionModule(pl.LightningModule):
         width: float = 1.0,
         activation: str = "threshold_relu",
         y_th: float = 1.0,
+        levels: int = 4,
+        trainable_threshold: bool = False,
         relu_warmup_epochs: int = 20,
         model_kwargs: dict[str, Any] | None = None,
         optimizer: OptimizerCallable | None = None,
@@ -70,9 +77,7 @@ class ConversionModule(pl.LightningModule):
         if relu_warmup_epochs < 0:
             raise ValueError(f"relu_warmup_epochs must be >= 0, got {relu_warmup_epochs}.")
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.model: nn.Module = create_model(
-            arch, num_classes=num_classes, width=width, activation=activation, y_th=y_th, **(model_kwargs or {})
-        )
+        self.model: nn.Module = self._build_model(model_kwargs)
         self.optimizer_factory = optimizer
         self.scheduler_factory = lr_scheduler
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
@@ -80,6 +85,18 @@ class ConversionModule(pl.LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.update_threshold(0)
         self.warm_started_from: str | None = None
+
+    def _build_model(self, model_kwargs: dict[str, Any] | None) -> nn.Module:
+        """The registered model with this module's activation injected as its ``act_layer``."""
+        hp, kwargs = self.hparams, dict(model_kwargs or {})
+        qcfs_options = {}
+        if hp.activation == "qcfs" or hp.levels != 4 or hp.trainable_threshold:
+            # given for another activation, make_activation refuses them rather than ignore them
+            qcfs_options = {"levels": hp.levels, "trainable": hp.trainable_threshold}
+        # the shift is a model_kwargs key for compatibility with existing configs
+        shift = kwargs.pop("activation_shift", 0.0)
+        act_layer = make_activation(hp.activation, y_th=hp.y_th, shift=shift, **qcfs_options)
+        return create_model(hp.arch, num_classes=hp.num_classes, width=hp.width, act_layer=act_layer, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -105,7 +122,7 @@ class ConversionModule(pl.LightningModule):
 
     # ---- the ReLU warm-up ----------------------------------------------------------------
     def threshold_active(self, epoch: int) -> bool:
-        return self.hparams.activation == "threshold_relu" and epoch >= self.hparams.relu_warmup_epochs
+        return self.hparams.activation in WARMUP_ACTIVATIONS and epoch >= self.hparams.relu_warmup_epochs
 
     def update_threshold(self, epoch: int) -> None:
         set_threshold_enabled(self.model, self.threshold_active(epoch))

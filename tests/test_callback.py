@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from callbacks.snn_conversion import SNNConversion, shard, write_json_atomic
+from lightning_snn.callbacks.snn_conversion import SNNConversion, shard, write_json_atomic
 
 
 def test_results_file_is_never_half_written(tmp_path):
