@@ -5,6 +5,9 @@ The paper trains with plain ReLU for a warm-up, then with the threshold ReLU
 restores exactly the activation it was trained with; the LightningModule sets it from
 ``current_epoch`` during fit, so a resumed run is right too.
 
+Beyond the paper, :class:`QCFS` is the quantization-clip-floor-shift activation of Bu et
+al. (ICLR 2022), with the same warm-up switch.
+
 Models receive their activation as a layer factory (timm's ``act_layer``): a zero-argument
 callable that returns a fresh module per call site. :func:`make_activation` is the one place
 that builds such a factory from a name and its options.
@@ -73,17 +76,118 @@ class ThresholdReLU(_WarmupSwitch):
         return f"y_th={self.y_th}, shift={self.shift}, threshold_enabled={self._enabled}"
 
 
+class _QuantizedClip(torch.autograd.Function):
+    """``lambda * clip(floor(s) / L, 0, 1)``, ``s = x L / lambda + 1/2``, with QCFS's straight-through gradient.
+
+    The backward is the gradient of ``lambda * clip(s / L, 0, 1)`` (the floor taken as the
+    identity) with the outer value kept: ``d/dx = m`` and ``d/dlambda = h / lambda - m x / lambda``,
+    where ``m = [0 <= s < L]``. Written out rather than left to ``torch.clamp``'s autograd, whose
+    gradient at the clip's ends has changed between PyTorch versions. Only ``x`` and ``lambda``
+    are saved; ``s`` is recomputed (one activation-sized tensor less in memory per layer).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lam: torch.Tensor, levels: int) -> torch.Tensor:
+        ctx.save_for_backward(x, lam)
+        ctx.levels = levels
+        s = x / lam * levels + 0.5
+        return torch.clamp(torch.floor(s) / levels, 0.0, 1.0) * lam
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, lam = ctx.saved_tensors
+        levels = ctx.levels
+        s = x / lam * levels + 0.5
+        inside = (s >= 0) & (s < levels)
+        grad_x = grad * inside if ctx.needs_input_grad[0] else None
+        grad_lam = None
+        if ctx.needs_input_grad[1]:
+            level = torch.clamp(torch.floor(s) / levels, 0.0, 1.0)  # h / lambda
+            grad_lam = (grad * (level - inside * (x / lam))).sum().reshape(lam.shape).to(lam.dtype)
+        return grad_x, grad_lam, None
+
+
+class QCFS(_WarmupSwitch):
+    """Quantization-clip-floor-shift activation (Bu et al., ICLR 2022).
+
+    ``lambda * clip(floor(x * L / lambda + 1/2) / L, 0, 1)`` when enabled, ``relu(x)``
+    otherwise (the same warm-up switch as :class:`ThresholdReLU`). Its output has ``L + 1``
+    levels ``k * lambda / L``; an input exactly on a rounding boundary (``x * L / lambda + 1/2``
+    an integer) goes to the upper level, as an IF neuron whose membrane reaches exactly
+    ``V_th`` fires. With ``V_th = lambda`` and the initial membrane ``V_th / 2``, an IF neuron
+    run for ``T = L`` steps on a constant input ``x`` fires exactly ``L * QCFS(x) / lambda``
+    spikes.
+
+    Gradients (Bu et al. 2022, eq. for ``dh/dx`` and ``dh/dlambda``): the floor is taken as the
+    identity (straight-through), the clip keeps its gradient. With ``s = x L / lambda + 1/2``:
+    ``d/dx = 1`` for ``-lambda/(2L) <= x < lambda - lambda/(2L)`` (``0 <= s < L``: the clip's
+    ``(0, lambda)`` region moved left by the half step), else 0; ``d/dlambda = (h - x) / lambda``
+    there, 1 above it (the output is ``lambda``) and 0 below (the output is 0). The authors'
+    code leaves it to autograd, which applies the clip's mask to the *rounded* value: its
+    region is then one level wider or narrower depending on how the PyTorch version treats
+    ``clamp`` at its ends, so the rule is written out here (:class:`_QuantizedClip`).
+
+    Args:
+        y_th: the clip level ``lambda`` (> 0), or its initial value if trainable.
+        levels: the number of quantization steps ``L`` (an int >= 1).
+        trainable: ``lambda`` is a parameter of this layer (learned per layer) instead of a
+            fixed buffer.
+        enabled: start quantized (``False`` = plain ReLU until switched on).
+    """
+
+    def __init__(self, y_th: float = 1.0, levels: int = 4, trainable: bool = False, enabled: bool = True) -> None:
+        if not y_th > 0:
+            raise ValueError(f"y_th must be > 0, got {y_th}: it is QCFS's clip level lambda.")
+        if isinstance(levels, bool) or not isinstance(levels, int):
+            raise TypeError(f"levels must be an int (the number of quantization steps L), got {levels!r}.")
+        if levels < 1:
+            raise ValueError(f"levels must be >= 1, got {levels}: QCFS quantizes to levels + 1 values.")
+        super().__init__(enabled)
+        self.levels = levels
+        self.trainable = bool(trainable)
+        lam = torch.tensor(float(y_th))
+        if self.trainable:
+            self.lam = nn.Parameter(lam)
+        else:
+            self.register_buffer("lam", lam)
+
+    @property
+    def y_th(self) -> float:
+        """The current clip level ``lambda`` as a float (what the converter uses as ``V_th``)."""
+        return float(self.lam.detach())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._enabled:
+            out = torch.relu(x)
+            if self.trainable:
+                # keep lambda in the graph (zero gradient), or DDP stops on an unused parameter
+                out = out + 0.0 * self.lam
+            return out
+        return _QuantizedClip.apply(x, self.lam, self.levels)
+
+    def extra_repr(self) -> str:
+        lam = "meta" if self.lam.is_meta else f"{self.y_th:.4g}"
+        return f"levels={self.levels}, lambda={lam}, trainable={self.trainable}, threshold_enabled={self._enabled}"
+
+
 #: Activation modules the converter turns into IF neurons.
-CONVERTIBLE_ACTIVATIONS: tuple[type[nn.Module], ...] = (ThresholdReLU, nn.ReLU)
+CONVERTIBLE_ACTIVATIONS: tuple[type[nn.Module], ...] = (ThresholdReLU, QCFS, nn.ReLU)
 
 #: Activation names :func:`make_activation` builds.
-ACTIVATIONS = ("threshold_relu", "relu")
+ACTIVATIONS = ("threshold_relu", "relu", "qcfs")
 
 #: Names whose clip is switched on after the ReLU warm-up (``relu`` never is).
-WARMUP_ACTIVATIONS = ("threshold_relu",)
+WARMUP_ACTIVATIONS = ("threshold_relu", "qcfs")
 
 
-def make_activation(name: str = "threshold_relu", y_th: float = 1.0, shift: float = 0.0) -> ActLayer:
+def make_activation(
+    name: str = "threshold_relu",
+    y_th: float = 1.0,
+    shift: float = 0.0,
+    *,
+    levels: int | None = None,
+    trainable: bool | None = None,
+) -> ActLayer:
     """The one place that builds activation layers: a zero-argument factory (timm's ``act_layer``).
 
     Every module it returns starts as plain ReLU; the LightningModule (or
@@ -92,16 +196,33 @@ def make_activation(name: str = "threshold_relu", y_th: float = 1.0, shift: floa
     module type and one state-dict layout. The options are checked here, once.
 
     Args:
-        name: ``"threshold_relu"`` or ``"relu"``.
-        y_th: clip level.
-        shift: the source ANN's ReLU shift.
+        name: ``"threshold_relu"``, ``"relu"`` or ``"qcfs"``.
+        y_th: clip level (QCFS: the initial ``lambda``).
+        shift: the source ANN's ReLU shift (threshold_relu / relu only; QCFS has its
+            half-step shift built in).
+        levels: QCFS's number of quantization steps ``L`` (default 4); QCFS only.
+        trainable: QCFS's ``lambda`` learned per layer (default False); QCFS only.
 
     Returns:
         A callable that builds one new activation module per call.
     """
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of {list(ACTIVATIONS)}.")
-    factory = functools.partial(ThresholdReLU, y_th=y_th, enabled=False, shift=shift)
+    if name == "qcfs":
+        if shift:
+            raise ValueError(
+                f"activation_shift={shift} does not apply to qcfs: its +1/2 level is the shift; set it to 0."
+            )
+        factory = functools.partial(
+            QCFS, y_th=y_th, levels=4 if levels is None else levels, trainable=bool(trainable), enabled=False
+        )
+    else:
+        if levels is not None or trainable is not None:
+            raise ValueError(
+                f"levels / trainable (trainable_threshold in a config) only apply to activation 'qcfs', "
+                f"not {name!r}: remove them or choose qcfs."
+            )
+        factory = functools.partial(ThresholdReLU, y_th=y_th, enabled=False, shift=shift)
     factory()  # check the options now, not at the first layer deep inside a model
     return factory
 
@@ -127,7 +248,7 @@ def resolve_act_layer(
 
 
 def set_threshold_enabled(model: nn.Module, enabled: bool) -> int:
-    """Switch the clip of every ThresholdReLU in ``model``; returns how many were set."""
+    """Switch the clip of every ThresholdReLU and QCFS in ``model``; returns how many were set."""
     n = 0
     for m in model.modules():
         if isinstance(m, _WarmupSwitch):

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_snn.activations import ThresholdReLU, make_activation
+from lightning_snn.activations import QCFS, ThresholdReLU, make_activation, set_threshold_enabled
 from lightning_snn.conversion import activation_layers, check_convertible
 from lightning_snn.models import MODELS, create_model
 from lightning_snn.models.resnet import BasicBlock
@@ -248,3 +248,20 @@ def test_batch_norm_models_train(name):
     assert bn.num_batches_tracked.item() == 1  # trained in batch mode, running statistics updated
     model.eval()
     assert torch.equal(model(x), model(x))  # eval: the running statistics, deterministic
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_model_trains_with_qcfs(name):
+    torch.manual_seed(0)
+    act_layer = make_activation("qcfs", y_th=1.5, levels=2, trainable=True)
+    model = create_model(name, num_classes=4, width=1 / 16, act_layer=act_layer)
+    assert set_threshold_enabled(model, True) == ACTIVATION_COUNT[name]
+    assert all(isinstance(a, QCFS) for a in activation_layers(model).values())  # the converter's sites
+    acts = [m for m in model.modules() if isinstance(m, QCFS)]
+    assert len(acts) == ACTIVATION_COUNT[name] and all(a.levels == 2 and a.trainable for a in acts)
+    x = torch.randn(2, 3, input_size(name), input_size(name))
+    F.cross_entropy(model(x), torch.tensor([0, 3])).backward()
+    assert all(a.lam.grad is not None for a in acts)  # one lambda per layer, each learned
+    # by name too, with the default L = 4 and a fixed lambda
+    named = on_meta(name, width=1 / 16, activation="qcfs", y_th=2.0)
+    assert all(isinstance(a, QCFS) and a.levels == 4 and not a.trainable for a in activation_layers(named).values())
