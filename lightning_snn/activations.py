@@ -90,21 +90,26 @@ class _QuantizedClip(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, lam: torch.Tensor, levels: int) -> torch.Tensor:
         ctx.save_for_backward(x, lam)
         ctx.levels = levels
-        s = x / lam * levels + 0.5
-        return torch.clamp(torch.floor(s) / levels, 0.0, 1.0) * lam
+        # one new tensor, then in place: this runs once per layer per step
+        return _scaled_input(x, lam, levels).floor_().clamp_(0, levels).mul_(lam / levels)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, lam = ctx.saved_tensors
         levels = ctx.levels
-        s = x / lam * levels + 0.5
+        s = _scaled_input(x, lam, levels)
         inside = (s >= 0) & (s < levels)
         grad_x = grad * inside if ctx.needs_input_grad[0] else None
         grad_lam = None
         if ctx.needs_input_grad[1]:
-            level = torch.clamp(torch.floor(s) / levels, 0.0, 1.0)  # h / lambda
+            level = s.floor_().clamp_(0, levels).div_(levels)  # h / lambda
             grad_lam = (grad * (level - inside * (x / lam))).sum().reshape(lam.shape).to(lam.dtype)
         return grad_x, grad_lam, None
+
+
+def _scaled_input(x: torch.Tensor, lam: torch.Tensor, levels: int) -> torch.Tensor:
+    """``s = x L / lambda + 1/2``, a new tensor."""
+    return (x * (levels / lam)).add_(0.5)
 
 
 class QCFS(_WarmupSwitch):
