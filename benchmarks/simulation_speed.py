@@ -6,8 +6,9 @@ median and minimum wall time and the median process CPU time are reported):
 * ``ours_auto`` / ``ours_chunk_<c>``: :class:`lightning_snn.simulation.SpikingEvaluator` (the
   engine the conversion callback uses), membrane shift, ``time_chunk="auto"`` and a sweep.
   ``time_chunk=1`` is our per-step loop (the whole network once per step, in-place neurons).
-* ``reference_naive``: a textbook per-step loop written here (each layer in turn, IF neurons
-  as plain out-of-place tensor ops), the one in tests/test_simulation.py.
+* ``reference_naive``: the textbook per-step simulator :func:`lightning_snn.reference.simulate_reference`
+  (the SNN's graph walked node by node once per step, IF neurons as plain out-of-place tensor ops),
+  the same one the tests use.
 * ``spikingjelly_single_step`` / ``spikingjelly_multi_step``: SpikingJelly's ann2snn converter
   (``mode="max"``) on a same-weight copy of the model with ``nn.ReLU``; single-step = a loop
   over T calling the converted net, multi-step = ``set_step_mode(net, "m")`` fed ``[T, B, ...]``.
@@ -43,7 +44,7 @@ from torch import nn
 from lightning_snn.activations import CONVERTIBLE_ACTIVATIONS, set_threshold_enabled
 from lightning_snn.conversion import calibrate_thresholds, convert
 from lightning_snn.models import create_model
-from lightning_snn.neurons import IFNeuron
+from lightning_snn.reference import simulate_reference
 from lightning_snn.simulation import AUTO_TIME_CHUNK, SpikingEvaluator, resolve_time_chunk, simulate
 
 ALL_METHODS = ("ours", "reference", "spikingjelly", "ann", "curve")
@@ -164,36 +165,6 @@ def build(args: argparse.Namespace, device: torch.device, dtype: torch.dtype):
 
 
 # ---- the engines that are not ours -------------------------------------------------------------
-class NaiveReference:
-    """Textbook per-step simulation: each layer in turn, once per time step, out-of-place IF.
-
-    Works on sequential models (VGG, CIFARNet): the leaf modules in module order are the
-    forward pass. Same initial membrane / bias current as the SNN's neurons.
-    """
-
-    def __init__(self, snn: nn.Module) -> None:
-        self.layers = [m for m in snn.modules() if len(list(m.children())) == 0]
-
-    def __call__(self, x: torch.Tensor, T: int) -> torch.Tensor:
-        v: dict[int, torch.Tensor] = {}
-        total = None
-        for _t in range(T):
-            h = x
-            for i, layer in enumerate(self.layers):
-                if isinstance(layer, IFNeuron):
-                    vth = layer.v_threshold
-                    if i not in v:
-                        v[i] = torch.full_like(h, float(layer.v_init))
-                    v[i] = v[i] + h + layer.bias_current
-                    spikes = (v[i] >= vth).to(h.dtype)
-                    v[i] = v[i] - spikes * vth
-                    h = spikes * vth
-                else:
-                    h = layer(h)
-            total = h if total is None else total + h
-        return total / T
-
-
 def relu_copy(model: nn.Module) -> nn.Module:
     """A deep copy with every convertible activation replaced by ``nn.ReLU`` (same weights)."""
     net = copy.deepcopy(model)
@@ -470,8 +441,9 @@ def run(args: argparse.Namespace) -> dict:
 
         # --- the textbook per-step reference ------------------------------------------------------
         if "reference" in args.method_set:
-            ref = NaiveReference(snn)
-            rows.append(Row("reference_naive", lambda: ref(x, T), lambda: ref(x, min(T, 2))))
+            rows.append(
+                Row("reference_naive", lambda: simulate_reference(snn, x, T), lambda: simulate_reference(snn, x, 2))
+            )
 
         # --- SpikingJelly ann2snn ---------------------------------------------------------------
         if "spikingjelly" in args.method_set:

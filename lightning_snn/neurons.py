@@ -1,78 +1,142 @@
-"""Integrate-and-fire neuron with soft reset, simulated over a chunk of time steps.
+"""Stateful SNN layers, simulated over a chunk of time steps: IF neurons and the spiking max-pool.
 
 Tensors inside the simulation are time-folded: a chunk of ``steps`` time steps of a batch
 of ``B`` samples is one tensor of ``steps * B`` rows (time-major), so every stateless layer
-(conv, linear, pooling, add, flatten) runs once per chunk, unchanged. Only the neuron needs
-the time axis: it unfolds ``[steps * B, ...]`` to ``[steps, B, ...]`` and runs the
-recurrence.
+(conv, linear, pooling, add, flatten) runs once per chunk, unchanged. Only the stateful
+layers need the time axis: they unfold ``[steps * B, ...]`` to ``[steps, B, ...]`` and run
+their recurrence.
 
-A neuron may also receive a ``[B, ...]`` current while the chunk has ``steps > 1``: this is
-the first layer's current, which is the same at every step (the analog image is a constant
-input), so it was computed once and is broadcast over the chunk here.
+A stateful layer may also receive a ``[B, ...]`` input while the chunk has ``steps > 1``:
+this is the first layer's current, which is the same at every step (the analog image is a
+constant input), so it was computed once and is broadcast over the chunk here.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
-class IFNeuron(nn.Module):
+class StatefulModule(nn.Module):
+    """A layer with state across time steps; :func:`lightning_snn.simulation.simulate` drives it.
+
+    The simulator sets ``steps`` (time steps in the current chunk) and ``batch_size`` before
+    each chunk and calls :meth:`reset` before each batch.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps = 1
+        self.batch_size: int | None = None
+
+    def reset(self) -> None:
+        """Forget all state (before each new batch)."""
+        raise NotImplementedError
+
+    def free_state(self) -> None:
+        """Release the per-sample state after a simulation; recorded statistics stay."""
+        self.reset()
+
+    def unfold_time(self, x: torch.Tensor) -> torch.Tensor:
+        """``[steps * B, ...]`` (or a constant ``[B, ...]``) -> ``[steps, B, ...]``."""
+        steps = self.steps
+        batch = self.batch_size if self.batch_size is not None else x.shape[0] // steps
+        if x.shape[0] == batch:
+            return x.unsqueeze(0).expand(steps, *x.shape)  # constant over the chunk
+        if x.shape[0] == steps * batch:
+            return x.view(steps, batch, *x.shape[1:])
+        raise RuntimeError(
+            f"{type(self).__name__} got {x.shape[0]} rows for a chunk of {steps} steps x {batch} samples; "
+            "run the SNN through lightning_snn.simulation.simulate, which sets steps and batch size."
+        )
+
+
+def _per_channel(value: torch.Tensor, feature_dims: int) -> torch.Tensor:
+    """A scalar or per-channel ``[C]`` tensor shaped to broadcast over ``[C, *spatial]`` features."""
+    if value.dim() == 0 or feature_dims <= 1:
+        return value
+    return value.view(-1, *([1] * (feature_dims - 1)))
+
+
+def _as_tensor(value: float | torch.Tensor, name: str) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=torch.float32).detach().clone()
+    if t.dim() > 1:
+        raise ValueError(f"{name} must be a scalar or a per-channel vector [C], got shape {tuple(t.shape)}.")
+    return t
+
+
+class IFNeuron(StatefulModule):
     """Integrate-and-fire neuron, soft reset, spike amplitude ``v_threshold``.
 
     Per step ``t``: ``v += I(t) + bias_current``; ``s = v >= v_threshold``;
     ``v -= s * v_threshold``; output ``s * v_threshold``.
 
     Args:
-        v_threshold: firing threshold (a scalar, the calibrated maximum activation).
-        v_init: membrane potential at ``t = 0`` (``v_threshold / 2`` in membrane-shift mode).
+        v_threshold: firing threshold: a scalar (one per layer, the calibrated maximum
+            activation) or a ``[C]`` vector (one per channel, dimension 1 of the input).
+        v_init: membrane potential at ``t = 0`` (``v_threshold / 2`` in membrane-shift mode),
+            scalar or ``[C]``.
         bias_current: constant current added every step (``v_threshold / (2T)`` in bias-shift
-            mode, minus the source activation's shift, if any).
+            mode, minus the source activation's shift, if any), scalar or ``[C]``.
+        name: the activation site this neuron replaces, for error messages.
     """
 
-    def __init__(self, v_threshold: float, v_init: float = 0.0, bias_current: float = 0.0) -> None:
+    def __init__(
+        self,
+        v_threshold: float | torch.Tensor,
+        v_init: float | torch.Tensor = 0.0,
+        bias_current: float | torch.Tensor = 0.0,
+        name: str = "",
+    ) -> None:
         super().__init__()
-        if not v_threshold > 0:
+        where = f" of layer {name!r}" if name else ""
+        vth = _as_tensor(v_threshold, "v_threshold")
+        if not torch.isfinite(vth).all():
             raise ValueError(
-                f"v_threshold must be > 0, got {v_threshold}: a layer whose calibrated maximum "
-                "activation is 0 never fires (dead layer); check the calibration data."
+                f"v_threshold{where} is not finite ({vth.tolist()}): the ANN produced NaN or inf activations "
+                "there; check its weights (NaN after a diverged training?) and the calibration images."
             )
-        self.register_buffer("v_threshold", torch.tensor(float(v_threshold)))
-        self.register_buffer("v_init", torch.tensor(float(v_init)))
-        self.register_buffer("bias_current", torch.tensor(float(bias_current)))
-        self.has_bias = float(bias_current) != 0.0  # skip a whole-tensor add per chunk when 0
+        if not (vth > 0).all():
+            raise ValueError(
+                f"v_threshold{where} must be > 0, got {vth.tolist() if vth.dim() else vth.item()}: a layer whose "
+                "calibrated maximum activation is 0 never fires (dead layer); check the calibration data."
+            )
+        self.name = name
+        self.register_buffer("v_threshold", vth)
+        self.register_buffer("v_init", _as_tensor(v_init, "v_init"))
+        self.register_buffer("bias_current", _as_tensor(bias_current, "bias_current"))
+        self.has_bias = bool(self.bias_current.ne(0).any())  # skip a whole-tensor add per chunk when 0
         self.v: torch.Tensor | None = None
-        self.steps = 1  # time steps in the current chunk, set by the simulator
-        self.batch_size: int | None = None  # samples in the batch, set by the simulator
         self.record_spikes = False
         self.spike_count: torch.Tensor | None = None  # total spikes per neuron, when recorded
+
+    def set_bias_current(self, bias_current: float | torch.Tensor) -> None:
+        """Replace the constant per-step current (scalar or ``[C]``), e.g. after a correction."""
+        self.bias_current = _as_tensor(bias_current, "bias_current").to(self.v_threshold.device)
+        self.has_bias = bool(self.bias_current.ne(0).any())
 
     def reset(self) -> None:
         """Forget the membrane state and spike counts (before each new batch)."""
         self.v = None
         self.spike_count = None
 
+    def free_state(self) -> None:
+        self.v = None
+
     def forward(self, current: torch.Tensor) -> torch.Tensor:
-        steps = self.steps
-        batch = self.batch_size if self.batch_size is not None else current.shape[0] // steps
+        feature_dims = current.dim() - 1
         if self.has_bias:
-            current = current + self.bias_current.to(current.dtype)
-        if current.shape[0] == batch:
-            per_step = current.unsqueeze(0).expand(steps, *current.shape)  # constant over the chunk
-        elif current.shape[0] == steps * batch:
-            per_step = current.view(steps, batch, *current.shape[1:])
-        else:
-            raise RuntimeError(
-                f"IFNeuron got {current.shape[0]} rows for a chunk of {steps} steps x {batch} samples; "
-                "run the SNN through lightning_snn.simulation, which sets steps and batch size."
-            )
+            current = current + _per_channel(self.bias_current.to(current.dtype), feature_dims)
+        per_step = self.unfold_time(current)
         if self.v is None:
-            self.v = self.v_init.to(current.dtype).expand(per_step.shape[1:]).clone()
-        vth = self.v_threshold.to(current.dtype)
+            v0 = _per_channel(self.v_init.to(current.dtype), feature_dims)
+            self.v = v0.expand(per_step.shape[1:]).clone()
+        vth = _per_channel(self.v_threshold.to(current.dtype), feature_dims)
         out = torch.empty_like(per_step)
         v = self.v
         # in place: ~5x faster on CPU than the out-of-place form, and as fast as torch.compile
-        for t in range(steps):
+        for t in range(per_step.shape[0]):
             v.add_(per_step[t])
             spike = out[t]
             torch.ge(v, vth, out=spike)
@@ -81,10 +145,56 @@ class IFNeuron(nn.Module):
         if self.record_spikes:
             counts = out.sum(0) / vth
             self.spike_count = counts if self.spike_count is None else self.spike_count + counts
-        return out.view(steps * batch, *current.shape[1:])
+        return out.view(-1, *current.shape[1:])
 
     def extra_repr(self) -> str:
+        def show(t: torch.Tensor) -> str:
+            return f"{t.item():.4g}" if t.dim() == 0 else f"[{t.numel()} channels]"
+
         return (
-            f"v_threshold={self.v_threshold.item():.4g}, v_init={self.v_init.item():.4g}, "
-            f"bias_current={self.bias_current.item():.4g}"
+            f"v_threshold={show(self.v_threshold)}, v_init={show(self.v_init)}, bias_current={show(self.bias_current)}"
         )
+
+
+class SpikingMaxPool2d(StatefulModule):
+    """Max pooling of spike trains by gating (Rueckauer et al. 2017, SNN Toolbox).
+
+    At every step each pooling window passes on the spikes of the one input whose
+    accumulated spike count, this step included, is the largest so far (ties: the first in
+    the window, as ``max_pool2d``). Its output rate converges to the largest input rate as
+    T grows; at short T it can be lower (a window's winner may change). It must receive
+    spikes of one IF layer, so every input in a window has the same amplitude per channel.
+
+    Args are those of :class:`torch.nn.MaxPool2d` (``return_indices`` is not supported).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False) -> None:
+        super().__init__()
+        self.kernel_size, self.stride = kernel_size, stride if stride is not None else kernel_size
+        self.padding, self.dilation, self.ceil_mode = padding, dilation, ceil_mode
+        self.count: torch.Tensor | None = None  # accumulated input (spike count x amplitude)
+
+    @classmethod
+    def from_max_pool(cls, pool: nn.MaxPool2d) -> SpikingMaxPool2d:
+        if pool.return_indices:
+            raise TypeError("MaxPool2d(return_indices=True) cannot be converted: its indices depend on the values.")
+        return cls(pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode)
+
+    def reset(self) -> None:
+        self.count = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        per_step = self.unfold_time(x)
+        cumulative = per_step.cumsum(0)
+        if self.count is not None:
+            cumulative = cumulative + self.count
+        self.count = cumulative[-1]
+        folded = cumulative.flatten(0, 1)
+        _, idx = F.max_pool2d(
+            folded, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode, return_indices=True
+        )
+        spikes = per_step.flatten(0, 1).flatten(2)
+        return spikes.gather(2, idx.flatten(2)).view(idx.shape)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, gated by spike count"

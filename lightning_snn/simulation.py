@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lightning_snn.conversion import convert, neurons
+from lightning_snn.conversion import convert, stateful_modules
 
 #: time_chunk chosen by ``"auto"``: ``(device type) -> (batch size -> steps per chunk)``,
 #: from the time_chunk sweeps of benchmarks/simulation_speed.py (docs/BENCHMARKS.md). On the
@@ -35,8 +35,11 @@ AUTO_TIME_CHUNK = {
 
 def validate_timesteps(timesteps: Sequence[int]) -> list[int]:
     """Sorted, de-duplicated positive simulation lengths, or a ValueError that says why."""
-    if isinstance(timesteps, int):
+    if isinstance(timesteps, (int, float)):
         timesteps = [timesteps]
+    for t in timesteps:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or int(t) != t:
+            raise ValueError(f"simulation lengths T must be whole numbers of steps, got {t!r}; e.g. [16, 32, 64].")
     ts = sorted({int(t) for t in timesteps})
     if not ts:
         raise ValueError("the list of simulation lengths T is empty; give at least one T > 0, e.g. [16, 32, 64].")
@@ -57,8 +60,8 @@ def resolve_time_chunk(time_chunk: int | str, device: torch.device, batch_size: 
 
 
 def reset_snn(snn: nn.Module) -> None:
-    """Clear every neuron's membrane potential and spike counts."""
-    for n in neurons(snn):
+    """Clear the state of every stateful layer (membrane potentials, spike counts, max-pool counts)."""
+    for n in stateful_modules(snn):
         n.reset()
 
 
@@ -87,11 +90,17 @@ def simulate(
     ts = validate_timesteps(timesteps)
     chunk = resolve_time_chunk(time_chunk, x.device, x.shape[0])
     batch = x.shape[0]
-    all_neurons = neurons(snn)
+    all_neurons = stateful_modules(snn)
+    if not all_neurons:
+        raise TypeError(
+            f"{type(snn).__name__} has no IF neurons: simulate() runs a converted SNN. Convert the ANN first: "
+            "snn = lightning_snn.conversion.convert(ann, calibrate_thresholds(ann, batches))."
+        )
     for n in all_neurons:
         n.reset()
         n.batch_size = batch
-        n.record_spikes = record_spikes
+        if hasattr(n, "record_spikes"):
+            n.record_spikes = record_spikes
     results: list[torch.Tensor] = []
     total: torch.Tensor | None = None
     t_done, next_i = 0, 0
@@ -112,7 +121,7 @@ def simulate(
             t_done += steps
     finally:
         for n in all_neurons:
-            n.v = None  # free the state; spike counts stay for the caller
+            n.free_state()  # spike counts stay for the caller
     return torch.stack(results)
 
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lightning_snn.activations import ThresholdReLU, set_threshold_enabled
-from lightning_snn.conversion import OUTPUT_KEY, calibrate_thresholds, check_convertible, convert, neurons
+from lightning_snn.conversion import OUTPUT_KEY, calibrate_thresholds, convert, neurons
 from lightning_snn.models import create_model
 from lightning_snn.simulation import simulate
 
@@ -103,26 +102,6 @@ def test_thresholds_of_another_architecture_are_refused(trained_vgg):
     th = calibrate_thresholds(other, [torch.randn(4, 3, 32, 32)])
     with pytest.raises(ValueError, match="another architecture"):
         convert(trained_vgg, th)
-
-
-class FunctionalReLU(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.act = nn.ReLU()
-        self.fc = nn.Linear(4 * 30 * 30, 2)
-
-    def forward(self, x):
-        return self.fc(F.relu(self.act(self.conv(x))).flatten(1))
-
-
-def test_functional_relu_and_max_pooling_fail_loudly():
-    with pytest.raises(TypeError, match="functionally"):
-        check_convertible(FunctionalReLU())
-    with pytest.raises(TypeError, match="average pooling"):
-        check_convertible(nn.Sequential(nn.Conv2d(3, 3, 3), nn.ReLU(), nn.MaxPool2d(2)))
-    with pytest.raises(TypeError, match="no activation"):
-        check_convertible(nn.Sequential(nn.Flatten(), nn.Linear(3, 2)))
 
 
 def test_plain_nn_relu_models_convert_too():

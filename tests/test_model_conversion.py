@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lightning_snn.activations import set_threshold_enabled
-from lightning_snn.conversion import activation_layers, calibrate_thresholds, convert
+from lightning_snn.conversion import calibrate_thresholds, convert, site_activations
 from lightning_snn.models import create_model
 from lightning_snn.neurons import IFNeuron
 from lightning_snn.simulation import simulate
@@ -56,15 +56,7 @@ def converted(request, cifar_batches):
     x, y = x[:32], y[:32]
     fit(model, x, y, steps=80, batch=32, lr=3e-3)
     thresholds = calibrate_thresholds(model, [x])
-    acts: dict[str, torch.Tensor] = {}
-    hooks = [
-        m.register_forward_hook(lambda _m, _i, out, n=n: acts.__setitem__(n, out.detach().clone()))
-        for n, m in activation_layers(model).items()
-    ]
-    with torch.no_grad():
-        ann = model(x)
-    for h in hooks:
-        h.remove()
+    acts, ann = site_activations(model, x)
     snn = convert(model, thresholds, shift="membrane")
     outputs, rate_errors = [], []
     for T in TIMESTEPS:  # separate runs: spike counts are totals over a whole run

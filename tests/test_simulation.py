@@ -10,6 +10,7 @@ from lightning_snn.activations import set_threshold_enabled
 from lightning_snn.conversion import calibrate_thresholds, convert
 from lightning_snn.models import create_model
 from lightning_snn.neurons import IFNeuron
+from lightning_snn.reference import simulate_reference
 from lightning_snn.simulation import SpikingEvaluator, simulate, validate_timesteps
 
 
@@ -23,31 +24,11 @@ def small_snn():
     return model, thresholds, x
 
 
-def reference_per_step(snn: nn.Module, x: torch.Tensor, T: int) -> torch.Tensor:
-    """Textbook simulation: the layers one after another, once per time step, own IF state."""
-    layers = [m for m in snn.modules() if not isinstance(m, nn.Sequential) and m is not snn]
-    v = {}
-    total = 0
-    for _t in range(T):
-        h = x
-        for i, layer in enumerate(layers):
-            if isinstance(layer, IFNeuron):
-                vth = layer.v_threshold.item()
-                v[i] = v.get(i, torch.full_like(h, layer.v_init.item())) + h + layer.bias_current.item()
-                spikes = (v[i] >= vth).to(h.dtype)
-                v[i] = v[i] - spikes * vth
-                h = spikes * vth
-            else:
-                h = layer(h)
-        total = total + h
-    return total / T
-
-
 @pytest.mark.parametrize("shift", ["none", "membrane", "bias"])
 def test_fast_path_equals_per_step_reference(small_snn, shift):
     model, thresholds, x = small_snn
     snn = convert(model, thresholds, shift=shift, timesteps=24)
-    ref = reference_per_step(snn, x, 24)
+    ref = simulate_reference(snn, x, 24)
     for chunk in (1, 5, 24):
         fast = simulate(snn, x, [24], time_chunk=chunk)[0]
         assert torch.allclose(fast, ref, atol=1e-9), chunk
@@ -87,7 +68,7 @@ def test_record_spikes_counts_match_outputs():
     assert n.spike_count.view(-1).tolist() == [2.0, 4.0, 8.0]  # round(8 z) (membrane mode)
 
 
-@pytest.mark.parametrize("bad", [[], [0, 16], [-4]])
+@pytest.mark.parametrize("bad", [[], [0, 16], [-4], [2.7], [True]])
 def test_bad_timesteps_are_refused(bad):
     with pytest.raises(ValueError, match="T"):
         validate_timesteps(bad)

@@ -1,0 +1,82 @@
+"""A textbook per-step simulator of a converted SNN, independent of the fast engine.
+
+The fast engine (:func:`lightning_snn.simulation.simulate`) folds time into the batch and
+runs the neurons' recurrence in place; this one walks the SNN's fx graph once per time step,
+node by node, and keeps its own neuron state with plain out-of-place tensor ops. It shares
+only the stateless layers and the neurons' parameters with the engine, so the two agreeing
+is evidence that the folding, chunking and in-place tricks change nothing. Slow by design:
+for tests and benchmarks only.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from lightning_snn.conversion import SpikingReadout
+from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d
+
+
+class _StepInterpreter(fx.Interpreter):
+    """One time step through the graph; IF neurons and max-pools read and write ``state``."""
+
+    def __init__(self, gm: fx.GraphModule, state: dict[str, torch.Tensor]) -> None:
+        super().__init__(gm)
+        self.state = state
+
+    def call_module(self, target, args, kwargs):
+        module = self.fetch_attr(target)
+        x = args[0]
+        if isinstance(module, IFNeuron):
+            return if_step(module, x, self.state, target)
+        if isinstance(module, SpikingMaxPool2d):
+            count = self.state.get(target, torch.zeros_like(x)) + x
+            self.state[target] = count
+            _, idx = F.max_pool2d(
+                count,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                module.ceil_mode,
+                return_indices=True,
+            )
+            return x.flatten(2).gather(2, idx.flatten(2)).view(idx.shape)
+        return super().call_module(target, args, kwargs)
+
+
+def _channel(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    value = value.to(like.dtype)
+    return value if value.dim() == 0 else value.view(-1, *([1] * (like.dim() - 2)))
+
+
+def if_step(neuron: IFNeuron, current: torch.Tensor, state: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    """One step of an IF neuron with soft reset: integrate, fire at ``v >= V_th``, subtract ``V_th``."""
+    vth = _channel(neuron.v_threshold, current)
+    v = state.get(key)
+    if v is None:
+        v = torch.zeros_like(current) + _channel(neuron.v_init, current)
+    v = v + current + _channel(neuron.bias_current, current)
+    spikes = (v >= vth).to(current.dtype)
+    state[key] = v - spikes * vth
+    return spikes * vth
+
+
+@torch.no_grad()
+def simulate_reference(snn: nn.Module, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """The SNN's output averaged over ``timesteps`` steps, one whole pass through the graph per step."""
+    readout: IFNeuron | None = None
+    if isinstance(snn, SpikingReadout):
+        snn, readout = snn.body, snn.neuron
+    if not isinstance(snn, fx.GraphModule):
+        raise TypeError("simulate_reference runs an SNN from lightning_snn.conversion.convert (a GraphModule).")
+    state: dict[str, torch.Tensor] = {}
+    interpreter = _StepInterpreter(snn, state)
+    total = None
+    for _t in range(timesteps):
+        out = interpreter.run(x)
+        if readout is not None:
+            out = if_step(readout, out, state, "<readout>")
+        total = out if total is None else total + out
+    return total / timesteps
