@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from torch.utils.data import DataLoader, Subset
 
-from lightning_snn.conversion import calibrate_thresholds
 from lightning_snn.data import CIFAR10DataModule
+from lightning_snn.evaluation import evaluate_conversion
 from lightning_snn.module import ConversionModule
-from lightning_snn.simulation import SpikingEvaluator
 
 REPO = Path(__file__).resolve().parents[1]
 TIMESTEPS = [8, 16, 32, 64, 128, 256, 512]
@@ -88,30 +88,21 @@ def train(args, activation: str, work: Path) -> tuple[ConversionModule, Path, fl
     return module, ckpt, seconds
 
 
-@torch.no_grad()
 def evaluate(args, module: ConversionModule) -> dict:
-    model = module.model.eval()
+    """Every shift mode on the same thresholds and test images, through evaluate_conversion."""
     dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=0)
     dm.setup("fit")
     calib = dm.calibration_set(args.calibration_samples, seed=0)
-    calib_x = torch.stack([calib[i][0] for i in range(len(calib))])
-    thresholds = calibrate_thresholds(model, calib_x.split(500))
-    test = dm.test_set
-    n = min(args.test_samples, len(test))
-    xs = torch.stack([test[i][0] for i in range(n)])
-    ys = torch.stack([test[i][1] for i in range(n)])
-    ann_correct = sum((model(x).argmax(1) == y).sum().item() for x, y in zip(xs.split(250), ys.split(250)))
-    out = {"ann_acc": 100.0 * ann_correct / n, "snn_acc": {}, "seconds": {}}
+    calib_x = torch.stack([calib[i][0] for i in range(len(calib))]).split(500)
+    test = Subset(dm.test_set, range(min(args.test_samples, len(dm.test_set))))
+    test_batches = list(DataLoader(test, batch_size=args.batch_size))
+    out = {"snn_acc": {}, "seconds": {}}
     for shift in ("none", "bias", "membrane"):
-        ev = SpikingEvaluator(model, thresholds, TIMESTEPS, shift=shift, time_chunk="auto")
-        correct = torch.zeros(len(TIMESTEPS))
-        t0 = time.perf_counter()
-        for x, y in zip(xs.split(args.batch_size), ys.split(args.batch_size)):
-            correct += (ev(x).argmax(-1) == y).sum(-1)
-        out["seconds"][shift] = time.perf_counter() - t0
-        out["snn_acc"][shift] = {t: 100.0 * c / n for t, c in zip(TIMESTEPS, correct.tolist())}
-        print(f"  shift={shift}: " + ", ".join(f"T{t} {a:.2f}" for t, a in out["snn_acc"][shift].items()), flush=True)
-    out["thresholds"] = thresholds
+        report = evaluate_conversion(module.model, calib_x, test_batches, TIMESTEPS, shift=shift, time_chunk="auto")
+        out["ann_acc"], out["thresholds"] = report.ann_acc, report.to_json()["thresholds"]
+        out["snn_acc"][shift] = report.snn_acc
+        out["seconds"][shift] = report.seconds["simulation"]
+        print(f"  shift={shift}: " + ", ".join(f"T{t} {a:.2f}" for t, a in report.snn_acc.items()), flush=True)
     return out
 
 

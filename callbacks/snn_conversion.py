@@ -1,52 +1,33 @@
 """The conversion callback: calibrate -> convert -> evaluate across T -> log.
 
 Runs at the end of ``fit`` and at the end of ``test`` (a checkpoint given with
-``--ckpt_path``). Under DDP each rank calibrates on its share of the calibration subset and
-evaluates its share of the test images; thresholds are all-reduced with MAX and accuracies
-are torchmetrics (summed over ranks), so the numbers equal a single process's.
+``--ckpt_path``). The work itself is :func:`lightning_snn.evaluation.evaluate_conversion`; this
+callback checks its settings and the results path before training, builds the loaders (each
+DDP rank gets its share of the calibration and test images; thresholds are all-reduced with MAX
+and counts with SUM, so the numbers equal a single process's), stops at the next batch on
+SIGTERM, prints and logs the table, then writes ``snn_results.json`` into the run's own
+directory (:mod:`lightning_snn.callbacks.run_files`).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import time
+import signal
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from lightning_snn.conversion import OUTPUT_KEY, READOUTS, SHIFT_MODES, calibrate_thresholds
-from lightning_snn.metrics import AccuracyOverTime
-from lightning_snn.simulation import SpikingEvaluator, resolve_time_chunk, validate_timesteps
+from lightning_snn.evaluation import ConversionReport, evaluate_conversion, validate_conversion_settings
 
+from .run_files import check_writable, free_path, run_dir, write_json_atomic
 
-def run_dir(trainer: pl.Trainer) -> Path:
-    """The directory of this run: the W&B run's folder if logging to W&B, else the log dir."""
-    logger = trainer.logger
-    if isinstance(logger, WandbLogger):
-        return Path(logger.experiment.dir)
-    return Path(trainer.log_dir or trainer.default_root_dir)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON to a temp file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["SNNConversion", "run_dir", "shard", "write_json_atomic"]
 
 
 def shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
@@ -54,6 +35,45 @@ def shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
     if world_size == 1:
         return dataset
     return Subset(dataset, list(range(rank, len(dataset), world_size)))
+
+
+class SigtermFlag:
+    """Catch SIGTERM while the SNN evaluation runs, to stop at the next batch.
+
+    At the end of ``fit`` Lightning has already put its own signal handlers away (``on_fit_end``
+    runs after the trainer's teardown), so a SIGTERM would otherwise kill the process mid-write
+    or be swallowed by another library's handler. The previous handler is called too (Lightning's
+    forwards the signal to its DDP workers) and restored afterwards. Main thread only.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        self.received = True
+        if callable(self._previous):
+            self._previous(signum, frame)
+
+    def __enter__(self) -> SigtermFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+
+def until_sigterm(trainer: pl.Trainer, batches: Iterable, flag: SigtermFlag | None = None) -> Iterator:
+    """``batches``, stopped at the next batch once the process got SIGTERM (Lightning's convention:
+    its loops raise :class:`SIGTERMException` too; the CLI turns it into exit status 143)."""
+    for batch in batches:
+        if getattr(trainer, "received_sigterm", False) or (flag is not None and flag.received):
+            raise SIGTERMException
+        yield batch
 
 
 class SNNConversion(pl.Callback):
@@ -71,7 +91,8 @@ class SNNConversion(pl.Callback):
         max_test_samples: evaluate on the first N test images only; None = all.
         batch_size: evaluation batch size (default: the DataModule's ``eval_batch_size``).
         time_chunk: time steps folded into one forward pass; ``"auto"`` picks per device.
-        results_file: file name of the results, written to the run directory.
+        results_file: where the results go: a file name (or relative path) in the run's own
+            directory, or an absolute path (refused at the start if a file is there already).
         on_fit: run at the end of fit.
         on_test: run at the end of test.
     """
@@ -90,24 +111,44 @@ class SNNConversion(pl.Callback):
         on_fit: bool = True,
         on_test: bool = True,
     ) -> None:
-        self.timesteps = validate_timesteps(timesteps)
-        if shift not in SHIFT_MODES:
-            raise ValueError(f"unknown shift mode {shift!r}; choose one of {list(SHIFT_MODES)}.")
-        if readout not in READOUTS:
-            raise ValueError(f"unknown readout {readout!r}; choose one of {list(READOUTS)}.")
-        if calibration_samples is not None and calibration_samples <= 0:
-            raise ValueError(f"calibration_samples must be > 0 or None (all), got {calibration_samples}.")
-        if max_test_samples is not None and max_test_samples <= 0:
-            raise ValueError(f"max_test_samples must be > 0 or None (all), got {max_test_samples}.")
-        resolve_time_chunk(time_chunk, torch.device("cpu"))  # validates
+        self.timesteps = validate_conversion_settings(timesteps, shift, readout, time_chunk)
+        for name, value in (
+            ("calibration_samples", calibration_samples),
+            ("max_test_samples", max_test_samples),
+            ("batch_size", batch_size),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise ValueError(f"snn.{name} must be a positive int or null (the default), got {value!r}.")
+        if not isinstance(results_file, (str, Path)) or not str(results_file).strip():
+            raise ValueError(f"snn.results_file must be a file name, got {results_file!r}.")
         self.shift, self.readout = shift, readout
         self.calibration_samples, self.calibration_seed = calibration_samples, calibration_seed
         self.max_test_samples, self.batch_size = max_test_samples, batch_size
-        self.time_chunk, self.results_file = time_chunk, results_file
+        self.time_chunk, self.results_file = time_chunk, str(results_file)
         self.on_fit, self.on_test = on_fit, on_test
         self.results: dict[str, Any] | None = None
+        self.report: ConversionReport | None = None
 
     # ---- hooks ---------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Check, before any training, what the evaluation at the end will need."""
+        if not ((stage == "fit" and self.on_fit) or (stage == "test" and self.on_test)):
+            return
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "calibration_set"):
+            raise TypeError(
+                "SNNConversion needs a DataModule with calibration_set() and test_set "
+                "(e.g. lightning_snn.data.CIFAR10DataModule); pass one, or set snn.on_fit/on_test to false."
+            )
+        if trainer.is_global_zero:
+            path = self._results_path(trainer)
+            if Path(self.results_file).is_absolute() and path.exists():
+                raise ValueError(
+                    f"snn.results_file {str(path)!r} exists: another run's results would be replaced. Give a "
+                    "file name (written into this run's own directory) or a new path."
+                )
+            check_writable(path, "snn.results_file")
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.on_fit:
             self.evaluate(trainer, pl_module, stage="fit")
@@ -117,12 +158,17 @@ class SNNConversion(pl.Callback):
             self.evaluate(trainer, pl_module, stage="test")
 
     # ---- the work ------------------------------------------------------------------------
-    def _loader(self, dataset: Dataset, trainer: pl.Trainer, datamodule) -> DataLoader:
+    def _results_path(self, trainer: pl.Trainer) -> Path:
+        return run_dir(trainer) / self.results_file  # an absolute results_file replaces the folder
+
+    def _loader(self, dataset: Dataset, trainer: pl.Trainer, datamodule, flag: SigtermFlag) -> Iterator:
         batch_size = self.batch_size or getattr(datamodule, "eval_batch_size", 256)
         part = shard(dataset, trainer.global_rank, trainer.world_size)
-        return DataLoader(part, batch_size=batch_size, shuffle=False, num_workers=getattr(datamodule, "num_workers", 0))
+        loader = DataLoader(part, batch_size=batch_size, num_workers=getattr(datamodule, "num_workers", 0))
+        return until_sigterm(trainer, loader, flag)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> dict[str, Any]:
+        """Calibrate, convert, evaluate every T; print, log and write the results (rank zero)."""
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "calibration_set"):
             raise TypeError(
@@ -132,98 +178,81 @@ class SNNConversion(pl.Callback):
         if not hasattr(datamodule, "test_set"):
             datamodule.setup("test")
         model = pl_module.model if hasattr(pl_module, "model") else pl_module
-        device = pl_module.device
-        was_training = model.training
-        model.eval()
-        try:
-            t0 = time.perf_counter()
-            calib = datamodule.calibration_set(self.calibration_samples, self.calibration_seed)
-            thresholds = calibrate_thresholds(model, self._loader(calib, trainer, datamodule), device)
-            t_calib = time.perf_counter() - t0
+        calibration = datamodule.calibration_set(self.calibration_samples, self.calibration_seed)
+        test_set = datamodule.test_set
+        if self.max_test_samples is not None and self.max_test_samples < len(test_set):
+            test_set = Subset(test_set, range(self.max_test_samples))
+        rank_zero_info(
+            f"SNN conversion ({stage}): calibrating on {len(calibration)} images, then T up to "
+            f"{self.timesteps[-1]} on {len(test_set)} test images"
+        )
+        with SigtermFlag() as flag:
+            test_batches = self._loader(test_set, trainer, datamodule, flag)
+            if trainer.is_global_zero and trainer.progress_bar_callback is not None:
+                from tqdm.auto import tqdm
 
-            t0 = time.perf_counter()
-            evaluator = SpikingEvaluator(model, thresholds, self.timesteps, self.shift, self.readout, self.time_chunk)
-            t_convert = time.perf_counter() - t0
-
-            test_set = datamodule.test_set
-            if self.max_test_samples is not None and self.max_test_samples < len(test_set):
-                test_set = Subset(test_set, range(self.max_test_samples))
-            ann_acc = AccuracyOverTime(1).to(device)  # exact counts, like the SNN's
-            snn_acc = AccuracyOverTime(len(self.timesteps)).to(device)
-            loader = self._loader(test_set, trainer, datamodule)
-            t0 = time.perf_counter()
-            show = trainer.is_global_zero and trainer.progress_bar_callback is not None
-            from tqdm.auto import tqdm
-
-            for x, y in tqdm(loader, desc=f"SNN eval (T<={self.timesteps[-1]})", disable=not show, leave=False):
-                x, y = x.to(device), y.to(device)
-                with torch.no_grad():
-                    ann_acc.update(model(x).unsqueeze(0), y)
-                snn_acc.update(evaluator(x), y)
-            ann = float(ann_acc.compute().reshape(-1)[0])  # torchmetrics squeezes one-element results
-            snn = snn_acc.compute().reshape(-1).tolist()
-            t_sim = time.perf_counter() - t0
-        finally:
-            model.train(was_training)
-
+                test_batches = tqdm(test_batches, desc=f"SNN eval (T<={self.timesteps[-1]})", leave=False)
+            report = evaluate_conversion(
+                model,
+                self._loader(calibration, trainer, datamodule, flag),
+                test_batches,
+                self.timesteps,
+                shift=self.shift,
+                readout=self.readout,
+                time_chunk=self.time_chunk,
+                device=pl_module.device,
+            )
         results = {
             "stage": stage,
             "epoch": trainer.current_epoch,
             "global_step": trainer.global_step,
-            "shift": self.shift,
-            "readout": self.readout,
-            "time_chunk": self.time_chunk,
-            "num_test_images": len(test_set),
-            "calibration_images": len(calib),
             "calibration_seed": self.calibration_seed,
-            "ann_acc": round(100.0 * ann, 6),
-            "snn_acc": {str(t): round(100.0 * a, 6) for t, a in zip(self.timesteps, snn, strict=True)},
-            "conversion_loss": {str(t): round(100.0 * (ann - a), 6) for t, a in zip(self.timesteps, snn, strict=True)},
-            "thresholds": {k: v for k, v in thresholds.items() if k != OUTPUT_KEY},
-            "output_threshold": thresholds.get(OUTPUT_KEY),
-            "seconds": {"calibration": t_calib, "conversion": t_convert, "simulation": t_sim},
             "world_size": trainer.world_size,
+            **report.to_json(),
         }
-        self.results = results
+        self.report, self.results = report, results
         if trainer.is_global_zero:
-            self._report(trainer, results)
+            self._report(trainer, report, results)
         return results
 
-    def _report(self, trainer: pl.Trainer, r: dict[str, Any]) -> None:
-        lines = [
-            f"SNN conversion ({r['stage']}, shift={r['shift']}, readout={r['readout']}, "
-            f"{r['num_test_images']} test images, {r['calibration_images']} calibration images)",
-            f"  ANN accuracy: {r['ann_acc']:.2f}%",
-            "      T   SNN acc   conversion loss",
-        ]
-        for t in self.timesteps:
-            lines.append(f"  {t:5d}   {r['snn_acc'][str(t)]:6.2f}%   {r['conversion_loss'][str(t)]:+6.2f} pts")
-        s = r["seconds"]
-        lines.append(f"  time: calibration {s['calibration']:.1f}s, simulation {s['simulation']:.1f}s")
-        path = run_dir(trainer) / self.results_file
-        write_json_atomic(path, r)
-        lines.append(f"  results: {path}")
-        rank_zero_info("\n".join(lines))
-
-        metrics = {"snn/ann_acc": r["ann_acc"]}
-        for t in self.timesteps:
-            metrics[f"snn/acc_T{t}"] = r["snn_acc"][str(t)]
-            metrics[f"snn/conversion_loss_T{t}"] = r["conversion_loss"][str(t)]
-        for name, v in r["thresholds"].items():
-            metrics[f"snn/threshold/{name}"] = v
+    def _report(self, trainer: pl.Trainer, report: ConversionReport, results: dict[str, Any]) -> None:
+        """Print and log first, write the file last: a failed write never loses the numbers."""
+        path = self._results_path(trainer)
+        path = free_path(path.parent, path.name)
+        s = report.seconds
+        clip = {True: "on", False: "OFF (plain-ReLU source ANN)", None: "n/a"}[report.threshold_clip_on]
+        rank_zero_info(
+            f"SNN conversion ({results['stage']}, shift={report.shift}, readout={report.readout}, "
+            f"{report.num_test_images} test images, {report.calibration_images} calibration images, "
+            f"threshold ReLU clip {clip})\n{report.table()}\n"
+            f"  time: calibration {s['calibration']:.1f}s, simulation {s['simulation']:.1f}s\n  results: {path}"
+        )
+        metrics = {"snn/ann_acc": report.ann_acc}
+        for t in report.timesteps:
+            metrics[f"snn/acc_T{t}"] = report.snn_acc[t]
+            metrics[f"snn/conversion_loss_T{t}"] = report.conversion_loss[t]
+        for name, v in results["thresholds"].items():
+            if isinstance(v, (int, float)):
+                metrics[f"snn/threshold/{name}"] = v
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
             if isinstance(logger, WandbLogger):
-                self._log_wandb(logger, r)
+                self._log_wandb(logger, report)
+        try:
+            write_json_atomic(path, results)
+        except OSError as exc:
+            raise OSError(
+                f"the SNN results above were printed and logged, but writing {str(path)!r} failed: {exc}"
+            ) from exc
 
-    def _log_wandb(self, logger: WandbLogger, r: dict[str, Any]) -> None:
+    def _log_wandb(self, logger: WandbLogger, r: ConversionReport) -> None:
         import wandb
 
-        rows = [[t, r["snn_acc"][str(t)], r["ann_acc"], r["conversion_loss"][str(t)]] for t in self.timesteps]
+        rows = [[t, r.snn_acc[t], r.ann_acc, r.conversion_loss[t]] for t in r.timesteps]
         table = wandb.Table(data=rows, columns=["T", "snn_acc", "ann_acc", "conversion_loss"])
         logger.experiment.log(
             {
                 "snn/results": table,
-                "snn/acc_vs_T": wandb.plot.line(table, "T", "snn_acc", title=f"SNN accuracy vs T ({r['shift']} shift)"),
+                "snn/acc_vs_T": wandb.plot.line(table, "T", "snn_acc", title=f"SNN accuracy vs T ({r.shift} shift)"),
             }
         )

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import stat
+from types import SimpleNamespace
 
 import pytest
-
-from lightning_snn.callbacks.snn_conversion import SNNConversion, shard, write_json_atomic
+import torch
+from lightning_snn.callbacks.run_files import MARKER, check_writable, claim_dir, free_path
+from lightning_snn.callbacks.snn_conversion import (
+    SigtermFlag,
+    SNNConversion,
+    shard,
+    until_sigterm,
+    write_json_atomic,
+)
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from torch.utils.data import TensorDataset
 
 
 def test_results_file_is_never_half_written(tmp_path):
@@ -44,3 +58,167 @@ def test_shards_cover_the_set_once():
     parts = [list(shard(data, r, 3)) for r in range(3)]
     assert sorted(sum(parts, [])) == data
     assert shard(data, 0, 1) is data
+
+
+# ---- settings that used to fail late or silently -------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"time_chunk": "abc"}, ValueError, "time_chunk must be a positive int or 'auto', got 'abc'"),
+        ({"time_chunk": 2.5}, TypeError, "time_chunk"),
+        ({"batch_size": 0}, ValueError, "snn.batch_size must be a positive int"),
+        ({"batch_size": -1}, ValueError, "snn.batch_size must be a positive int"),
+        ({"results_file": ""}, ValueError, "results_file"),
+    ],
+)
+def test_more_bad_settings_are_refused_at_construction(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SNNConversion(**kwargs)
+
+
+# ---- files: permissions, claims, never overwriting -------------------------------------------
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_results_file_gets_the_usual_permissions(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        write_json_atomic(tmp_path / "snn_results.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "snn_results.json").stat().st_mode) == mode
+
+
+def test_a_claimed_directory_is_never_handed_to_a_second_run(tmp_path):
+    first, second, third = (claim_dir(tmp_path / "root") for _ in range(3))
+    assert first == tmp_path / "root"
+    assert second == first / "run_1" and third == first / "run_2"
+    assert all((d / MARKER).is_file() for d in (first, second, third))
+
+
+def test_free_path_moves_a_second_file_into_a_new_folder(tmp_path):
+    assert free_path(tmp_path, "snn_results.json") == tmp_path / "snn_results.json"
+    (tmp_path / "snn_results.json").write_text("{}")
+    moved = free_path(tmp_path, "snn_results.json")
+    assert moved.parent.parent == tmp_path and not moved.exists()
+
+
+def test_unwritable_results_path_is_refused_with_the_setting_named(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="snn.results_file: cannot write"):
+        check_writable(tmp_path / "a_file" / "snn_results.json", "snn.results_file")
+
+
+class FakeLogger:
+    def __init__(self) -> None:
+        self.logged: list[dict] = []
+
+    def log_metrics(self, metrics, step) -> None:
+        self.logged.append(metrics)
+
+
+class FakeTrainer(SimpleNamespace):
+    """A SimpleNamespace that can be a weak dict key (the run directory is cached per trainer)."""
+
+    __hash__ = object.__hash__
+
+
+def fake_trainer(tmp_path, **overrides) -> FakeTrainer:
+    """What the callback reads from a Trainer: no logger of its own, so files go to log_dir."""
+    values = dict(
+        logger=None,
+        loggers=[FakeLogger()],
+        log_dir=str(tmp_path / "run"),
+        default_root_dir=str(tmp_path),
+        is_global_zero=True,
+        global_rank=0,
+        world_size=1,
+        current_epoch=1,
+        global_step=10,
+        received_sigterm=False,
+        progress_bar_callback=None,
+        datamodule=SimpleNamespace(
+            calibration_set=lambda n, seed: TensorDataset(torch.ones(8, 16)),
+            test_set=TensorDataset(torch.ones(8, 16), torch.zeros(8, dtype=torch.long)),
+            eval_batch_size=4,
+            num_workers=0,
+        ),
+    )
+    values.update(overrides)
+    return FakeTrainer(**values)
+
+
+def tiny_module():
+    from tests.test_evaluation import binary_hidden_net
+
+    module = torch.nn.Module()
+    module.model = binary_hidden_net()
+    module.device = torch.device("cpu")
+    return module
+
+
+def test_results_are_printed_and_logged_before_a_failing_write(tmp_path, caplog):
+    trainer = fake_trainer(tmp_path)
+    (tmp_path / "a_file").write_text("")  # the results file's folder is a file: the write will fail
+    callback = SNNConversion(timesteps=[2, 4], results_file=str(tmp_path / "a_file" / "snn_results.json"))
+    caplog.set_level(logging.INFO)
+    with pytest.raises(OSError, match="printed and logged, but writing"):
+        callback.evaluate(trainer, tiny_module(), stage="test")
+    assert "snn/acc_T4" in trainer.loggers[0].logged[0]
+    assert "ANN accuracy" in caplog.text
+
+
+def test_setup_checks_the_results_path_before_training(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    unwritable = str(tmp_path / "a_file" / "snn_results.json")
+    trainer = fake_trainer(tmp_path)
+    with pytest.raises(ValueError, match="snn.results_file: cannot write"):
+        SNNConversion(results_file=unwritable).setup(trainer, tiny_module(), stage="fit")
+    SNNConversion(results_file=unwritable, on_fit=False).setup(trainer, tiny_module(), stage="fit")  # no evaluation
+    trainer = fake_trainer(tmp_path, log_dir=str(tmp_path / "a_file" / "run"))
+    with pytest.raises(ValueError, match="cannot create the run directory"):
+        SNNConversion().setup(trainer, tiny_module(), stage="fit")
+
+
+def test_an_absolute_results_file_that_exists_is_refused(tmp_path):
+    taken = tmp_path / "other_run.json"
+    taken.write_text("{}")
+    with pytest.raises(ValueError, match="another run's results"):
+        SNNConversion(results_file=str(taken)).setup(fake_trainer(tmp_path), tiny_module(), stage="test")
+
+
+def test_evaluation_stops_at_the_next_batch_on_sigterm(tmp_path):
+    trainer = fake_trainer(tmp_path, received_sigterm=True)
+    with pytest.raises(SIGTERMException):
+        SNNConversion(timesteps=[4]).evaluate(trainer, tiny_module(), stage="fit")
+    assert not list(tmp_path.rglob("snn_results.json"))
+    seen = []
+    flags = iter([False, False, True])
+    trainer = SimpleNamespace(received_sigterm=False)
+    with pytest.raises(SIGTERMException):
+        for batch in until_sigterm(trainer, range(10)):
+            seen.append(batch)
+            trainer.received_sigterm = next(flags)
+    assert seen == [0, 1, 2]
+
+
+def test_one_run_evaluating_twice_keeps_both_results(tmp_path):
+    trainer = fake_trainer(tmp_path)
+    callback = SNNConversion(timesteps=[4])
+    callback.evaluate(trainer, tiny_module(), stage="fit")
+    callback.evaluate(trainer, tiny_module(), stage="test")
+    stages = sorted(json.loads(p.read_text())["stage"] for p in tmp_path.rglob("snn_results.json"))
+    assert stages == ["fit", "test"]
+
+
+def test_sigterm_during_the_evaluation_sets_the_flag_and_the_old_handler_comes_back():
+    calls = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: calls.append(signum))
+    try:
+        with SigtermFlag() as flag:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert flag.received and calls == [signal.SIGTERM]  # the earlier handler still ran
+            with pytest.raises(SIGTERMException):
+                next(until_sigterm(SimpleNamespace(received_sigterm=False), [1, 2], flag))
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert calls == [signal.SIGTERM, signal.SIGTERM]  # restored
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,230 @@
+"""Calibrate -> convert -> evaluate across T, as one plain function with a typed result.
+
+:func:`evaluate_conversion` is what the conversion callback, the benchmarks and API users call:
+it takes any iterables of batches (a DataLoader, a list of tensors) and returns a
+:class:`ConversionReport` with the ANN's and the SNN's accuracy on the same images, one entry per
+T. Under an initialised ``torch.distributed`` process group every rank passes its own share of
+the images: thresholds are all-reduced with MAX (:func:`~lightning_snn.conversion.calibrate_thresholds`)
+and the correct-prediction counts with SUM, so every rank returns the numbers of one process
+over all the images. Plain PyTorch: no Trainer needed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from lightning_snn.conversion import OUTPUT_KEY, READOUTS, SHIFT_MODES, calibrate_thresholds
+from lightning_snn.simulation import SpikingEvaluator, validate_timesteps
+
+
+@dataclass
+class ConversionReport:
+    """What one conversion measured. Accuracies are percentages of ``num_test_images``.
+
+    Attributes:
+        timesteps: the simulation lengths T, sorted.
+        ann_acc: the source ANN's accuracy on the test images.
+        snn_acc: ``{T: SNN accuracy}``.
+        conversion_loss: ``{T: ann_acc - snn_acc}`` in percentage points.
+        ann_correct, snn_correct: the exact counts behind the accuracies.
+        thresholds: ``{layer: V_th}`` (without the output's maximum).
+        output_threshold: the maximum logit (the spiking readout's threshold), if calibrated.
+        num_test_images, calibration_images: images seen, summed over ranks.
+        seconds: wall time of ``calibration``, ``conversion`` and ``simulation`` (which includes
+            the ANN's forward pass on the same images).
+        shift, readout, time_chunk: the conversion settings.
+        threshold_clip_on: whether the source ANN's threshold ReLUs were clipping (``None``: it
+            has none); ``False`` means the ANN was a plain-ReLU network.
+    """
+
+    timesteps: list[int]
+    ann_acc: float
+    snn_acc: dict[int, float]
+    conversion_loss: dict[int, float]
+    ann_correct: int
+    snn_correct: dict[int, int]
+    thresholds: dict[str, Any]
+    output_threshold: Any
+    num_test_images: int
+    calibration_images: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    shift: str = "membrane"
+    readout: str = "analog"
+    time_chunk: int | str = "auto"
+    threshold_clip_on: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (T keys as strings, accuracies rounded to 1e-6): the keys of
+        ``snn_results.json``."""
+        return {
+            "shift": self.shift,
+            "readout": self.readout,
+            "time_chunk": self.time_chunk,
+            "threshold_clip_on": self.threshold_clip_on,
+            "num_test_images": self.num_test_images,
+            "calibration_images": self.calibration_images,
+            "ann_acc": round(self.ann_acc, 6),
+            "ann_correct": self.ann_correct,
+            "snn_acc": {str(t): round(a, 6) for t, a in self.snn_acc.items()},
+            "snn_correct": {str(t): c for t, c in self.snn_correct.items()},
+            "conversion_loss": {str(t): round(v, 6) for t, v in self.conversion_loss.items()},
+            "thresholds": {k: _jsonable(v) for k, v in self.thresholds.items()},
+            "output_threshold": _jsonable(self.output_threshold),
+            "seconds": dict(self.seconds),
+        }
+
+    def table(self) -> str:
+        """The accuracy-vs-T table as text, for logs and terminals."""
+        lines = [f"  ANN accuracy: {self.ann_acc:.2f}%", "      T   SNN acc   conversion loss"]
+        for t in self.timesteps:
+            lines.append(f"  {t:5d}   {self.snn_acc[t]:6.2f}%   {self.conversion_loss[t]:+6.2f} pts")
+        return "\n".join(lines)
+
+
+def validate_time_chunk(time_chunk: Any) -> int | str:
+    """``time_chunk`` as a positive int or ``"auto"``, or an error that says what is allowed."""
+    if isinstance(time_chunk, str):
+        if time_chunk == "auto":
+            return time_chunk
+        if time_chunk.strip().isdigit():
+            time_chunk = int(time_chunk)
+        else:
+            raise ValueError(f"time_chunk must be a positive int or 'auto', got {time_chunk!r}.")
+    if isinstance(time_chunk, bool) or not isinstance(time_chunk, int):
+        raise TypeError(f"time_chunk must be a positive int or 'auto', got {type(time_chunk).__name__} {time_chunk!r}.")
+    if time_chunk <= 0:
+        raise ValueError(f"time_chunk must be a positive int or 'auto', got {time_chunk}.")
+    return time_chunk
+
+
+def validate_conversion_settings(timesteps: Sequence[int], shift: str, readout: str, time_chunk: Any) -> list[int]:
+    """Check the settings of :func:`evaluate_conversion` before any work; returns the sorted T list."""
+    ts = validate_timesteps(timesteps)
+    if shift not in SHIFT_MODES:
+        raise ValueError(f"unknown shift mode {shift!r}; choose one of {list(SHIFT_MODES)}.")
+    if readout not in READOUTS:
+        raise ValueError(f"unknown readout {readout!r}; choose one of {list(READOUTS)}.")
+    validate_time_chunk(time_chunk)
+    return ts
+
+
+def threshold_clip_state(model: nn.Module) -> bool | None:
+    """Whether the model's threshold ReLUs clip (``None`` if it has no warm-up switch)."""
+    flags = [
+        bool(m.threshold_enabled)
+        for m in model.modules()
+        if isinstance(getattr(m, "threshold_enabled", None), torch.Tensor)
+    ]
+    return all(flags) if flags else None
+
+
+@torch.no_grad()
+def evaluate_conversion(
+    model: nn.Module,
+    calibration_batches: Iterable,
+    test_batches: Iterable,
+    timesteps: Sequence[int],
+    *,
+    shift: str = "membrane",
+    readout: str = "analog",
+    time_chunk: int | str = "auto",
+    device: torch.device | str | None = None,
+) -> ConversionReport:
+    """Calibrate thresholds on ``calibration_batches``, convert, and measure ANN and SNN accuracy
+    on ``test_batches`` at every T.
+
+    Args:
+        model: the source ANN (its train/eval mode is restored afterwards; it is not modified).
+        calibration_batches: inputs or ``(inputs, targets)`` tuples for the thresholds.
+        test_batches: ``(inputs, targets)`` tuples.
+        timesteps: the simulation lengths T to report.
+        shift: ``"membrane"``, ``"bias"`` or ``"none"`` (see :func:`lightning_snn.conversion.convert`).
+        readout: ``"analog"`` or ``"spiking"``.
+        time_chunk: steps folded into one forward pass, or ``"auto"``.
+        device: where to run (default: the model's device).
+
+    Returns:
+        A :class:`ConversionReport`; under ``torch.distributed`` the same on every rank.
+    """
+    ts = validate_conversion_settings(timesteps, shift, readout, time_chunk)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        t0 = time.perf_counter()
+        calibration = _Counted(calibration_batches)
+        thresholds = calibrate_thresholds(model, calibration, device)
+        t_calibration = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        evaluator = SpikingEvaluator(model, thresholds, ts, shift=shift, readout=readout, time_chunk=time_chunk)
+        t_conversion = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        # [ANN correct, SNN correct at each T, images], summed over ranks at the end
+        counts = torch.zeros(len(ts) + 2, dtype=torch.long, device=device)
+        for batch in test_batches:
+            x, y = batch[0].to(device), batch[1].to(device)
+            counts[0] += (model(x).argmax(-1) == y).sum()
+            counts[1:-1] += (evaluator(x).argmax(-1) == y.unsqueeze(0)).sum(-1)
+            counts[-1] += y.numel()
+        t_simulation = time.perf_counter() - t0
+    finally:
+        model.train(was_training)
+
+    seen = torch.tensor([calibration.count], dtype=torch.long, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+        dist.all_reduce(seen, op=dist.ReduceOp.SUM)
+    total = int(counts[-1])
+    if total == 0:
+        raise ValueError("the test set is empty: pass at least one (inputs, targets) batch.")
+    correct = counts[:-1].tolist()
+    ann = 100.0 * correct[0] / total
+    snn = {t: 100.0 * c / total for t, c in zip(ts, correct[1:], strict=True)}
+    return ConversionReport(
+        timesteps=ts,
+        ann_acc=ann,
+        snn_acc=snn,
+        conversion_loss={t: ann - a for t, a in snn.items()},
+        ann_correct=correct[0],
+        snn_correct=dict(zip(ts, correct[1:], strict=True)),
+        thresholds={k: v for k, v in thresholds.items() if k != OUTPUT_KEY},
+        output_threshold=thresholds.get(OUTPUT_KEY),
+        num_test_images=total,
+        calibration_images=int(seen.item()),
+        seconds={"calibration": t_calibration, "conversion": t_conversion, "simulation": t_simulation},
+        shift=shift,
+        readout=readout,
+        time_chunk=time_chunk,
+        threshold_clip_on=threshold_clip_state(model),
+    )
+
+
+class _Counted:
+    """An iterable of batches that counts the images it yields."""
+
+    def __init__(self, batches: Iterable) -> None:
+        self.batches, self.count = batches, 0
+
+    def __iter__(self) -> Iterator:
+        for batch in self.batches:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            self.count += int(x.shape[0])
+            yield batch
+
+
+def _jsonable(value: Any) -> Any:
+    """Thresholds may be floats or (per-channel) tensors: JSON gets numbers or lists."""
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, Mapping):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
