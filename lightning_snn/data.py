@@ -8,6 +8,8 @@ loader is a fixed, seeded, un-augmented subset of the training set.
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,11 +63,67 @@ def seeded_subset(dataset: Dataset, num_samples: int | None, seed: int) -> Datas
     return Subset(dataset, torch.randperm(n, generator=gen)[:num_samples].sort().values.tolist())
 
 
+NPZ_FORMAT = "an .npz with 'images' (uint8, [N, 32, 32, 3], HWC, 0..255) and 'labels' (integers, [N])"
+IMAGE_SHAPE = (32, 32, 3)
+
+
 def load_npz_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``{split}.npz`` with uint8 HWC ``images`` and int ``labels`` -> (uint8 NCHW, int64)."""
-    with np.load(data_dir / f"{split}.npz") as f:
-        images, labels = f["images"], f["labels"]
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels).long()
+    """``{split}.npz`` with uint8 HWC ``images`` and int ``labels`` -> (uint8 NCHW, int64).
+
+    Raises:
+        ValueError: the file is not a readable .npz of that format (the message names the file,
+            what is wrong and the expected format).
+    """
+    path = Path(data_dir) / f"{split}.npz"
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one array (.npy content), not named arrays")
+        with f:
+            missing = sorted({"images", "labels"} - set(f.files))
+            if missing:
+                raise ValueError(f"it has the arrays {sorted(f.files)}, no {missing}")
+            images, labels = f["images"], f["labels"]
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"cannot read {path}: {exc}. Expected {NPZ_FORMAT}.") from exc
+    check_images_and_labels(images, labels, str(path))
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64))
+
+
+def check_images_and_labels(images: np.ndarray, labels: np.ndarray, source: str) -> None:
+    """Refuse images that are not uint8 ``[N, 32, 32, 3]`` or labels that do not match them."""
+    if images.ndim == 4 and images.shape[1] == 3 and images.shape[1:] != IMAGE_SHAPE:
+        hint = "they look channels-first (CHW): store images.transpose(0, 2, 3, 1)"
+    elif images.ndim == 4 and images.shape[-1] == 1:
+        hint = "they are grayscale: CIFAR images have 3 colour channels"
+    else:
+        hint = "CIFAR images are 32x32 RGB, channels last"
+    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(f"{source}: images have shape {list(images.shape)}, expected [N, 32, 32, 3]; {hint}.")
+    if images.dtype != np.uint8:
+        hint = (
+            "floats in [0, 1]? store (images * 255).round().astype(np.uint8)"
+            if np.issubdtype(images.dtype, np.floating)
+            else "store them as np.uint8 (0..255)"
+        )
+        raise ValueError(f"{source}: images are {images.dtype}, expected uint8 (0..255); {hint}.")
+    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) and labels.dtype != np.bool_):
+        raise ValueError(f"{source}: labels are {labels.dtype} {list(labels.shape)}, expected integers [N].")
+    if labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{source}: {images.shape[0]} images but {labels.shape[0]} labels; every image needs exactly one label."
+        )
+
+
+def check_label_range(labels: torch.Tensor, num_classes: int, source: str, owner: str) -> None:
+    """Refuse labels outside ``[0, num_classes)`` (they crash the loss or are scored as wrong)."""
+    bad = (labels < 0) | (labels >= num_classes)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"{source}: label {int(labels[i])} (image {i}) is outside 0..{num_classes - 1}, the classes of {owner}: "
+            "wrong data_dir, or labels of another data set?"
+        )
 
 
 class ConversionDataModule(pl.LightningDataModule):
@@ -142,8 +200,13 @@ class CIFARDataModule(ConversionDataModule):
         super().__init__()
         if batch_size <= 0 or eval_batch_size <= 0:
             raise ValueError("batch sizes must be > 0.")
-        if val_split < 0:
-            raise ValueError(f"val_split must be >= 0, got {val_split}.")
+        if isinstance(val_split, bool) or val_split < 0 or (val_split >= 1 and val_split != int(val_split)):
+            raise ValueError(
+                f"val_split must be 0 (validate on the test split), a fraction in (0, 1) or a whole number of "
+                f"images, got {val_split}."
+            )
+        if train_samples is not None and (isinstance(train_samples, bool) or train_samples <= 0):
+            raise ValueError(f"train_samples must be > 0 or null (all training images), got {train_samples}.")
         self.data_dir = Path(data_dir or f"data/{self.dataset_name.lower()}").expanduser()
         self.download = download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -164,14 +227,24 @@ class CIFARDataModule(ConversionDataModule):
     def prepare_data(self) -> None:
         if self._has_npz():
             return
+        where = (
+            f"--data.init_args.data_dir can point at a folder with train.npz/test.npz ({NPZ_FORMAT}; "
+            "benchmarks/make_cifar_subset.py writes them)"
+        )
         try:
             for train in (True, False):
                 self._torchvision(train, download=self.download)
         except RuntimeError as exc:
+            if self.download:
+                raise
             raise FileNotFoundError(
                 f"{self.dataset_name} not found in {str(self.data_dir)!r} (no train.npz/test.npz and no "
-                f"torchvision copy) and download={self.download}. Point --data.data_dir at a folder "
-                "with train.npz/test.npz, or pass --data.download true."
+                f"torchvision copy) and download={self.download}: {where}; or pass --data.init_args.download true."
+            ) from exc
+        except OSError as exc:  # URLError, timeouts, DNS: typically no internet on this machine
+            raise ConnectionError(
+                f"downloading {self.dataset_name} into {str(self.data_dir)!r} failed ({exc}): no internet here? "
+                f"Download it where there is, then {where}, with --data.init_args.download false."
             ) from exc
 
     def _load(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -183,18 +256,27 @@ class CIFARDataModule(ConversionDataModule):
                 splits = {}
                 for split in ("train", "test"):
                     ds = self._torchvision(split == "train", download=False)
+                    images, labels = np.asarray(ds.data), np.asarray(ds.targets)
+                    check_images_and_labels(images, labels, f"{self.data_dir} ({split})")
                     splits[split] = (
-                        torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(),
-                        torch.tensor(ds.targets, dtype=torch.long),
+                        torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
+                        torch.from_numpy(labels.astype(np.int64)),
                     )
-            labels = splits["train"][1]
-            if int(labels.max()) >= self.num_classes:
-                raise ValueError(
-                    f"{self.data_dir} holds labels up to {int(labels.max())}, but {type(self).__name__} "
-                    f"has {self.num_classes} classes: wrong data_dir?"
-                )
+            self._check_classes(splits)
             self._splits = splits
         return self._splits
+
+    def _check_classes(self, splits: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        owner = f"{type(self).__name__} ({self.num_classes} classes)"
+        for split, (_, labels) in splits.items():
+            check_label_range(labels, self.num_classes, f"{self.data_dir / split}.npz", owner)
+        used = int(splits["train"][1].max()) + 1
+        if used < self.num_classes:
+            raise ValueError(
+                f"{self.data_dir}: the training labels go up to {used - 1} only, but {owner} would train a "
+                f"{self.num_classes}-class output layer: are these the files of a {used}-class data set (e.g. "
+                "CIFAR-10 for CIFAR-100)? Point data_dir at the right files or use the matching DataModule."
+            )
 
     def setup(self, stage: str | None = None) -> None:
         splits = self._load()
