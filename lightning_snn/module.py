@@ -17,20 +17,26 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_snn.activations import ACTIVATIONS, WARMUP_ACTIVATIONS, make_activation, set_threshold_enabled
-from lightning_snn.models import create_model
+from lightning_snn.models import MODELS, create_model
+from lightning_snn.models.external import build_external, with_activation
 from lightning_snn.warm_start import load_except_head
 
 
 class ConversionModule(pl.LightningModule):
-    """Trains a registered model (threshold-ReLU ANN) with cross entropy.
+    """Trains a source ANN for conversion (threshold ReLU, QCFS or ReLU) with cross entropy.
 
     Args:
-        arch: a registered model name (``lightning_snn.models.MODELS``), e.g. ``"vgg16"``.
+        arch: a registered model name (``lightning_snn.models.MODELS``), e.g. ``"vgg16"``, or
+            the import path of any classifier: a torchvision model (``torchvision.models.resnet18``)
+            or your own ``nn.Module`` class (``my_package.nets.MyCNN``), built with
+            ``model_kwargs`` (and ``num_classes`` if it takes it). With ``threshold_relu`` or
+            ``qcfs`` every ReLU call site of such a model (reused modules and ``F.relu``
+            included) is replaced by that activation before training; with ``relu`` it stays.
         num_classes: output classes (linked from the DataModule by the CLI).
         width: channel multiplier of the model.
         activation: ``"threshold_relu"`` (ReLU warm-up, then clipped), ``"relu"`` (never
@@ -96,7 +102,15 @@ class ConversionModule(pl.LightningModule):
         # the shift is a model_kwargs key for compatibility with existing configs
         shift = kwargs.pop("activation_shift", 0.0)
         act_layer = make_activation(hp.activation, y_th=hp.y_th, shift=shift, **qcfs_options)
-        return create_model(hp.arch, num_classes=hp.num_classes, width=hp.width, act_layer=act_layer, **kwargs)
+        if hp.arch in MODELS or "." not in hp.arch:
+            return create_model(hp.arch, num_classes=hp.num_classes, width=hp.width, act_layer=act_layer, **kwargs)
+        # a torchvision model or the user's own class, by import path
+        if shift:
+            raise ValueError("model_kwargs.activation_shift applies to the registered models only.")
+        model = build_external(hp.arch, num_classes=hp.num_classes, width=hp.width, **kwargs)
+        if hp.activation in WARMUP_ACTIVATIONS:  # every ReLU call site becomes a switchable activation
+            model = with_activation(model, act_layer)
+        return model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -126,6 +140,12 @@ class ConversionModule(pl.LightningModule):
 
     def update_threshold(self, epoch: int) -> None:
         set_threshold_enabled(self.model, self.threshold_active(epoch))
+
+    def on_fit_start(self) -> None:
+        hp = self.hparams
+        warning = warmup_covers_training(hp.activation, hp.relu_warmup_epochs, self.trainer.max_epochs)
+        if warning:
+            rank_zero_warn(warning)
 
     def on_train_epoch_start(self) -> None:
         self.update_threshold(self.current_epoch)
@@ -191,3 +211,16 @@ class ConversionModule(pl.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer), "interval": "epoch"},
         }
+
+
+def warmup_covers_training(activation: str, relu_warmup_epochs: int, max_epochs: int | None) -> str | None:
+    """A warning if the ReLU warm-up lasts the whole run, so the threshold ReLU never clips."""
+    if activation != "threshold_relu" or max_epochs is None or max_epochs < 0:
+        return None
+    if relu_warmup_epochs == 0 or relu_warmup_epochs < max_epochs:  # the clip is on from epoch 0, or switches on
+        return None
+    return (
+        f"model.relu_warmup_epochs={relu_warmup_epochs} >= trainer.max_epochs={max_epochs}: the threshold ReLU "
+        "never clips in this run, so the source ANN is a plain-ReLU network (snn_results.json records "
+        "threshold_clip_on: false). Set relu_warmup_epochs below max_epochs, or activation: relu to say so."
+    )
