@@ -29,11 +29,18 @@ _CLAIMED: weakref.WeakKeyDictionary[pl.Trainer, Path] = weakref.WeakKeyDictionar
 
 
 def logger_dir(trainer: pl.Trainer) -> Path:
-    """The folder the trainer's logger gives this run: the W&B run's folder, else the log dir."""
+    """The folder the trainer's logger gives this run: the W&B run's folder, else the log dir
+    (``trainer.default_root_dir`` without a logger)."""
     logger = trainer.logger
     if isinstance(logger, WandbLogger):
         return Path(logger.experiment.dir)
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    # as trainer.log_dir, without its broadcast: this runs on rank zero only, and a collective
+    # call on one rank would hang the others (DDP)
+    if logger is not None:
+        folder = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
+        if folder:
+            return Path(folder)
+    return Path(trainer.default_root_dir)
 
 
 def run_dir(trainer: pl.Trainer) -> Path:

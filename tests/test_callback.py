@@ -122,12 +122,11 @@ class FakeTrainer(SimpleNamespace):
 
 
 def fake_trainer(tmp_path, **overrides) -> FakeTrainer:
-    """What the callback reads from a Trainer: no logger of its own, so files go to log_dir."""
+    """What the callback reads from a Trainer: no logger, so files go to default_root_dir."""
     values = dict(
         logger=None,
         loggers=[FakeLogger()],
-        log_dir=str(tmp_path / "run"),
-        default_root_dir=str(tmp_path),
+        default_root_dir=str(tmp_path / "run"),
         is_global_zero=True,
         global_rank=0,
         world_size=1,
@@ -173,7 +172,7 @@ def test_setup_checks_the_results_path_before_training(tmp_path):
     with pytest.raises(ValueError, match="snn.results_file: cannot write"):
         SNNConversion(results_file=unwritable).setup(trainer, tiny_module(), stage="fit")
     SNNConversion(results_file=unwritable, on_fit=False).setup(trainer, tiny_module(), stage="fit")  # no evaluation
-    trainer = fake_trainer(tmp_path, log_dir=str(tmp_path / "a_file" / "run"))
+    trainer = fake_trainer(tmp_path, default_root_dir=str(tmp_path / "a_file" / "run"))
     with pytest.raises(ValueError, match="cannot create the run directory"):
         SNNConversion().setup(trainer, tiny_module(), stage="fit")
 
