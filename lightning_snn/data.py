@@ -52,6 +52,15 @@ class TensorImageDataset(Dataset):
         return (img.float() - self.mean) / self.std, self.labels[i]
 
 
+def check_loader_settings(batch_size: int, eval_batch_size: int, **counts: int | None) -> None:
+    """Batch sizes > 0, and each optional image count (``train_samples=...``) > 0 or None (all)."""
+    if batch_size <= 0 or eval_batch_size <= 0:
+        raise ValueError(f"batch sizes must be > 0, got batch_size={batch_size}, eval_batch_size={eval_batch_size}.")
+    for name, n in counts.items():
+        if n is not None and (isinstance(n, bool) or n <= 0):
+            raise ValueError(f"{name} must be > 0 or null (all images), got {n}.")
+
+
 def seeded_subset(dataset: Dataset, num_samples: int | None, seed: int) -> Dataset:
     """``num_samples`` items of ``dataset`` drawn with ``seed``, in index order (all if None)."""
     n = len(dataset)
@@ -198,15 +207,12 @@ class CIFARDataModule(ConversionDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if batch_size <= 0 or eval_batch_size <= 0:
-            raise ValueError("batch sizes must be > 0.")
+        check_loader_settings(batch_size, eval_batch_size, train_samples=train_samples)
         if isinstance(val_split, bool) or val_split < 0 or (val_split >= 1 and val_split != int(val_split)):
             raise ValueError(
                 f"val_split must be 0 (validate on the test split), a fraction in (0, 1) or a whole number of "
                 f"images, got {val_split}."
             )
-        if train_samples is not None and (isinstance(train_samples, bool) or train_samples <= 0):
-            raise ValueError(f"train_samples must be > 0 or null (all training images), got {train_samples}.")
         self.data_dir = Path(data_dir or f"data/{self.dataset_name.lower()}").expanduser()
         self.download = download
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size

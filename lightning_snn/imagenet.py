@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset, Subset
 
-from lightning_snn.data import ConversionDataModule, seeded_subset
+from lightning_snn.data import ConversionDataModule, check_loader_settings, seeded_subset
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SPLITS = ("train", "val")
@@ -65,13 +65,9 @@ class ImageNetDataModule(ConversionDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if batch_size <= 0 or eval_batch_size <= 0:
-            raise ValueError("batch sizes must be > 0.")
+        check_loader_settings(batch_size, eval_batch_size, train_samples=train_samples, val_samples=val_samples)
         if not 0 < image_size <= resize_size:
             raise ValueError(f"need 0 < image_size <= resize_size, got {image_size} and {resize_size}.")
-        for name, n in (("train_samples", train_samples), ("val_samples", val_samples)):
-            if n is not None and n <= 0:
-                raise ValueError(f"{name} must be > 0 or None (all), got {n}.")
         self.data_dir = Path(data_dir).expanduser()
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers = num_workers
