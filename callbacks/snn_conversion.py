@@ -71,9 +71,27 @@ def until_sigterm(trainer: pl.Trainer, batches: Iterable, flag: SigtermFlag | No
     """``batches``, stopped at the next batch once the process got SIGTERM (Lightning's convention:
     its loops raise :class:`SIGTERMException` too; the CLI turns it into exit status 143)."""
     for batch in batches:
-        if getattr(trainer, "received_sigterm", False) or (flag is not None and flag.received):
+        if getattr(trainer, "received_sigterm", False):
+            raise SIGTERMException
+        if flag is not None and flag.received:
+            # Lightning's handler (gone by on_fit_end) would pass the signal on to the DDP workers it
+            # started; do the same, so that they stop too instead of waiting in a collective
+            launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
+            if launcher is not None:
+                launcher.kill(signal.SIGTERM)
             raise SIGTERMException
         yield batch
+
+
+class Repeatable:
+    """``until_sigterm`` over ``batches``, afresh at every pass: percentile calibration and the
+    light correction read the calibration images more than once."""
+
+    def __init__(self, trainer: pl.Trainer, batches: Iterable, flag: SigtermFlag | None = None) -> None:
+        self.trainer, self.batches, self.flag = trainer, batches, flag
+
+    def __iter__(self) -> Iterator:
+        return until_sigterm(self.trainer, self.batches, self.flag)
 
 
 class SNNConversion(pl.Callback):
@@ -91,6 +109,14 @@ class SNNConversion(pl.Callback):
         max_test_samples: evaluate on the first N test images only; None = all.
         batch_size: evaluation batch size (default: the DataModule's ``eval_batch_size``).
         time_chunk: time steps folded into one forward pass; ``"auto"`` picks per device.
+        calibration: how thresholds are set: ``"max"`` (the paper), ``"percentile"`` (per layer,
+            see ``percentile``), ``"channel"`` (max per output channel) or ``"lambda"`` (QCFS's
+            clip level ``lambda``; see :func:`lightning_snn.conversion.calibrate_thresholds`).
+        percentile: ``p`` in (0, 100] for ``calibration: percentile``, e.g. 99.99.
+        correction: ``"none"`` or ``"light"`` (SNN Calibration's bias correction on the
+            calibration images, :func:`lightning_snn.correction.correct_bias`; membrane or no shift).
+        correction_timesteps: the T the correction is tuned for (required with ``light``); the
+            curve still comes from one simulation, every T with the same corrected SNN.
         results_file: where the results go: a file name (or relative path) in the run's own
             directory, or an absolute path (refused at the start if a file is there already).
         on_fit: run at the end of fit.
@@ -107,11 +133,19 @@ class SNNConversion(pl.Callback):
         max_test_samples: int | None = None,
         batch_size: int | None = None,
         time_chunk: int | str = "auto",
+        calibration: str = "max",
+        percentile: float = 99.99,
+        correction: str = "none",
+        correction_timesteps: int | None = None,
         results_file: str = "snn_results.json",
         on_fit: bool = True,
         on_test: bool = True,
     ) -> None:
-        self.timesteps = validate_conversion_settings(timesteps, shift, readout, time_chunk)
+        self.timesteps = validate_conversion_settings(
+            timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps
+        )
+        self.calibration, self.percentile = calibration, percentile
+        self.correction, self.correction_timesteps = correction, correction_timesteps
         for name, value in (
             ("calibration_samples", calibration_samples),
             ("max_test_samples", max_test_samples),
@@ -161,11 +195,11 @@ class SNNConversion(pl.Callback):
     def _results_path(self, trainer: pl.Trainer) -> Path:
         return run_dir(trainer) / self.results_file  # an absolute results_file replaces the folder
 
-    def _loader(self, dataset: Dataset, trainer: pl.Trainer, datamodule, flag: SigtermFlag) -> Iterator:
+    def _loader(self, dataset: Dataset, trainer: pl.Trainer, datamodule, flag: SigtermFlag) -> Repeatable:
         batch_size = self.batch_size or getattr(datamodule, "eval_batch_size", 256)
         part = shard(dataset, trainer.global_rank, trainer.world_size)
         loader = DataLoader(part, batch_size=batch_size, num_workers=getattr(datamodule, "num_workers", 0))
-        return until_sigterm(trainer, loader, flag)
+        return Repeatable(trainer, loader, flag)
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> dict[str, Any]:
         """Calibrate, convert, evaluate every T; print, log and write the results (rank zero)."""
@@ -201,6 +235,10 @@ class SNNConversion(pl.Callback):
                 readout=self.readout,
                 time_chunk=self.time_chunk,
                 device=pl_module.device,
+                calibration=self.calibration,
+                percentile=self.percentile,
+                correction=self.correction,
+                correction_timesteps=self.correction_timesteps,
             )
         results = {
             "stage": stage,
@@ -223,9 +261,11 @@ class SNNConversion(pl.Callback):
         clip = {True: "on", False: "OFF (plain-ReLU source ANN)", None: "n/a"}[report.threshold_clip_on]
         rank_zero_info(
             f"SNN conversion ({results['stage']}, shift={report.shift}, readout={report.readout}, "
+            f"calibration={report.calibration}, correction={report.correction}, "
             f"{report.num_test_images} test images, {report.calibration_images} calibration images, "
             f"threshold ReLU clip {clip})\n{report.table()}\n"
-            f"  time: calibration {s['calibration']:.1f}s, simulation {s['simulation']:.1f}s\n  results: {path}"
+            f"  time: calibration {s['calibration']:.1f}s, correction {s.get('correction', 0.0):.1f}s, "
+            f"simulation {s['simulation']:.1f}s\n  results: {path}"
         )
         metrics = {"snn/ann_acc": report.ann_acc}
         for t in report.timesteps:

@@ -21,7 +21,7 @@ neuron that integrates branch + shortcut, with the same shift as every other neu
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 
 import torch
@@ -150,7 +150,7 @@ def calibrate_thresholds(
         device = next(model.parameters()).device
     gm = gm.to(device)
     names = list(layers)
-    if method == "percentile" and iter(batches) is batches:
+    if method == "percentile" and isinstance(batches, Iterator):
         raise ValueError(
             "calibration method 'percentile' reads the calibration batches twice (an exact two-pass "
             "selection): pass a list or a DataLoader, not a generator or iterator."

@@ -31,7 +31,7 @@ equal to one process's over the union.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -51,7 +51,7 @@ def _inputs(batch) -> torch.Tensor:
 
 
 def _check_reiterable(batches: Iterable, passes: str) -> None:
-    if iter(batches) is batches:
+    if isinstance(batches, Iterator):
         raise ValueError(
             f"the correction reads the calibration batches {passes}: pass a list or a DataLoader, "
             "not a generator or iterator."

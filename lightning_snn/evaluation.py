@@ -20,7 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lightning_snn.conversion import OUTPUT_KEY, READOUTS, SHIFT_MODES, calibrate_thresholds
+from lightning_snn.conversion import OUTPUT_KEY, READOUTS, SHIFT_MODES, calibrate_thresholds, check_calibration
+from lightning_snn.correction import CORRECTIONS, correct_bias
 from lightning_snn.simulation import SpikingEvaluator, validate_timesteps
 
 
@@ -42,6 +43,8 @@ class ConversionReport:
         shift, readout, time_chunk: the conversion settings.
         threshold_clip_on: whether the source ANN's threshold ReLUs were clipping (``None``: it
             has none); ``False`` means the ANN was a plain-ReLU network.
+        calibration, percentile: the threshold calibration method (and its percentile).
+        correction, correction_timesteps: the post-conversion correction and its target T.
     """
 
     timesteps: list[int]
@@ -59,6 +62,10 @@ class ConversionReport:
     readout: str = "analog"
     time_chunk: int | str = "auto"
     threshold_clip_on: bool | None = None
+    calibration: str = "max"
+    percentile: float | None = None
+    correction: str = "none"
+    correction_timesteps: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (T keys as strings, accuracies rounded to 1e-6): the keys of
@@ -68,6 +75,10 @@ class ConversionReport:
             "readout": self.readout,
             "time_chunk": self.time_chunk,
             "threshold_clip_on": self.threshold_clip_on,
+            "calibration": self.calibration,
+            "percentile": self.percentile,
+            "correction": self.correction,
+            "correction_timesteps": self.correction_timesteps,
             "num_test_images": self.num_test_images,
             "calibration_images": self.calibration_images,
             "ann_acc": round(self.ann_acc, 6),
@@ -104,7 +115,16 @@ def validate_time_chunk(time_chunk: Any) -> int | str:
     return time_chunk
 
 
-def validate_conversion_settings(timesteps: Sequence[int], shift: str, readout: str, time_chunk: Any) -> list[int]:
+def validate_conversion_settings(
+    timesteps: Sequence[int],
+    shift: str,
+    readout: str,
+    time_chunk: Any,
+    calibration: str = "max",
+    percentile: float = 99.99,
+    correction: str = "none",
+    correction_timesteps: int | None = None,
+) -> list[int]:
     """Check the settings of :func:`evaluate_conversion` before any work; returns the sorted T list."""
     ts = validate_timesteps(timesteps)
     if shift not in SHIFT_MODES:
@@ -112,7 +132,28 @@ def validate_conversion_settings(timesteps: Sequence[int], shift: str, readout: 
     if readout not in READOUTS:
         raise ValueError(f"unknown readout {readout!r}; choose one of {list(READOUTS)}.")
     validate_time_chunk(time_chunk)
+    check_calibration(calibration, percentile)
+    validate_correction(correction, correction_timesteps, shift)
     return ts
+
+
+def validate_correction(correction: str, correction_timesteps: int | None, shift: str) -> None:
+    """Refuse an unknown correction, a missing or bad target T, or a correction with the bias shift."""
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; choose one of {list(CORRECTIONS)}.")
+    if correction == "none":
+        return
+    t = correction_timesteps
+    if t is None or isinstance(t, bool) or not isinstance(t, int) or t <= 0:
+        raise ValueError(
+            f"correction {correction!r} is tuned for one simulation length: set correction_timesteps to that "
+            f"target T (a positive int, e.g. 4), got {t!r}."
+        )
+    if shift == "bias":
+        raise ValueError(
+            "correction 'light' needs one SNN for every T (shift 'membrane' or 'none'); shift 'bias' builds one "
+            "SNN per T. Use shift: membrane."
+        )
 
 
 def threshold_clip_state(model: nn.Module) -> bool | None:
@@ -136,6 +177,10 @@ def evaluate_conversion(
     readout: str = "analog",
     time_chunk: int | str = "auto",
     device: torch.device | str | None = None,
+    calibration: str = "max",
+    percentile: float = 99.99,
+    correction: str = "none",
+    correction_timesteps: int | None = None,
 ) -> ConversionReport:
     """Calibrate thresholds on ``calibration_batches``, convert, and measure ANN and SNN accuracy
     on ``test_batches`` at every T.
@@ -149,23 +194,41 @@ def evaluate_conversion(
         readout: ``"analog"`` or ``"spiking"``.
         time_chunk: steps folded into one forward pass, or ``"auto"``.
         device: where to run (default: the model's device).
+        calibration: ``"max"``, ``"percentile"``, ``"channel"`` or ``"lambda"``
+            (:func:`~lightning_snn.conversion.calibrate_thresholds`); ``percentile`` is its ``p``.
+        correction: ``"none"`` or ``"light"``: after conversion, shift every IF layer's bias current
+            so that its mean output per channel at ``correction_timesteps`` matches the ANN's on the
+            calibration images (:func:`~lightning_snn.correction.correct_bias`). Percentile
+            calibration and the correction read ``calibration_batches`` more than once, so pass a
+            re-iterable (a list, a DataLoader).
 
     Returns:
         A :class:`ConversionReport`; under ``torch.distributed`` the same on every rank.
     """
-    ts = validate_conversion_settings(timesteps, shift, readout, time_chunk)
+    ts = validate_conversion_settings(
+        timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps
+    )
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         t0 = time.perf_counter()
-        calibration = _Counted(calibration_batches)
-        thresholds = calibrate_thresholds(model, calibration, device)
+        if isinstance(calibration_batches, Iterator) and (calibration == "percentile" or correction != "none"):
+            raise ValueError(
+                f"calibration {calibration!r} with correction {correction!r} reads the calibration batches more "
+                "than once: pass a list or a DataLoader, not a generator or iterator."
+            )
+        batches = _Counted(calibration_batches)
+        thresholds = calibrate_thresholds(model, batches, device, method=calibration, percentile=percentile)
         t_calibration = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         evaluator = SpikingEvaluator(model, thresholds, ts, shift=shift, readout=readout, time_chunk=time_chunk)
         t_conversion = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if correction == "light":
+            correct_bias(model, evaluator.snns[None], batches, correction_timesteps, device, time_chunk)
+        t_correction = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         # [ANN correct, SNN correct at each T, images], summed over ranks at the end
@@ -179,7 +242,7 @@ def evaluate_conversion(
     finally:
         model.train(was_training)
 
-    seen = torch.tensor([calibration.count], dtype=torch.long, device=device)
+    seen = torch.tensor([batches.count], dtype=torch.long, device=device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
         dist.all_reduce(seen, op=dist.ReduceOp.SUM)
@@ -200,21 +263,31 @@ def evaluate_conversion(
         output_threshold=thresholds.get(OUTPUT_KEY),
         num_test_images=total,
         calibration_images=int(seen.item()),
-        seconds={"calibration": t_calibration, "conversion": t_conversion, "simulation": t_simulation},
+        seconds={
+            "calibration": t_calibration,
+            "conversion": t_conversion,
+            "correction": t_correction,
+            "simulation": t_simulation,
+        },
         shift=shift,
         readout=readout,
         time_chunk=time_chunk,
         threshold_clip_on=threshold_clip_state(model),
+        calibration=calibration,
+        percentile=percentile if calibration == "percentile" else None,
+        correction=correction,
+        correction_timesteps=correction_timesteps if correction != "none" else None,
     )
 
 
 class _Counted:
-    """An iterable of batches that counts the images it yields."""
+    """An iterable of batches that counts the images of one pass (re-iterable if ``batches`` is)."""
 
     def __init__(self, batches: Iterable) -> None:
         self.batches, self.count = batches, 0
 
     def __iter__(self) -> Iterator:
+        self.count = 0  # every pass sees the same images
         for batch in self.batches:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             self.count += int(x.shape[0])
