@@ -214,13 +214,13 @@ class ConversionModule(pl.LightningModule):
 
 
 def warmup_covers_training(activation: str, relu_warmup_epochs: int, max_epochs: int | None) -> str | None:
-    """A warning if the ReLU warm-up lasts the whole run, so the threshold ReLU never clips."""
-    if activation != "threshold_relu" or max_epochs is None or max_epochs < 0:
+    """A warning if the ReLU warm-up lasts the whole run, so the clipping activation never clips."""
+    if activation not in WARMUP_ACTIVATIONS or max_epochs is None or max_epochs < 0:
         return None
     if relu_warmup_epochs == 0 or relu_warmup_epochs < max_epochs:  # the clip is on from epoch 0, or switches on
         return None
     return (
-        f"model.relu_warmup_epochs={relu_warmup_epochs} >= trainer.max_epochs={max_epochs}: the threshold ReLU "
-        "never clips in this run, so the source ANN is a plain-ReLU network (snn_results.json records "
+        f"model.relu_warmup_epochs={relu_warmup_epochs} >= trainer.max_epochs={max_epochs}: the {activation} "
+        "activation never clips in this run, so the source ANN is a plain-ReLU network (snn_results.json records "
         "threshold_clip_on: false). Set relu_warmup_epochs below max_epochs, or activation: relu to say so."
     )
