@@ -89,3 +89,19 @@ def callbacks_origin(cwd, path) -> str:
     proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout.strip()
+
+
+def test_every_callbacks_class_path_in_the_docs_resolves():
+    import importlib
+
+    pattern = re.compile(r"lightning_snn\.callbacks(?:\.\w+)+")
+    files = [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "lightning_snn").rglob("*.py")]
+    files += [*(REPO / "callbacks").glob("*.py")]
+    names = {m.group(0) for f in files for m in pattern.finditer(f.read_text())}
+    assert "lightning_snn.callbacks.SNNConversion" in names
+    for name in sorted(names):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError:
+            module, _, attr = name.rpartition(".")
+            assert hasattr(importlib.import_module(module), attr), name
