@@ -15,7 +15,7 @@ argmax of that sum, so one simulation to ``T_max`` yields a prediction at every 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -72,6 +72,7 @@ def simulate(
     timesteps: Sequence[int],
     time_chunk: int | str = "auto",
     record_spikes: bool = False,
+    on_timestep: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """Run ``snn`` on the constant input ``x`` up to ``max(timesteps)`` steps.
 
@@ -82,6 +83,10 @@ def simulate(
         time_chunk: steps folded into one forward pass (``"auto"``: per device type).
         record_spikes: keep each neuron's total spike count (``neuron.spike_count``) after the
             run, e.g. to compare firing rates with ANN activations.
+        on_timestep: called as ``on_timestep(T)`` right after step ``T`` for every T of the list,
+            while every layer still holds its state at that step (membrane potentials ``v``):
+            chunks then end at every T. What :class:`lightning_snn.diagnostics.DiagnosticsProbe`
+            reads its per-T spike counts from; ``None`` (the default) changes nothing.
 
     Returns:
         ``[len(timesteps), B, ...]``: the time-averaged output (sum of the readout over the
@@ -107,6 +112,8 @@ def simulate(
     try:
         while t_done < ts[-1]:
             steps = min(chunk, ts[-1] - t_done)
+            if on_timestep is not None:
+                steps = min(steps, ts[next_i] - t_done)  # the callback reads the state at step T
             for n in all_neurons:
                 n.steps = steps
             out = snn(x)
@@ -119,6 +126,8 @@ def simulate(
                 next_i += 1
             total = cumulative[-1]
             t_done += steps
+            if on_timestep is not None and ts[next_i - 1] == t_done:
+                on_timestep(t_done)
     finally:
         for n in all_neurons:
             n.free_state()  # spike counts stay for the caller

@@ -1,0 +1,819 @@
+"""Inside the SNN, across T: firing rates, synaptic operations, energy and per-layer error.
+
+Everything here is read from the **same** simulation that gives the accuracy-vs-T curve
+(:func:`lightning_snn.simulation.simulate`): forward hooks on the spiking layers keep one running
+sum of each layer's output per batch (``[B, neurons]``, the size of its membrane potential) and,
+at every T of the list, reduce it at once to a few numbers per layer; nothing of size
+``[T, B, neurons]`` is ever stored. With no probe attached the engine runs exactly as before.
+
+* **Firing rate**: spikes per neuron per step, per IF layer and for the whole network.
+* **Synaptic operations (SOPs)**: each spike counted once per synapse it drives. A neuron's
+  fan-out is computed once per SNN from its torch.fx graph (:func:`synapse_map`): the graph
+  downstream of each spiking layer is run on one sample with every conv / linear weight replaced
+  by its non-zero mask (ones where a synapse exists), no bias, average pooling as sum pooling,
+  every other linear operation (batch norm, scaling, subtraction, flatten, dropout) as identity,
+  and autograd gives, per neuron, the number of synapses it reaches before the next synaptic
+  layer's output, or the input of an IF layer reached without one (an identity shortcut: one
+  synapse per spike). Exact for conv (kernel, stride, dilation, padding, padding mode, groups,
+  borders), linear, pooling, ``cat`` and residual branches. A spiking max-pool is a gate, not a
+  synapse: the spikes it passes on are counted at its output with its output's fan-out and
+  credited to the IF layer that feeds it. A spike through an average pooling drives the
+  synapses of its pooled position (the pooling folded into the next layer's weights).
+* **MACs**: the first synaptic layer(s) on the analog input (the image is not spikes), and the
+  ANN's MACs for the same images: every synaptic layer dense, layer by layer (non-zero weights,
+  padding excluded, the same counting as the SOPs).
+* **Energy** per image: ``E_AC * SOPs + E_MAC * input MACs`` next to the ANN's ``E_MAC * MACs``
+  (:class:`EnergyModel`; 0.9 pJ and 4.6 pJ, 45 nm, Horowitz 2014). The input MACs are counted once
+  per step, as the SNN literature does (hardware that presents the image at every step recomputes
+  them), although this engine computes them once per chunk and broadcasts.
+* **Per-layer conversion error**: mean ``|rate x V_th - min(a, V_th)|`` over the layer's neurons
+  and the images, ``a`` being the ANN's activation at that layer on the same images; also relative
+  to the mean of ``min(a, V_th)``. The part of ``a`` above ``V_th`` (test activations above the
+  calibrated maximum; zero for a threshold-ReLU ANN whose clip is V_th) is no rate-coding error:
+  no T removes it, so it is reported apart as ``clip_mae``.
+
+  **Predicted** (``predicted_mae``): the paper's layer-wise error model, eq. (14)-(15): the
+  input ``z`` of a layer uniform within each quantisation interval of width ``V_th / T`` and
+  ``h'`` the IF neuron's rate function, a floor with step ``V_th / T`` shifted by ``delta``.
+  Then ``E|h'(z - delta) - h(z)| = V_th / (4T)`` at the paper's optimal shift
+  ``delta = V_th / (2T)`` (eq. 15: a rounding; our membrane and bias shifts both realise it) and
+  ``V_th / (2T)`` without a shift (a floor), for neurons whose activation is inside
+  ``(0, V_th)``; 0 for those at 0 or at the clip, where the IF neuron is exact. We compare the
+  mean *absolute* error in activation units because the paper's own totals, eq. (13) and (16)
+  (``L V_th^2 / (4T)``), are a loss proxy (constant Hessian, summed over layers), not a per-layer
+  quantity one can measure; they share its ``1/T`` law. The prediction is the layer's own
+  quantisation term ``Delta a'_l`` of eq. (10) only: deeper layers also inherit the earlier
+  layers' errors (eq. (10)'s ``B_l W_l Delta a_{l-1}``), so measured >= predicted there.
+
+Plain PyTorch: :func:`simulate_with_diagnostics` for one batch, :class:`DiagnosticsProbe` to run
+many batches (fan-out maps and the prepared ANN built once), :class:`Diagnostics` to accumulate
+them (``merge``) and to reduce them over ``torch.distributed`` ranks (``all_reduce``: sums).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_snn.conversion import OUTPUT_KEY, SpikingReadout
+from lightning_snn.graph import BATCH_NORMS, activation_sites, prepare
+from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, _per_channel
+from lightning_snn.simulation import simulate, validate_timesteps
+
+#: Energy per accumulate and per multiply-accumulate in pJ (32-bit float, 45 nm; Horowitz 2014).
+E_AC_PJ = 0.9
+E_MAC_PJ = 4.6
+#: The fan-out key of the analog input (its fan-out sum is the first layer's MACs).
+INPUT_KEY = "<input>"
+
+
+# ---- settings ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EnergyModel:
+    """Energy per operation (pJ) and how the first layer's MACs on the analog input count.
+
+    Args:
+        ac_pj: energy of one accumulate (a spike through one synapse).
+        mac_pj: energy of one multiply-accumulate.
+        input_macs_per_step: count the first layer's MACs on the analog input at every step (the
+            literature's convention) rather than once per image.
+    """
+
+    ac_pj: float = E_AC_PJ
+    mac_pj: float = E_MAC_PJ
+    input_macs_per_step: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("ac_pj", "mac_pj"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"energy {name} must be a finite number of picojoules >= 0, got {value!r}.")
+        if not isinstance(self.input_macs_per_step, bool):
+            raise TypeError(f"input_macs_per_step must be true or false, got {self.input_macs_per_step!r}.")
+
+
+# ---- fan-out maps ---------------------------------------------------------------------------------
+@dataclass
+class SynapseMap:
+    """The structural fan-out of every spike source of one SNN, per sample (no batch dimension).
+
+    Attributes:
+        fanout: ``{source: [*features]}`` synapses driven by one spike of each element: every IF
+            layer (by site name; a spiking readout's neuron under ``<output>``, fan-out 0), every
+            spiking max-pool, and the analog input under ``<input>``.
+        credited_to: ``{source: IF layer}``: a max-pool's spikes are its feeding layer's.
+        layer_macs: ``{synaptic layer: MACs per image}`` of the ANN (dense).
+    """
+
+    fanout: dict[str, torch.Tensor]
+    credited_to: dict[str, str]
+    layer_macs: dict[str, float]
+
+    @property
+    def input_macs(self) -> float:
+        """MACs per image of the synaptic layer(s) fed by the analog input."""
+        return float(self.fanout[INPUT_KEY].sum())
+
+    @property
+    def ann_macs(self) -> float:
+        """MACs per image of the whole ANN (every synaptic layer, dense)."""
+        return float(sum(self.layer_macs.values()))
+
+
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_AVG_POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+_ADAPTIVE_POOLS = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
+_IDENTITY_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
+_ADDITIVE = {operator.add, operator.sub, operator.iadd, operator.isub, torch.add, torch.sub}
+_SCALING = {operator.mul, operator.imul, operator.truediv, operator.itruediv, torch.mul, torch.div}
+_IDENTITY_FUNCTIONS = {operator.neg, operator.pos, torch.neg}
+_CONV_FUNCTIONS = {F.conv1d, F.conv2d, F.conv3d, F.linear}
+_AVG_FUNCTIONS = {F.avg_pool1d: 1, F.avg_pool2d: 2, F.avg_pool3d: 3}
+_ADAPTIVE_FUNCTIONS = {F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3}
+_IDENTITY_METHODS = {"neg", "float", "to", "type_as", "mul", "mul_", "div", "div_"}
+
+
+def _mask(weight: torch.Tensor) -> torch.Tensor:
+    """1 where a synapse exists (a non-zero weight), in the fan-out's float64."""
+    return weight.detach().ne(0).to(torch.float64)
+
+
+def _tuple(value, n: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+
+
+def _sum_pool(x: torch.Tensor, dims: int, kernel, stride, padding, ceil_mode: bool) -> torch.Tensor:
+    """Average pooling as sum pooling (divisor 1, zero padding): every window counts every input once."""
+    kernel = _tuple(kernel, dims)
+    stride = _tuple(stride if stride not in (None, []) else kernel, dims)
+    padding = _tuple(padding, dims)
+    if dims == 1:  # avg_pool1d has no divisor_override: pool a [N, C, 1, L] image instead
+        return _sum_pool(x.unsqueeze(-2), 2, (1, *kernel), (1, *stride), (0, *padding), ceil_mode).squeeze(-2)
+    pool = F.avg_pool2d if dims == 2 else F.avg_pool3d
+    return pool(x, kernel, stride, padding, ceil_mode, True, 1)
+
+
+def _adaptive_sum_pool(x: torch.Tensor, dims: int, output_size) -> torch.Tensor:
+    """Adaptive average pooling times each window's size: a sum over each window."""
+    pool = {1: F.adaptive_avg_pool1d, 2: F.adaptive_avg_pool2d, 3: F.adaptive_avg_pool3d}[dims]
+    out = pool(x, output_size)
+    size = torch.ones((), dtype=x.dtype)
+    for d, (n_in, n_out) in enumerate(zip(x.shape[-dims:], out.shape[-dims:], strict=True)):
+        # torch's adaptive windows: [floor(i n_in / n_out), ceil((i + 1) n_in / n_out))
+        i = torch.arange(n_out)
+        lengths = (-((-(i + 1) * n_in) // n_out) - (i * n_in) // n_out).to(x.dtype)
+        size = size.unsqueeze(-1) * lengths if d else lengths
+    return out * size
+
+
+def _varying_identity(*values) -> torch.Tensor:
+    """A product or quotient by a constant, structurally: the time-varying operand, broadcast."""
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    shape = torch.broadcast_shapes(*(t.shape for t in tensors))
+    picked = next((t for t in tensors if t.requires_grad), None)
+    if picked is None:
+        return torch.zeros(shape, dtype=torch.float64)
+    return picked if picked.shape == shape else picked.expand(shape)
+
+
+class _FanoutInterpreter(fx.Interpreter):
+    """Runs an SNN graph on one sample, structurally (see :func:`synapse_map`)."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.leaves: dict[str, torch.Tensor] = {}
+        self.objective: list[torch.Tensor] = []
+        self.layer_macs: dict[str, float] = {}
+
+    def _leaf(self, name: str, shape: torch.Size) -> torch.Tensor:
+        leaf = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+        self.leaves[name] = leaf
+        return leaf
+
+    def _stop(self, x: torch.Tensor) -> None:
+        if isinstance(x, torch.Tensor) and x.requires_grad:
+            self.objective.append(x.sum())
+
+    def _synapses(self, name: str, x: torch.Tensor, layer) -> torch.Tensor:
+        """A synaptic layer: its outputs end every path into it; its dense MACs are the ANN's."""
+        out = layer(x)
+        self._stop(out)
+        with torch.no_grad():
+            self.layer_macs[name] = float(layer(torch.ones_like(x)).sum())
+        return torch.zeros(out.shape, dtype=torch.float64)
+
+    def placeholder(self, target, args, kwargs):
+        return self._leaf(INPUT_KEY, super().placeholder(target, args, kwargs).shape)
+
+    def call_module(self, target, args, kwargs):
+        m = self.fetch_attr(target)
+        x = args[0] if args else None
+        if isinstance(m, IFNeuron):
+            self._stop(x)
+            return self._leaf(target, x.shape)
+        if isinstance(m, SpikingMaxPool2d):
+            out = F.max_pool2d(x.detach(), m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode)
+            return self._leaf(target, out.shape)
+        if isinstance(m, _CONVS):
+            mask = _mask(m.weight)
+            return self._synapses(target, x, lambda t: m._conv_forward(t, mask, None))
+        if isinstance(m, nn.Linear):
+            mask = _mask(m.weight)
+            return self._synapses(target, x, lambda t: F.linear(t, mask))
+        if isinstance(m, _AVG_POOLS):
+            return _sum_pool(x, _AVG_POOLS.index(type(m)) + 1, m.kernel_size, m.stride, m.padding, m.ceil_mode)
+        if isinstance(m, _ADAPTIVE_POOLS):
+            return _adaptive_sum_pool(x, _ADAPTIVE_POOLS.index(type(m)) + 1, m.output_size)
+        if isinstance(m, BATCH_NORMS + _IDENTITY_MODULES):
+            return x  # an affine map per channel folds into the next layer's weights: no synapses
+        return super().call_module(target, args, kwargs)
+
+    def call_function(self, target, args, kwargs):
+        if target in _CONV_FUNCTIONS:
+            args, kwargs = list(args), dict(kwargs)
+            weight = args[1] if len(args) > 1 else kwargs.pop("weight")
+            args[1:2] = [_mask(weight)]
+            if len(args) > 2:
+                args[2] = None
+            kwargs.pop("bias", None)
+            name = f"{getattr(target, '__name__', 'conv')}@{len(self.layer_macs)}"
+            return self._synapses(name, args[0], lambda t: target(t, *args[1:], **kwargs))
+        if target in _AVG_FUNCTIONS:
+            names = ("kernel_size", "stride", "padding", "ceil_mode")
+            values = [args[i + 1] if len(args) > i + 1 else kwargs.get(n) for i, n in enumerate(names)]
+            kernel, stride, padding, ceil_mode = values
+            return _sum_pool(args[0], _AVG_FUNCTIONS[target], kernel, stride, padding or 0, bool(ceil_mode))
+        if target in _ADAPTIVE_FUNCTIONS:
+            size = args[1] if len(args) > 1 else kwargs["output_size"]
+            return _adaptive_sum_pool(args[0], _ADAPTIVE_FUNCTIONS[target], size)
+        if target is torch.mean:
+            return torch.sum(*args, **kwargs)
+        if target in _ADDITIVE:  # a - b counts b's synapses like a + b's; alpha is a weight
+            return torch.add(args[0], args[1])
+        if target in _SCALING:
+            return _varying_identity(*args[:2])
+        if target in _IDENTITY_FUNCTIONS:
+            return args[0]
+        return super().call_function(target, args, kwargs)
+
+    def call_method(self, target, args, kwargs):
+        if target == "mean":
+            return args[0].sum(*args[1:], **kwargs)
+        if target in ("add", "add_", "sub", "sub_"):
+            return torch.add(args[0], args[1] if len(args) > 1 else kwargs["other"])
+        if target in _IDENTITY_METHODS:
+            return _varying_identity(*args[:2]) if target in ("mul", "mul_", "div", "div_") else args[0]
+        return super().call_method(target, args, kwargs)
+
+    def output(self, target, args, kwargs):
+        out = super().output(target, args, kwargs)
+        self._stop(out)  # reached without a synaptic layer: one "synapse" per element
+        return out
+
+
+def _body(snn: nn.Module) -> tuple[fx.GraphModule, IFNeuron | None]:
+    if isinstance(snn, SpikingReadout):
+        return snn.body, snn.neuron
+    if not isinstance(snn, fx.GraphModule):
+        raise TypeError(
+            f"diagnostics read a converted SNN (lightning_snn.conversion.convert), got {type(snn).__name__}."
+        )
+    return snn, None
+
+
+def _feeding_site(gm: fx.GraphModule, node: fx.Node) -> str | None:
+    """The IF layer whose spikes a spiking max-pool gates (through dropout / identity)."""
+    source = node.args[0]
+    while isinstance(source, fx.Node) and source.op == "call_module":
+        module = gm.get_submodule(source.target)
+        if isinstance(module, IFNeuron):
+            return source.target
+        if not isinstance(module, _IDENTITY_MODULES):
+            break
+        source = source.args[0]
+    return None
+
+
+def synapse_map(snn: nn.Module, example: torch.Tensor) -> SynapseMap:
+    """Every spike source's fan-out in ``snn``, from one structural pass on ``example[:1]``.
+
+    Args:
+        snn: from :func:`lightning_snn.conversion.convert` (its weights define the synapses:
+            a zero weight is no synapse).
+        example: any input batch of the right shape (its values are not used).
+    """
+    gm, readout = _body(snn)
+    interpreter = _FanoutInterpreter(gm)
+    with torch.enable_grad():
+        out = interpreter.run(torch.zeros(example[:1].shape, dtype=torch.float64))
+        if interpreter.objective:
+            torch.stack(interpreter.objective).sum().backward()
+    fanout = {
+        name: (leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)).detach()[0]
+        for name, leaf in interpreter.leaves.items()
+    }
+    credited = {name: name for name in fanout if name != INPUT_KEY}
+    for node in gm.graph.nodes:
+        if node.op == "call_module" and isinstance(gm.get_submodule(node.target), SpikingMaxPool2d):
+            credited[node.target] = _feeding_site(gm, node) or node.target
+    if readout is not None:
+        fanout[OUTPUT_KEY] = torch.zeros(out.shape[1:], dtype=torch.float64)
+        credited[OUTPUT_KEY] = OUTPUT_KEY
+    return SynapseMap(fanout=fanout, credited_to=credited, layer_macs=interpreter.layer_macs)
+
+
+# ---- the accumulated numbers ------------------------------------------------------------------
+#: columns of Diagnostics.per_t
+_SPIKES, _SOPS, _ABS_ERROR = range(3)
+#: columns of Diagnostics.per_layer (sums over images)
+_ACT, _CLIP, _QUANT, _ELEMENTS = range(4)
+
+
+@dataclass
+class Diagnostics:
+    """Sums over images (and ranks) of what one or more simulations measured, and the per-T views.
+
+    Attributes:
+        timesteps: the simulation lengths T, sorted.
+        layers: the IF layers in execution order (a spiking readout's neuron last, ``<output>``).
+        per_t: ``[layers, T, 3]`` float64 sums: spikes, SOPs driven by the layer's spikes,
+            and ``sum |rate x V_th - min(a, V_th)|`` over neurons.
+        per_layer: ``[layers, 4]`` float64 sums: ``min(a, V_th)``, ``relu(a - V_th)``, the
+            quantisation model's ``k V_th`` over neurons with ``0 < a < V_th`` (``k`` = 1/4 with
+            a shift, 1/2 without), and the number of neurons with an ANN activation.
+        structure: ``[layers + 2]`` float64, per image: neurons per layer, input MACs, ANN MACs.
+        images: images simulated (a float64 tensor).
+        energy: the energy constants of the report.
+    """
+
+    timesteps: list[int]
+    layers: list[str]
+    per_t: torch.Tensor
+    per_layer: torch.Tensor
+    structure: torch.Tensor
+    images: torch.Tensor
+    energy: EnergyModel = field(default_factory=EnergyModel)
+
+    @classmethod
+    def empty(
+        cls, timesteps: Sequence[int], layers: Sequence[str], device=None, energy: EnergyModel | None = None
+    ) -> Diagnostics:
+        """All zeros: a rank with no batches joins the all-reduce with this."""
+        n, nt = len(layers), len(timesteps)
+        zeros = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=device)  # noqa: E731
+        return cls(
+            list(timesteps), list(layers), zeros(n, nt, 3), zeros(n, 4), zeros(n + 2), zeros(), energy or EnergyModel()
+        )
+
+    # -- accumulation ---------------------------------------------------------------------------
+    def merge(self, other: Diagnostics) -> Diagnostics:
+        """Add another batch's sums (in place); returns ``self``."""
+        if other.layers != self.layers or other.timesteps != self.timesteps:
+            raise ValueError("cannot merge diagnostics of different layers or T lists: they come from other SNNs.")
+        self.per_t += other.per_t.to(self.per_t.device)
+        self.per_layer += other.per_layer.to(self.per_layer.device)
+        self.structure = torch.maximum(self.structure, other.structure.to(self.structure.device))
+        self.images = self.images + other.images.to(self.images.device)
+        return self
+
+    def all_reduce(self) -> Diagnostics:
+        """Sum over ``torch.distributed`` ranks (in place; a no-op without a process group).
+
+        Every rank must call it, one with no images too (:meth:`empty`). The per-image structure
+        (neuron and MAC counts) is the same on every rank that simulated something: reduced by MAX.
+        """
+        if not (dist.is_available() and dist.is_initialized()):
+            return self
+        flat = torch.cat([self.per_t.flatten(), self.per_layer.flatten(), self.images.view(1)])
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        dist.all_reduce(self.structure, op=dist.ReduceOp.MAX)
+        a, b = self.per_t.numel(), self.per_layer.numel()
+        self.per_t = flat[:a].view_as(self.per_t)
+        self.per_layer = flat[a : a + b].view_as(self.per_layer)
+        self.images = flat[-1]
+        return self
+
+    # -- the numbers -----------------------------------------------------------------------------
+    @property
+    def num_images(self) -> int:
+        return int(self.images.item())
+
+    @property
+    def neurons(self) -> dict[str, int]:
+        """Neurons per image of each IF layer."""
+        return {n: int(v) for n, v in zip(self.layers, self.structure[:-2].tolist(), strict=True)}
+
+    @property
+    def input_macs(self) -> float:
+        """MACs per image of the first layer(s) on the analog input (once; see :class:`EnergyModel`)."""
+        return float(self.structure[-2])
+
+    @property
+    def ann_macs(self) -> float:
+        """MACs per image of the ANN."""
+        return float(self.structure[-1])
+
+    def _per_image(self) -> tuple[list[list[list[float]]], float]:
+        images = max(self.num_images, 1)
+        return self.per_t.tolist(), images
+
+    def firing_rates(self) -> dict[int, dict[str, Any]]:
+        """``{T: {"network": rate, "layers": {layer: rate}}}``, spikes per neuron per step."""
+        per_t, images = self._per_image()
+        neurons = self.neurons
+        total_neurons = max(sum(neurons.values()), 1)
+        out = {}
+        for i, t in enumerate(self.timesteps):
+            layers = {n: per_t[j][i][_SPIKES] / (images * t * max(neurons[n], 1)) for j, n in enumerate(self.layers)}
+            network = sum(per_t[j][i][_SPIKES] for j in range(len(self.layers))) / (images * t * total_neurons)
+            out[t] = {"network": network, "layers": layers}
+        return out
+
+    def synaptic_ops(self) -> dict[int, dict[str, Any]]:
+        """``{T: {"per_image", "layers": {layer: SOPs per image}, "input_macs", "ann_macs"}}``:
+        SOPs (accumulates) driven by each layer's spikes in T steps; the first layer's MACs on the
+        analog input once per image (times T in the energy when counted per step)."""
+        per_t, images = self._per_image()
+        out = {}
+        for i, t in enumerate(self.timesteps):
+            layers = {n: per_t[j][i][_SOPS] / images for j, n in enumerate(self.layers)}
+            out[t] = {
+                "per_image": sum(layers.values()),
+                "layers": layers,
+                "input_macs": self.input_macs,
+                "ann_macs": self.ann_macs,
+            }
+        return out
+
+    def energy_per_image(self) -> dict[int, dict[str, float]]:
+        """``{T: {"snn_uj", "sop_uj", "input_mac_uj", "ann_uj", "snn_over_ann"}}`` in microjoules."""
+        e, out = self.energy, {}
+        ann_pj = e.mac_pj * self.ann_macs
+        for t, sops in self.synaptic_ops().items():
+            sop_pj = e.ac_pj * sops["per_image"]
+            input_pj = e.mac_pj * self.input_macs * (t if e.input_macs_per_step else 1)
+            out[t] = {
+                "snn_uj": (sop_pj + input_pj) * 1e-6,
+                "sop_uj": sop_pj * 1e-6,
+                "input_mac_uj": input_pj * 1e-6,
+                "ann_uj": ann_pj * 1e-6,
+                "snn_over_ann": (sop_pj + input_pj) / ann_pj if ann_pj > 0 else float("nan"),
+            }
+        return out
+
+    def layer_errors(self) -> dict[int, dict[str, dict[str, float]]]:
+        """``{T: {layer: {"mae", "relative", "predicted_mae", "clip_mae"}}}`` (see the module docstring);
+        layers without an ANN activation (a spiking readout's neuron) are left out."""
+        per_t, _ = self._per_image()
+        per_layer = self.per_layer.tolist()
+        out: dict[int, dict[str, dict[str, float]]] = {}
+        for i, t in enumerate(self.timesteps):
+            row = {}
+            for j, name in enumerate(self.layers):
+                act, clip, quant, elements = per_layer[j]
+                if elements == 0:
+                    continue
+                mae = per_t[j][i][_ABS_ERROR] / elements
+                mean_act = act / elements
+                row[name] = {
+                    "mae": mae,
+                    "relative": mae / mean_act if mean_act > 0 else float("nan"),
+                    "predicted_mae": quant / (t * elements),
+                    "clip_mae": clip / elements,
+                    "mean_activation": mean_act,
+                }
+            out[t] = row
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The four keys of ``snn_results.json`` (T as strings), plus the energy constants."""
+
+        def keyed(d: dict[int, Any]) -> dict[str, Any]:
+            return {str(t): _rounded(v) for t, v in d.items()}
+
+        return {
+            "firing_rates": keyed(self.firing_rates()),
+            "synaptic_ops": keyed(self.synaptic_ops()),
+            "energy": keyed(self.energy_per_image()),
+            "layer_errors": keyed(self.layer_errors()),
+            "energy_model": {
+                "ac_pj": self.energy.ac_pj,
+                "mac_pj": self.energy.mac_pj,
+                "input_macs_per_step": self.energy.input_macs_per_step,
+                "source": "Horowitz 2014, 45 nm, 32-bit float",
+            },
+        }
+
+    def table(self) -> str:
+        """A short console summary, one line per T."""
+        return summary_table(self.to_json())
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+def summary_table(results: Mapping[str, Any]) -> str:
+    """The console summary of a results dict (``Diagnostics.to_json()`` or a whole ``snn_results.json``)."""
+    model = results.get("energy_model", {})
+    per_step = "every step" if model.get("input_macs_per_step", True) else "once"
+    lines = [
+        f"  per image (E_AC {model.get('ac_pj', E_AC_PJ)} pJ, E_MAC {model.get('mac_pj', E_MAC_PJ)} pJ; the first "
+        f"layer's MACs on the analog input counted {per_step}):",
+        "      T   rate      SOPs   energy uJ   vs ANN   largest layer error |rate*V_th - a| / mean a (predicted)",
+    ]
+    for key, rates in results["firing_rates"].items():
+        sops, energy = results["synaptic_ops"][key], results["energy"][key]
+        errors = results["layer_errors"].get(key, {})
+        worst = max(errors.items(), key=lambda kv: kv[1]["relative"] or 0.0, default=None)
+        where = ""
+        if worst is not None:
+            name, e = worst
+            mean = e["mean_activation"] or float("nan")
+            where = f"{name} {e['relative']:.3f} ({e['predicted_mae'] / mean:.3f})"
+        lines.append(
+            f"  {int(key):5d}  {rates['network']:.4f}  {sops['per_image']:8.3g}  {energy['snn_uj']:10.4g}  "
+            f"{energy['snn_over_ann']:6.3f}x  {where}"
+        )
+    first = next(iter(results["synaptic_ops"].values()), None)
+    if first is not None:
+        ann_uj = next(iter(results["energy"].values()))["ann_uj"]
+        lines.append(f"  ANN: {first['ann_macs']:.3g} MACs, {ann_uj:.4g} uJ per image")
+    return "\n".join(lines)
+
+
+# ---- recording during the simulation ------------------------------------------------------------
+def _per_element(value: torch.Tensor, features: torch.Size, dtype=torch.float32) -> torch.Tensor:
+    """A neuron's scalar or per-channel ``[C]`` buffer as one value per element of ``features``."""
+    value = value.detach().to(dtype)
+    if value.dim() == 1 and len(features) > 1:
+        value = value.view(-1, *([1] * (len(features) - 1)))
+    return value.expand(features).reshape(-1)
+
+
+def spike_counts(neuron: IFNeuron, mean_current: torch.Tensor, t: int) -> torch.Tensor:
+    """Each neuron's spike count after ``t`` steps, from its membrane potential now (step ``t``).
+
+    Soft reset conserves charge: ``v_t = v_0 + sum_s (I_s + bias) - V_th N_t``, so
+    ``N_t = (v_0 + t (mean(I) + bias) - v_t) / V_th``, rounded (it is a whole number; the
+    rounding removes the float error of the sums). ``mean_current``: ``[B, ...]``, the input
+    current averaged over the ``t`` steps.
+    """
+    dims = mean_current.dim() - 1
+    dtype = mean_current.dtype
+    vth = _per_channel(neuron.v_threshold.to(dtype), dims)
+    charge = _per_channel(neuron.v_init.to(dtype), dims) - neuron.v
+    charge = charge.add_(mean_current, alpha=t)
+    if neuron.has_bias:
+        charge = charge.add_(_per_channel(neuron.bias_current.to(dtype), dims), alpha=t)
+    return charge.div_(vth).round_().clamp_(0, t)
+
+
+class _PoolSum:
+    """A forward hook on a spiking max-pool: the running sum of its output (it fires no spikes of
+    its own, and what it passes on is not a function of its input's sum)."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+
+    def __call__(self, module: nn.Module, _inputs, output: torch.Tensor) -> None:
+        steps = module.steps
+        out = output.view(steps, -1, *output.shape[1:])
+        chunk = out[0] if steps == 1 else out.sum(0)
+        self.total = chunk.clone() if self.total is None else self.total.add_(chunk)
+
+
+class _CountReader(fx.Interpreter):
+    """At step T, the SNN's graph run once on time averages: every layer in between is affine, so
+    its mean output is the layer applied to its mean input; each IF layer turns its mean input
+    current and its membrane potential into exact spike counts (:func:`spike_counts`)."""
+
+    def __init__(self, gm: fx.GraphModule, t: int, pools: Mapping[str, _PoolSum], read) -> None:
+        super().__init__(gm)
+        self.t, self.pools, self.read = t, pools, read
+
+    def call_module(self, target, args, kwargs):
+        module = self.fetch_attr(target)
+        if isinstance(module, IFNeuron):
+            return self.read(target, module, args[0])
+        if isinstance(module, SpikingMaxPool2d):
+            return self.pools[target].total / self.t
+        return super().call_module(target, args, kwargs)
+
+
+class DiagnosticsProbe:
+    """Runs SNN simulations with diagnostics, batch after batch; fan-out maps and the prepared ANN
+    are built once.
+
+    How it reads the counts at every T without slowing the simulation: nothing is added to the
+    per-step work of the IF neurons. The simulation ends a chunk at every T of the list and calls
+    back (``simulate(..., on_timestep=...)``); there :class:`_CountReader` runs the graph once on
+    time averages and recovers every IF neuron's exact spike count from its membrane potential.
+    Only the spiking max-pools' outputs are summed step by step (forward hooks).
+
+    Args:
+        snns: the SNN, or ``{T or None: SNN}`` as :class:`lightning_snn.simulation.SpikingEvaluator`
+            holds them (``None``: one SNN simulated to ``T_max``; ``T``: bias mode, one SNN per T).
+        ann: the source ANN the SNN was converted from (for its activations and MACs).
+        timesteps: the simulation lengths T.
+        time_chunk: as in :func:`~lightning_snn.simulation.simulate`.
+        energy: energy constants (default :class:`EnergyModel`).
+    """
+
+    def __init__(
+        self,
+        snns: nn.Module | Mapping[int | None, nn.Module],
+        ann: nn.Module,
+        timesteps: Sequence[int],
+        time_chunk: int | str = "auto",
+        energy: EnergyModel | None = None,
+    ) -> None:
+        self.timesteps = validate_timesteps(timesteps)
+        self.snns = dict(snns) if isinstance(snns, Mapping) else {None: snns}
+        if set(self.snns) != {None} and set(self.snns) != set(self.timesteps):
+            raise ValueError(f"one SNN per T needs exactly the T list {self.timesteps}, got {sorted(self.snns)}.")
+        self.time_chunk = time_chunk
+        self.energy = energy or EnergyModel()
+        gm, readout = _body(next(iter(self.snns.values())))
+        self.ann = prepare(ann)
+        self.sites = list(activation_sites(self.ann))  # the ANN's sites, in execution order
+        missing = [n for n in self.sites if not isinstance(_get(gm, n), IFNeuron)]
+        if missing:
+            raise ValueError(f"the SNN has no IF neuron at the ANN's layer(s) {missing}: convert this ANN.")
+        self.layers = self.sites + ([OUTPUT_KEY] if readout is not None else [])
+        self.synapses: SynapseMap | None = None
+        self._fanouts: dict[tuple, torch.Tensor] = {}
+
+    def empty(self, device=None) -> Diagnostics:
+        """Zero diagnostics of this SNN (for a rank with no batches)."""
+        return Diagnostics.empty(self.timesteps, self.layers, device, self.energy)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Diagnostics]:
+        """Simulate the batch ``x``; returns ``(outputs [len(T), B, ...], Diagnostics of this batch)``."""
+        if self.synapses is None:
+            self.synapses = synapse_map(next(iter(self.snns.values())), x)
+        diag = self.empty(x.device)
+        targets = self._ann_targets(x, diag)
+        diag.structure[-2] = self.synapses.input_macs
+        diag.structure[-1] = self.synapses.ann_macs
+        diag.images = torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device)
+        outputs = []
+        for t in [None] if None in self.snns else self.timesteps:
+            snn, ts = self.snns[t], self.timesteps if t is None else [t]
+            gm, readout = _body(snn)
+            pools = {
+                n: _PoolSum() for n, fan in self.synapses.fanout.items() if isinstance(_get(gm, n), SpikingMaxPool2d)
+            }
+            handles = [gm.get_submodule(n).register_forward_hook(p) for n, p in pools.items()]
+            try:
+                read = lambda step, gm=gm, readout=readout, pools=pools: self._read(  # noqa: E731
+                    gm, readout, pools, x, step, diag, targets
+                )
+                outputs.append(simulate(snn, x, ts, self.time_chunk, on_timestep=read))
+            finally:
+                for h in handles:
+                    h.remove()
+        return torch.cat(outputs), diag
+
+    def _flat_fanout(self, fanout: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        key = (id(fanout), like.device, like.dtype)
+        if key not in self._fanouts:
+            self._fanouts[key] = fanout.reshape(-1).to(like.device, like.dtype)
+        return self._fanouts[key]
+
+    def _read(self, gm, readout, pools, x, t: int, diag: Diagnostics, targets) -> None:
+        """At step ``t``: every layer's spike counts, reduced at once to this T's sums."""
+        i = self.timesteps.index(t)
+
+        def reduce(layer: str, counts: torch.Tensor, fanout: torch.Tensor, fires: bool) -> None:
+            row = self.layers.index(layer)
+            summed = counts.reshape(counts.shape[0], -1).sum(0)
+            sops = summed @ self._flat_fanout(fanout, summed)
+            diag.per_t[row, i, _SOPS] += sops.to(torch.float64)
+            if fires:
+                diag.per_t[row, i, _SPIKES] += summed.sum().to(torch.float64)
+
+        def read_neuron(name: str, neuron: IFNeuron, mean_current: torch.Tensor) -> torch.Tensor:
+            counts = spike_counts(neuron, mean_current, t)
+            reduce(self.synapses.credited_to[name], counts, self.synapses.fanout[name], True)
+            vth = _per_channel(neuron.v_threshold.to(counts.dtype), counts.dim() - 1)
+            mean_out = counts.mul_(vth).div_(t)  # rate x V_th; counts are used up
+            target = targets.get(name)
+            if target is not None:
+                diag.per_t[self.layers.index(name), i, _ABS_ERROR] += (mean_out - target).abs().sum().to(torch.float64)
+            return mean_out
+
+        for name, pool in pools.items():  # a max-pool's spikes are its feeding layer's, with its own fan-out
+            feeding = self.synapses.credited_to[name]
+            neuron = _get(gm, feeding)
+            if not isinstance(neuron, IFNeuron):
+                raise ValueError(f"cannot tell which IF layer feeds the spiking max-pool {name!r}.")
+            vth = _per_channel(neuron.v_threshold.to(pool.total.dtype), pool.total.dim() - 1)
+            reduce(feeding, pool.total / vth, self.synapses.fanout[name], False)
+        out = _CountReader(gm, t, pools, read_neuron).run(x)
+        if readout is not None:
+            read_neuron(OUTPUT_KEY, readout, out)
+
+    def _ann_targets(self, x: torch.Tensor, diag: Diagnostics) -> dict[str, torch.Tensor]:
+        """``min(a, V_th)`` per layer for the errors, and the per-layer sums of this batch."""
+        self.ann = self.ann.to(x.device)
+        gm, _ = _body(next(iter(self.snns.values())))
+        acts: dict[str, torch.Tensor] = {}
+        ann_sites = activation_sites(self.ann)
+        handles = [
+            ann_sites[n].register_forward_hook(lambda _m, _i, out, n=n: acts.__setitem__(n, out.detach()))
+            for n in self.sites
+        ]
+        try:
+            self.ann(x)
+        finally:
+            for h in handles:
+                h.remove()
+        targets = {}
+        for j, name in enumerate(self.sites):
+            neuron: IFNeuron = _get(gm, name)
+            a = acts[name]
+            features = a.shape[1:]
+            vth = _per_element(neuron.v_threshold, features, a.dtype).to(a.device).view(features)
+            clipped = torch.minimum(a, vth)
+            shifted = bool((neuron.v_init > 0).any() or (neuron.bias_current > 0).any())
+            inside = (a > 0) & (a < vth)
+            k = 0.25 if shifted else 0.5  # E|error| of a round / a floor with step V_th/T, times T/V_th
+            diag.per_layer[j] = torch.stack(
+                [
+                    clipped.sum(dtype=torch.float64),
+                    (a - clipped).sum(dtype=torch.float64),
+                    k * (vth * inside).sum(dtype=torch.float64),
+                    torch.tensor(float(a.numel()), dtype=torch.float64, device=a.device),
+                ]
+            )
+            diag.structure[j] = float(features.numel())
+            targets[name] = clipped
+        if len(self.layers) > len(self.sites):  # the spiking readout's neuron
+            diag.structure[len(self.sites)] = float(self.synapses.fanout[OUTPUT_KEY].numel())
+        return targets
+
+
+def _get(gm: nn.Module, name: str) -> nn.Module | None:
+    try:
+        return gm.get_submodule(name)
+    except AttributeError:
+        return None
+
+
+def simulate_with_diagnostics(
+    snn: nn.Module,
+    ann: nn.Module,
+    x: torch.Tensor,
+    timesteps: Sequence[int],
+    time_chunk: int | str = "auto",
+    energy: EnergyModel | None = None,
+) -> tuple[torch.Tensor, Diagnostics]:
+    """:func:`~lightning_snn.simulation.simulate` plus firing rates, SOPs, energy and per-layer
+    errors at every T, from the same simulation.
+
+    For many batches build a :class:`DiagnosticsProbe` once (this function rebuilds the fan-out
+    maps and the prepared ANN at every call) and ``merge`` the per-batch results.
+
+    Args:
+        snn: from :func:`lightning_snn.conversion.convert` (membrane or no shift: one run to
+            ``T_max``; for the bias mode pass ``{T: snn}`` to :class:`DiagnosticsProbe`).
+        ann: the ANN it was converted from.
+        x: one batch of inputs ``[B, ...]``.
+        timesteps: the T values to read.
+        time_chunk: as in :func:`~lightning_snn.simulation.simulate`.
+        energy: energy constants (default 0.9 pJ per AC, 4.6 pJ per MAC).
+
+    Returns:
+        ``(outputs, diagnostics)``: ``outputs`` exactly as :func:`simulate` returns them,
+        ``diagnostics`` a :class:`Diagnostics` (``.firing_rates()``, ``.synaptic_ops()``,
+        ``.energy_per_image()``, ``.layer_errors()``, ``.to_json()``).
+    """
+    return DiagnosticsProbe(snn, ann, timesteps, time_chunk, energy)(x)
+
+
+__all__ = [
+    "E_AC_PJ",
+    "E_MAC_PJ",
+    "Diagnostics",
+    "DiagnosticsProbe",
+    "EnergyModel",
+    "SynapseMap",
+    "simulate_with_diagnostics",
+    "summary_table",
+    "synapse_map",
+]
