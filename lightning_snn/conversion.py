@@ -350,22 +350,6 @@ def _shift_terms(v_threshold: torch.Tensor, shift: str, timesteps: int | None) -
     return zero, zero
 
 
-def _threshold_tensor(name: str, value) -> torch.Tensor:
-    """A site's threshold as a float64 tensor (scalar or per channel), with a clear error if unusable."""
-    v = torch.as_tensor(value, dtype=torch.float64)
-    if not torch.isfinite(v).all():
-        raise ValueError(
-            f"the threshold of layer {name!r} is {v.tolist()}: the ANN's activations there are not finite. "
-            "Check the model's weights for NaN/inf (a diverged training?) and the calibration images."
-        )
-    if not (v > 0).all():
-        raise ValueError(
-            f"layer {name!r} never activated on the calibration images (threshold {v.tolist()}): a dead "
-            "layer cannot fire. Calibrate on more (or real) images, or check that the layer is trained."
-        )
-    return v
-
-
 def convert(
     model: nn.Module,
     thresholds: dict[str, float],
@@ -411,7 +395,7 @@ def convert(
             "architecture; calibrate this model with calibrate_thresholds()."
         )
     for name, act in sites.items():
-        vth = _threshold_tensor(name, thresholds[name])
+        vth = torch.as_tensor(thresholds[name], dtype=torch.float64)  # IFNeuron names a dead or NaN site
         v_init, bias = _shift_terms(vth, shift, timesteps)
         if isinstance(act, ThresholdReLU):
             bias = bias - act.shift  # the source ANN computed clamp(x - shift, 0, y_th)

@@ -90,17 +90,17 @@ class IFNeuron(StatefulModule):
         name: str = "",
     ) -> None:
         super().__init__()
-        where = f" of layer {name!r}" if name else ""
+        layer = f"layer {name!r}" if name else "this layer"
         vth = _as_tensor(v_threshold, "v_threshold")
         if not torch.isfinite(vth).all():
             raise ValueError(
-                f"v_threshold{where} is not finite ({vth.tolist()}): the ANN produced NaN or inf activations "
-                "there; check its weights (NaN after a diverged training?) and the calibration images."
+                f"the threshold of {layer} is {vth.tolist()}: the ANN's activations there are not finite. Check "
+                "the model's weights for NaN/inf (a diverged training?) and the calibration images."
             )
         if not (vth > 0).all():
             raise ValueError(
-                f"v_threshold{where} must be > 0, got {vth.tolist() if vth.dim() else vth.item()}: a layer whose "
-                "calibrated maximum activation is 0 never fires (dead layer); check the calibration data."
+                f"{layer} never activated on the calibration images (threshold {vth.tolist()}): a dead layer "
+                "cannot fire. Calibrate on more (or real) images, or check that the layer is trained."
             )
         self.name = name
         self.register_buffer("v_threshold", vth)

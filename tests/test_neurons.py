@@ -78,5 +78,5 @@ def test_constant_current_is_broadcast_over_the_chunk():
 
 
 def test_non_positive_threshold_is_refused():
-    with pytest.raises(ValueError, match="v_threshold"):
+    with pytest.raises(ValueError, match="never activated"):
         IFNeuron(0.0)
