@@ -22,6 +22,7 @@ from torch import nn
 
 from lightning_snn.conversion import OUTPUT_KEY, READOUTS, SHIFT_MODES, calibrate_thresholds, check_calibration
 from lightning_snn.correction import CORRECTIONS, correct_bias
+from lightning_snn.diagnostics import Diagnostics, DiagnosticsProbe, EnergyModel
 from lightning_snn.simulation import SpikingEvaluator, validate_timesteps
 
 
@@ -45,6 +46,8 @@ class ConversionReport:
             has none); ``False`` means the ANN was a plain-ReLU network.
         calibration, percentile: the threshold calibration method (and its percentile).
         correction, correction_timesteps: the post-conversion correction and its target T.
+        diagnostics: firing rates, synaptic operations, energy and per-layer errors at every T
+            (:class:`~lightning_snn.diagnostics.Diagnostics`), if requested.
     """
 
     timesteps: list[int]
@@ -66,11 +69,12 @@ class ConversionReport:
     percentile: float | None = None
     correction: str = "none"
     correction_timesteps: int | None = None
+    diagnostics: Diagnostics | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (T keys as strings, accuracies rounded to 1e-6): the keys of
         ``snn_results.json``."""
-        return {
+        data = {
             "shift": self.shift,
             "readout": self.readout,
             "time_chunk": self.time_chunk,
@@ -90,12 +94,17 @@ class ConversionReport:
             "output_threshold": _jsonable(self.output_threshold),
             "seconds": dict(self.seconds),
         }
+        if self.diagnostics is not None:  # firing_rates, synaptic_ops, energy, layer_errors
+            data.update(self.diagnostics.to_json())
+        return data
 
     def table(self) -> str:
         """The accuracy-vs-T table as text, for logs and terminals."""
         lines = [f"  ANN accuracy: {self.ann_acc:.2f}%", "      T   SNN acc   conversion loss"]
         for t in self.timesteps:
             lines.append(f"  {t:5d}   {self.snn_acc[t]:6.2f}%   {self.conversion_loss[t]:+6.2f} pts")
+        if self.diagnostics is not None:
+            lines.append(self.diagnostics.table())
         return "\n".join(lines)
 
 
@@ -181,6 +190,8 @@ def evaluate_conversion(
     percentile: float = 99.99,
     correction: str = "none",
     correction_timesteps: int | None = None,
+    diagnostics: bool = False,
+    energy: EnergyModel | None = None,
 ) -> ConversionReport:
     """Calibrate thresholds on ``calibration_batches``, convert, and measure ANN and SNN accuracy
     on ``test_batches`` at every T.
@@ -201,6 +212,9 @@ def evaluate_conversion(
             calibration images (:func:`~lightning_snn.correction.correct_bias`). Percentile
             calibration and the correction read ``calibration_batches`` more than once, so pass a
             re-iterable (a list, a DataLoader).
+        diagnostics: also measure firing rates, synaptic operations, energy and per-layer errors
+            at every T, from the same simulation (:class:`~lightning_snn.diagnostics.DiagnosticsProbe`).
+        energy: the energy constants of the diagnostics (default 0.9 pJ per AC, 4.6 pJ per MAC).
 
     Returns:
         A :class:`ConversionReport`; under ``torch.distributed`` the same on every rank.
@@ -233,10 +247,17 @@ def evaluate_conversion(
         t0 = time.perf_counter()
         # [ANN correct, SNN correct at each T, images], summed over ranks at the end
         counts = torch.zeros(len(ts) + 2, dtype=torch.long, device=device)
+        probe = DiagnosticsProbe(evaluator.snns, model, ts, time_chunk, energy) if diagnostics else None
+        diag = probe.empty(device) if probe is not None else None
         for batch in test_batches:
             x, y = batch[0].to(device), batch[1].to(device)
             counts[0] += (model(x).argmax(-1) == y).sum()
-            counts[1:-1] += (evaluator(x).argmax(-1) == y.unsqueeze(0)).sum(-1)
+            if probe is None:
+                snn_out = evaluator(x)
+            else:  # the same simulation, read at every T
+                snn_out, batch_diag = probe(x)
+                diag.merge(batch_diag)
+            counts[1:-1] += (snn_out.argmax(-1) == y.unsqueeze(0)).sum(-1)
             counts[-1] += y.numel()
         t_simulation = time.perf_counter() - t0
     finally:
@@ -246,6 +267,8 @@ def evaluate_conversion(
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
         dist.all_reduce(seen, op=dist.ReduceOp.SUM)
+        if diag is not None:
+            diag.all_reduce()
     total = int(counts[-1])
     if total == 0:
         raise ValueError("the test set is empty: pass at least one (inputs, targets) batch.")
@@ -277,6 +300,7 @@ def evaluate_conversion(
         percentile=percentile if calibration == "percentile" else None,
         correction=correction,
         correction_timesteps=correction_timesteps if correction != "none" else None,
+        diagnostics=diag,
     )
 
 
