@@ -19,11 +19,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import WandbLogger
-from pytorch_lightning.utilities import rank_zero_info
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lightning_snn.diagnostics import EnergyModel
 from lightning_snn.evaluation import ConversionReport, evaluate_conversion, validate_conversion_settings
+from lightning_snn.report import wandb_payload, write_dashboard
 
 from .run_files import check_writable, free_path, run_dir, write_json_atomic
 
@@ -117,6 +119,11 @@ class SNNConversion(pl.Callback):
             calibration images, :func:`lightning_snn.correction.correct_bias`; membrane or no shift).
         correction_timesteps: the T the correction is tuned for (required with ``light``); the
             curve still comes from one simulation, every T with the same corrected SNN.
+        diagnostics: also report firing rates, synaptic operations, energy per image and per-layer
+            errors at every T, from the same simulation (at most a few % more time), and draw
+            ``snn_report.png`` beside the results (:mod:`lightning_snn.diagnostics`, :mod:`lightning_snn.report`).
+        energy_ac_pj, energy_mac_pj: energy of one accumulate / multiply-accumulate in pJ
+            (defaults: 45 nm, Horowitz 2014).
         results_file: where the results go: a file name (or relative path) in the run's own
             directory, or an absolute path (refused at the start if a file is there already).
         on_fit: run at the end of fit.
@@ -137,6 +144,9 @@ class SNNConversion(pl.Callback):
         percentile: float = 99.99,
         correction: str = "none",
         correction_timesteps: int | None = None,
+        diagnostics: bool = True,
+        energy_ac_pj: float = 0.9,
+        energy_mac_pj: float = 4.6,
         results_file: str = "snn_results.json",
         on_fit: bool = True,
         on_test: bool = True,
@@ -146,6 +156,12 @@ class SNNConversion(pl.Callback):
         )
         self.calibration, self.percentile = calibration, percentile
         self.correction, self.correction_timesteps = correction, correction_timesteps
+        if not isinstance(diagnostics, bool):
+            raise TypeError(f"snn.diagnostics must be true or false, got {diagnostics!r}.")
+        for name, value in (("energy_ac_pj", energy_ac_pj), ("energy_mac_pj", energy_mac_pj)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise ValueError(f"snn.{name} must be a number of picojoules >= 0, e.g. 0.9, got {value!r}.")
+        self.diagnostics, self.energy = diagnostics, EnergyModel(float(energy_ac_pj), float(energy_mac_pj))
         for name, value in (
             ("calibration_samples", calibration_samples),
             ("max_test_samples", max_test_samples),
@@ -239,6 +255,8 @@ class SNNConversion(pl.Callback):
                 percentile=self.percentile,
                 correction=self.correction,
                 correction_timesteps=self.correction_timesteps,
+                diagnostics=self.diagnostics,
+                energy=self.energy,
             )
         results = {
             "stage": stage,
@@ -274,6 +292,10 @@ class SNNConversion(pl.Callback):
         for name, v in results["thresholds"].items():
             if isinstance(v, (int, float)):
                 metrics[f"snn/threshold/{name}"] = v
+        for t in results.get("firing_rates", {}):  # with diagnostics
+            metrics[f"snn/firing_rate_T{t}"] = results["firing_rates"][t]["network"]
+            metrics[f"snn/sops_T{t}"] = results["synaptic_ops"][t]["per_image"]
+            metrics[f"snn/energy_uj_T{t}"] = results["energy"][t]["snn_uj"]
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
             if isinstance(logger, WandbLogger):
@@ -284,6 +306,23 @@ class SNNConversion(pl.Callback):
             raise OSError(
                 f"the SNN results above were printed and logged, but writing {str(path)!r} failed: {exc}"
             ) from exc
+        if report.diagnostics is not None:
+            self._dashboard(trainer, results, path.with_name("snn_report.png"))
+
+    def _dashboard(self, trainer: pl.Trainer, results: dict[str, Any], png: Path) -> None:
+        """The PNG dashboard beside the results (and in W&B); the numbers are saved already, so a
+        failure to draw warns instead of failing the run."""
+        try:
+            write_dashboard(results, png)
+        except Exception as exc:  # matplotlib or the file system: the JSON holds every number
+            rank_zero_warn(f"could not draw the SNN dashboard {str(png)!r}: {type(exc).__name__}: {exc}")
+            return
+        rank_zero_info(f"  dashboard: {png}")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                import wandb
+
+                logger.experiment.log({"snn/report": wandb.Image(str(png))})
 
     def _log_wandb(self, logger: WandbLogger, r: ConversionReport) -> None:
         import wandb
@@ -296,3 +335,5 @@ class SNNConversion(pl.Callback):
                 "snn/acc_vs_T": wandb.plot.line(table, "T", "snn_acc", title=f"SNN accuracy vs T ({r.shift} shift)"),
             }
         )
+        if r.diagnostics is not None:  # accuracy vs energy, per-layer error vs T, firing rate per layer
+            logger.experiment.log(wandb_payload(r.to_json()))

@@ -656,6 +656,7 @@ class DiagnosticsProbe:
         self.layers = self.sites + ([OUTPUT_KEY] if readout is not None else [])
         self.synapses: SynapseMap | None = None
         self._fanouts: dict[tuple, torch.Tensor] = {}
+        self._shifted: dict[str, bool] = {}
 
     def empty(self, device=None) -> Diagnostics:
         """Zero diagnostics of this SNN (for a rank with no batches)."""
@@ -728,6 +729,13 @@ class DiagnosticsProbe:
         if readout is not None:
             read_neuron(OUTPUT_KEY, readout, out)
 
+    def _error_per_step(self, name: str, neuron: IFNeuron) -> float:
+        """``E|error| / (V_th / T)`` of the quantisation model: 1/4 for a shifted neuron (a rounding),
+        1/2 without a shift (a floor)."""
+        if name not in self._shifted:  # read once: a device sync
+            self._shifted[name] = bool((neuron.v_init > 0).any() or (neuron.bias_current > 0).any())
+        return 0.25 if self._shifted[name] else 0.5
+
     def _ann_targets(self, x: torch.Tensor, diag: Diagnostics) -> dict[str, torch.Tensor]:
         """``min(a, V_th)`` per layer for the errors, and the per-layer sums of this batch."""
         self.ann = self.ann.to(x.device)
@@ -747,21 +755,21 @@ class DiagnosticsProbe:
         for j, name in enumerate(self.sites):
             neuron: IFNeuron = _get(gm, name)
             a = acts[name]
-            features = a.shape[1:]
-            vth = _per_element(neuron.v_threshold, features, a.dtype).to(a.device).view(features)
+            vth = _per_channel(neuron.v_threshold.to(a.device, a.dtype), a.dim() - 1)
             clipped = torch.minimum(a, vth)
-            shifted = bool((neuron.v_init > 0).any() or (neuron.bias_current > 0).any())
-            inside = (a > 0) & (a < vth)
-            k = 0.25 if shifted else 0.5  # E|error| of a round / a floor with step V_th/T, times T/V_th
-            diag.per_layer[j] = torch.stack(
-                [
-                    clipped.sum(dtype=torch.float64),
-                    (a - clipped).sum(dtype=torch.float64),
-                    k * (vth * inside).sum(dtype=torch.float64),
-                    torch.tensor(float(a.numel()), dtype=torch.float64, device=a.device),
-                ]
-            )
-            diag.structure[j] = float(features.numel())
+            # the neurons inside (0, V_th), where the IF neuron quantises; its own V_th for each
+            # (count_nonzero of a bool tensor: several times faster than its sum on the CPU)
+            if vth.dim() == 0:
+                inside_vth = vth * (torch.count_nonzero(a > 0) - torch.count_nonzero(a >= vth))
+            else:
+                per_channel = torch.count_nonzero((a > 0) & (a < vth), [0, *range(2, a.dim())])
+                inside_vth = per_channel.to(a.dtype) @ neuron.v_threshold.to(a.device, a.dtype)
+            layer = diag.per_layer[j]
+            layer[_ACT] = clipped.sum()
+            layer[_CLIP] = (a - clipped).sum()
+            layer[_QUANT] = self._error_per_step(name, neuron) * inside_vth
+            layer[_ELEMENTS] = a.numel()
+            diag.structure[j] = a[0].numel()
             targets[name] = clipped
         if len(self.layers) > len(self.sites):  # the spiking readout's neuron
             diag.structure[len(self.sites)] = float(self.synapses.fanout[OUTPUT_KEY].numel())

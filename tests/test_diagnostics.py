@@ -9,6 +9,7 @@ the autograd-based fan-out maps under test.
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -332,3 +333,53 @@ def test_spiking_readout_neuron_is_a_layer_with_no_synapses(vgg):
     assert diag.synaptic_ops()[16]["layers"][OUTPUT_KEY] == 0
     assert diag.firing_rates()[16]["layers"][OUTPUT_KEY] > 0
     assert OUTPUT_KEY not in diag.layer_errors()[16]  # no ANN activation to compare with
+
+
+# ---- where it goes: the results, the dashboard, the command line ----------------------------------
+def test_evaluate_conversion_reports_the_four_keys_and_the_same_accuracy(vgg):
+    from lightning_snn.evaluation import evaluate_conversion
+
+    model, x, _ = vgg
+    y = torch.arange(x.shape[0]) % 10
+    test = list(zip(x.split(5), y.split(5)))
+    plain = evaluate_conversion(model, [x], test, [4, 16], time_chunk=3)
+    report = evaluate_conversion(model, [x], test, [4, 16], time_chunk=3, diagnostics=True)
+    assert report.snn_correct == plain.snn_correct and plain.diagnostics is None
+    data = report.to_json()
+    for key in ("firing_rates", "synaptic_ops", "energy", "layer_errors"):
+        assert set(data[key]) == {"4", "16"}, key
+    assert set(data["layer_errors"]["16"]) == set(report.thresholds)
+    assert report.diagnostics.num_images == 12
+    assert "largest layer error" in report.table()
+
+
+def test_dashboard_from_a_results_file(vgg, tmp_path):
+    from lightning_snn.evaluation import evaluate_conversion
+    from lightning_snn.report import main, write_dashboard
+
+    model, x, _ = vgg
+    report = evaluate_conversion(model, [x], [(x, torch.zeros(12, dtype=torch.long))], [4, 16], diagnostics=True)
+    results = tmp_path / "snn_results.json"
+    results.write_text(json.dumps(report.to_json()))
+    png = main([str(results)])
+    assert png == tmp_path / "snn_report.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="diagnostics"):
+        write_dashboard({"snn_acc": {}, "ann_acc": 0.0}, tmp_path / "x.png")
+
+
+def test_cli_run_writes_the_four_keys_for_every_T_and_the_dashboard(cifar10_dir, tmp_path):
+    from tests.test_cli import REPO, results_files, run_cli, tiny_args
+
+    args = tiny_args(cifar10_dir, tmp_path, timesteps="[4,16]")
+    tiny = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=0.0"]
+    proc = run_cli(
+        ["fit", "-c", str(REPO / "configs" / "quickstart.yaml"), *args, *tiny, "--snn.energy_ac_pj=1.0"], cwd=tmp_path
+    )
+    (path,) = results_files(tmp_path)
+    results = json.loads(path.read_text())
+    for key in ("firing_rates", "synaptic_ops", "energy", "layer_errors"):
+        assert set(results[key]) == {"4", "16"}, key
+    assert set(results["layer_errors"]["4"]) == set(results["thresholds"])
+    assert results["energy_model"]["ac_pj"] == 1.0
+    assert (path.parent / "snn_report.png").is_file()
+    assert "largest layer error" in proc.stdout + proc.stderr
