@@ -526,6 +526,11 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+def _num(value: float | None, spec: str) -> str:
+    """A number in a fixed-width column; ``n/a`` for a missing one (a NaN in the JSON)."""
+    return format(value, spec) if value is not None else format("n/a", f">{spec.split('.')[0]}")
+
+
 def summary_table(results: Mapping[str, Any]) -> str:
     """The console summary of a results dict (``Diagnostics.to_json()`` or a whole ``snn_results.json``)."""
     model = results.get("energy_model", {})
@@ -533,20 +538,20 @@ def summary_table(results: Mapping[str, Any]) -> str:
     lines = [
         f"  per image (E_AC {model.get('ac_pj', E_AC_PJ)} pJ, E_MAC {model.get('mac_pj', E_MAC_PJ)} pJ; the first "
         f"layer's MACs on the analog input counted {per_step}):",
-        "      T   rate      SOPs   energy uJ   vs ANN   largest layer error |rate*V_th - a| / mean a (predicted)",
+        f"  {'T':>5}  {'rate':>6}  {'SOPs':>9}  {'energy uJ':>10}  {'vs ANN':>7}  "
+        "largest layer error |rate*V_th - a| / mean a (quantisation alone)",
     ]
     for key, rates in results["firing_rates"].items():
         sops, energy = results["synaptic_ops"][key], results["energy"][key]
         errors = results["layer_errors"].get(key, {})
         worst = max(errors.items(), key=lambda kv: kv[1]["relative"] or 0.0, default=None)
         where = ""
-        if worst is not None:
+        if worst is not None and worst[1]["relative"] is not None:
             name, e = worst
-            mean = e["mean_activation"] or float("nan")
-            where = f"{name} {e['relative']:.3f} ({e['predicted_mae'] / mean:.3f})"
+            where = f"{name} {e['relative']:.3f} ({e['predicted_mae'] / e['mean_activation']:.3f})"
         lines.append(
-            f"  {int(key):5d}  {rates['network']:.4f}  {sops['per_image']:8.3g}  {energy['snn_uj']:10.4g}  "
-            f"{energy['snn_over_ann']:6.3f}x  {where}"
+            f"  {int(key):5d}  {_num(rates['network'], '6.4f')}  {_num(sops['per_image'], '9.3g')}  "
+            f"{_num(energy['snn_uj'], '10.4g')}  {_num(energy['snn_over_ann'], '6.3f')}x  {where}"
         )
     first = next(iter(results["synaptic_ops"].values()), None)
     if first is not None:

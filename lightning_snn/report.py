@@ -50,6 +50,7 @@ def write_dashboard(results: Mapping[str, Any], path: str | Path, title: str | N
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     keys = _check(results)
     ts = [int(k) for k in keys]
@@ -93,17 +94,20 @@ def write_dashboard(results: Mapping[str, Any], path: str | Path, title: str | N
     a_energy.set_xticks(ts, [str(t) for t in ts])
     a_energy.legend(loc="upper left", fontsize=8)
 
+    positive = False
     for colour, name in zip(colours, err_layers, strict=True):
         rows = [results["layer_errors"][k][name] for k in keys]
         rel = [r["relative"] if r["relative"] is not None else float("nan") for r in rows]
         mean = [r["mean_activation"] or float("nan") for r in rows]
         predicted = [r["predicted_mae"] / m for r, m in zip(rows, mean, strict=True)]
+        positive = positive or any(v > 0 for v in rel + predicted)
         a_err.plot(ts, rel, "o-", color=colour, ms=3, lw=1.2, label=_short(name))
         a_err.plot(ts, predicted, "--", color=colour, lw=0.8, alpha=0.7)
-    a_err.plot([], [], "k--", lw=0.8, label="predicted: quantisation\nV_th/(4T), eq. 14-15")
+    step = "V_th/(2T), a floor" if results.get("shift") == "none" else "V_th/(4T), a rounding"
+    a_err.plot([], [], "k--", lw=0.8, label=f"predicted, quantisation\nalone: {step}\n(eq. 14-15)")
     a_err.set(
         xscale="log",
-        yscale="log",
+        yscale="log" if positive else "linear",
         xlabel="simulation length T (steps)",
         ylabel="|rate·V_th − a| / mean a",
         title="Per-layer conversion error vs T",
@@ -123,17 +127,24 @@ def write_dashboard(results: Mapping[str, Any], path: str | Path, title: str | N
     a_sops.bar(x, [sops["layers"][n] for n in layers], color="C1")
     a_sops.set(
         ylabel="SOPs per image",
-        title=f"Synaptic operations per layer (T={t_max}): {sops['per_image']:.3g} SOPs, "
-        f"ANN {sops['ann_macs']:.3g} MACs",
+        title=f"Synaptic operations per layer (T={t_max})\n{sops['per_image']:.3g} SOPs per image in all; "
+        f"the ANN: {sops['ann_macs']:.3g} MACs",
     )
     a_sops.set_xticks(list(x), [_short(n) for n in layers], rotation=60, ha="right", fontsize=7)
-    a_sops.title.set_fontsize(10)
 
     if title is None:
         title = (
             f"SNN conversion: shift {results.get('shift', '?')}, readout {results.get('readout', '?')}, "
             f"{results.get('num_test_images', '?')} test images"
         )
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for ax in (a_acc, a_pareto, a_energy, a_err):  # log axes: plain numbers, no minor-tick labels
+        ax.xaxis.set_major_formatter(plain)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    for axis in (a_pareto.xaxis, a_err.yaxis):  # continuous log axes: 1-2-5 ticks
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(NullFormatter())
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
