@@ -68,7 +68,7 @@ def write_dashboard(results: Mapping[str, Any], path: str | Path, title: str | N
     a_acc.axhline(results["ann_acc"], color="k", ls="--", lw=1, label=f"ANN {results['ann_acc']:.2f}%")
     a_acc.set(xscale="log", xlabel="simulation length T (steps)", ylabel="test accuracy (%)", title="Accuracy vs T")
     a_acc.set_xticks(ts, [str(t) for t in ts])
-    a_acc.legend(loc="lower right")
+    a_acc.legend(loc="best")
 
     ann_uj = results["energy"][t_max]["ann_uj"]
     a_pareto.plot(energy, acc, "o-", color="C0", label="SNN (one point per T)")
@@ -78,7 +78,7 @@ def write_dashboard(results: Mapping[str, Any], path: str | Path, title: str | N
     a_pareto.set(
         xscale="log", xlabel="energy per image (µJ)", ylabel="test accuracy (%)", title="Accuracy vs energy (Pareto)"
     )
-    a_pareto.legend(loc="lower right")
+    a_pareto.legend(loc="best")
 
     sop_uj = [results["energy"][k]["sop_uj"] for k in keys]
     mac_uj = [results["energy"][k]["input_mac_uj"] for k in keys]
