@@ -138,7 +138,9 @@ def test_prepared_graph_equals_the_ann_and_has_no_batch_norm_left_after_convs():
 
 def test_batch_norm_that_follows_no_conv_stays_as_an_affine_layer():
     torch.manual_seed(0)
-    model = _randomise_bn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3), nn.ReLU()))
+    model = _randomise_bn(
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 4, 3), nn.ReLU())
+    )
     gm = prepare(model)
     assert sum(isinstance(m, nn.BatchNorm2d) for m in gm.modules()) == 1
     x = torch.randn(16, 3, 12, 12)
