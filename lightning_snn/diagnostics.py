@@ -584,7 +584,7 @@ def spike_counts(neuron: IFNeuron, mean_current: torch.Tensor, t: int) -> torch.
     charge = charge.add_(mean_current, alpha=t)
     if neuron.has_bias:
         charge = charge.add_(_per_channel(neuron.bias_current.to(dtype), dims), alpha=t)
-    return charge.div_(vth).round_().clamp_(0, t)
+    return charge.div_(vth).round_()
 
 
 class _PoolSum:
@@ -674,6 +674,7 @@ class DiagnosticsProbe:
             self.synapses = synapse_map(next(iter(self.snns.values())), x)
         diag = self.empty(x.device)
         targets = self._ann_targets(x, diag)
+        scratch: dict[str, torch.Tensor] = {}  # one buffer per layer for the error sums of this batch
         diag.structure[-2] = self.synapses.input_macs
         diag.structure[-1] = self.synapses.ann_macs
         diag.images = torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device)
@@ -687,7 +688,7 @@ class DiagnosticsProbe:
             handles = [gm.get_submodule(n).register_forward_hook(p) for n, p in pools.items()]
             try:
                 read = lambda step, gm=gm, readout=readout, pools=pools: self._read(  # noqa: E731
-                    gm, readout, pools, x, step, diag, targets
+                    gm, readout, pools, x, step, diag, targets, scratch
                 )
                 outputs.append(simulate(snn, x, ts, self.time_chunk, on_timestep=read))
             finally:
@@ -701,7 +702,7 @@ class DiagnosticsProbe:
             self._fanouts[key] = fanout.reshape(-1).to(like.device, like.dtype)
         return self._fanouts[key]
 
-    def _read(self, gm, readout, pools, x, t: int, diag: Diagnostics, targets) -> None:
+    def _read(self, gm, readout, pools, x, t: int, diag: Diagnostics, targets, scratch: dict) -> None:
         """At step ``t``: every layer's spike counts, reduced at once to this T's sums."""
         i = self.timesteps.index(t)
 
@@ -717,10 +718,13 @@ class DiagnosticsProbe:
             counts = spike_counts(neuron, mean_current, t)
             reduce(self.synapses.credited_to[name], counts, self.synapses.fanout[name], True)
             vth = _per_channel(neuron.v_threshold.to(counts.dtype), counts.dim() - 1)
-            mean_out = counts.mul_(vth).div_(t)  # rate x V_th; counts are used up
+            mean_out = counts.mul_(vth / t)  # rate x V_th; counts are used up
             target = targets.get(name)
-            if target is not None:
-                diag.per_t[self.layers.index(name), i, _ABS_ERROR] += (mean_out - target).abs().sum().to(torch.float64)
+            if target is not None:  # in a buffer kept for the batch: allocating is most of the cost
+                if name not in scratch:
+                    scratch[name] = torch.empty_like(target)
+                diff = torch.sub(mean_out, target, out=scratch[name]).abs_()
+                diag.per_t[self.layers.index(name), i, _ABS_ERROR] += diff.sum().to(torch.float64)
             return mean_out
 
         for name, pool in pools.items():  # a max-pool's spikes are its feeding layer's, with its own fan-out
