@@ -76,7 +76,10 @@ def write_dashboard(results: Mapping[str, Any], path: str | Path, title: str | N
         a_pareto.annotate(f"T={t}", (e, a), textcoords="offset points", xytext=(4, -10), fontsize=8)
     a_pareto.plot([ann_uj], [results["ann_acc"]], "*", ms=14, color="k", label=f"ANN ({ann_uj:.3g} µJ)")
     a_pareto.set(
-        xscale="log", xlabel="energy per image (µJ)", ylabel="test accuracy (%)", title="Accuracy vs energy (Pareto)"
+        xscale="log" if min([*energy, ann_uj]) > 0 else "linear",  # 0 J: a net that never fires and has no input
+        xlabel="energy per image (µJ)",
+        ylabel="test accuracy (%)",
+        title="Accuracy vs energy (Pareto)",
     )
     a_pareto.legend(loc="best")
 
@@ -142,6 +145,8 @@ def write_dashboard(results: Mapping[str, Any], path: str | Path, title: str | N
         ax.xaxis.set_major_formatter(plain)
         ax.xaxis.set_minor_formatter(NullFormatter())
     for axis in (a_pareto.xaxis, a_err.yaxis):  # continuous log axes: 1-2-5 ticks
+        if axis.get_scale() != "log":
+            continue
         axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
         axis.set_major_formatter(plain)
         axis.set_minor_formatter(NullFormatter())

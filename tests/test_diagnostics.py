@@ -365,6 +365,15 @@ def test_dashboard_from_a_results_file(vgg, tmp_path):
     assert png == tmp_path / "snn_report.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="diagnostics"):
         write_dashboard({"snn_acc": {}, "ann_acc": 0.0}, tmp_path / "x.png")
+    # exact rates (errors all 0, nothing to log-scale) and a layer that never fires draw too
+    net = nn.Sequential(identity_conv(2), ThresholdReLU(1.0), nn.Flatten(), nn.Linear(18, 3)).eval()
+    x = binary_images(4, 2, 3)
+    exact = evaluate_conversion(net, [x], [(x, torch.zeros(4, dtype=torch.long))], [2, 8], diagnostics=True)
+    assert all(e["mae"] == 0 for e in exact.to_json()["layer_errors"]["8"].values())
+    assert write_dashboard(exact.to_json(), tmp_path / "exact.png").is_file()
+    silent = evaluate_conversion(net, [x], [(0 * x, torch.zeros(4, dtype=torch.long))], [2], diagnostics=True)
+    assert silent.diagnostics.firing_rates()[2]["network"] == 0
+    assert write_dashboard(silent.to_json(), tmp_path / "silent.png").is_file()
 
 
 def test_cli_run_writes_the_four_keys_for_every_T_and_the_dashboard(cifar10_dir, tmp_path):
