@@ -100,17 +100,18 @@ def test_make_cifar_subset_keeps_the_layout(tmp_path):
         images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
         np.savez(src / f"{split}.npz", images=images, labels=np.arange(n) % 10)
     subset = load_script("make_cifar_subset")
-    counts = subset.make_subset(src, tmp_path / "out", train=5, test=3)
-    assert counts == {"train": 5, "test": 3}
+    # ten training images: labels 0..9, so the DataModule's check that the files hold 10 classes passes
+    counts = subset.make_subset(src, tmp_path / "out", train=10, test=3)
+    assert counts == {"train": 10, "test": 3}
     with np.load(tmp_path / "out" / "train.npz") as f, np.load(src / "train.npz") as g:
-        assert f["images"].dtype == np.uint8 and f["images"].shape == (5, 32, 32, 3)
+        assert f["images"].dtype == np.uint8 and f["images"].shape == (10, 32, 32, 3)
         assert f["labels"].dtype == np.int64
-        np.testing.assert_array_equal(f["images"], g["images"][:5])
+        np.testing.assert_array_equal(f["images"], g["images"][:10])
     from lightning_snn.data import CIFAR10DataModule
 
     dm = CIFAR10DataModule(str(tmp_path / "out"), download=False, num_workers=0)
     dm.setup("fit")
-    assert len(dm.train_set) == 5 and len(dm.test_set) == 3
+    assert len(dm.train_set) == 10 and len(dm.test_set) == 3
 
 
 @pytest.mark.slow
