@@ -392,3 +392,38 @@ def test_cli_run_writes_the_four_keys_for_every_T_and_the_dashboard(cifar10_dir,
     assert results["energy_model"]["ac_pj"] == 1.0
     assert (path.parent / "snn_report.png").is_file()
     assert "largest layer error" in proc.stdout + proc.stderr
+
+
+def _ddp_rank(rank: int, world: int, init: str, x: torch.Tensor, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        torch.manual_seed(5)
+        net = Residual().eval()
+        probe = DiagnosticsProbe(convert(net, {"a": 1.0, "b": 1.0, "c": 1.0}), net, [3, 9])
+        total = probe.empty()
+        if rank == 0:  # rank 1 has no images at all: it still joins the reduction
+            for part in x.split(3):
+                total.merge(probe(part)[1])
+        total.all_reduce()
+        if rank == 1:
+            torch.save(total.to_json(), out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_reduce_over_ranks_equals_one_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    x = binary_images(6, 2, 4, seed=6)
+    out = tmp_path / "rank1.pt"
+    mp.spawn(_ddp_rank, args=(2, f"file://{tmp_path / 'init'}", x, str(out)), nprocs=2, join=True)
+    torch.manual_seed(5)
+    net = Residual().eval()
+    _, whole = DiagnosticsProbe(convert(net, {"a": 1.0, "b": 1.0, "c": 1.0}), net, [3, 9])(x)
+    reduced, one = leaves(torch.load(out)), leaves(whole.to_json())
+    assert reduced.keys() == one.keys()
+    for key, value in one.items():
+        assert reduced[key] == (pytest.approx(value, rel=1e-5, abs=1e-12) if isinstance(value, float) else value), key
