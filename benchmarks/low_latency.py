@@ -383,7 +383,7 @@ def write_doc(args, results: dict, doc: Path, png: Path, command: str) -> None:
     lines += [
         "",
         "The QCFS and SNN Calibration numbers are as quoted in issue 8 (not re-checked against the papers here);",
-        "the Deng & Gu numbers are the paper's Table 1 (`/work/shared/paper`), SNN accuracy of the",
+        "the Deng & Gu numbers are the paper's Table 1 (`../shared/paper`), SNN accuracy of the",
         "threshold + shift pipeline at T = 16, 32, 64.",
         "",
         "## Cost",
