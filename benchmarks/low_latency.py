@@ -38,18 +38,22 @@ TIMESTEPS = [1, 2, 4, 8, 16, 32, 64]
 TARGETS = {4: 1.0, 8: 0.5}
 ANN_TARGET = 65.0
 
-#: Source ANNs: ConversionModule settings on top of the common ones (see train()).
+#: Source ANNs: ConversionModule settings on top of the common ones (see train()). ``warmup``:
+#: True = ``--warmup`` epochs of plain ReLU first (default none); ``epochs`` overrides ``--epochs``.
 SOURCES = {
     "threshold": {"activation": "threshold_relu", "y_th": 1.0, "warmup": True},
     "qcfs2": {"activation": "qcfs", "levels": 2},
     "qcfs4": {"activation": "qcfs", "levels": 4},
     "qcfs8": {"activation": "qcfs", "levels": 8},
+    # the recipe of configs/quickstart_low_latency.yaml: L=2 after a ReLU warm-up, one epoch more
+    "qcfs2w": {"activation": "qcfs", "levels": 2, "warmup": True, "epochs": 6},
 }
 SOURCE_LABELS = {
     "threshold": "threshold ReLU (paper)",
     "qcfs2": "QCFS L=2",
     "qcfs4": "QCFS L=4",
     "qcfs8": "QCFS L=8",
+    "qcfs2w": "QCFS L=2, ReLU warm-up, 6 epochs",
 }
 
 
@@ -64,7 +68,7 @@ def variants(correction_t: int) -> list[dict]:
         ("paper+corr", "threshold", f"threshold ReLU, max + {c}", "max", None, True),
         ("channel+corr", "threshold", f"threshold ReLU, channel max + {c}", "channel", None, True),
     ]
-    for src in ("qcfs2", "qcfs4", "qcfs8"):
+    for src in ("qcfs2", "qcfs4", "qcfs8", "qcfs2w"):
         label = SOURCE_LABELS[src]
         rows.append((src, src, f"{label}, V_th = lambda", "lambda", None, False))
         rows.append((f"{src}+corr", src, f"{label}, V_th = lambda + {c}", "lambda", None, True))
@@ -85,9 +89,19 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def source_args(args, src: str) -> argparse.Namespace:
+    """``args`` with the source's own ``epochs``, if it has one."""
+    return argparse.Namespace(**{**vars(args), "epochs": SOURCES[src].get("epochs", args.epochs)})
+
+
+def warmup_epochs(args, src: str) -> int:
+    return args.warmup if SOURCES[src].get("warmup", False) else 0
+
+
 def module_for(args, src: str) -> ConversionModule:
-    spec = dict(SOURCES[src])
-    warmup = args.warmup if spec.pop("warmup", False) else 0
+    args = source_args(args, src)
+    spec = {k: v for k, v in SOURCES[src].items() if k not in ("warmup", "epochs")}
+    warmup = warmup_epochs(args, src)
     qcfs = {"levels": spec.pop("levels"), "trainable_threshold": True} if spec["activation"] == "qcfs" else {}
     y_th = spec.pop("y_th", args.qcfs_lambda)
     return ConversionModule(
@@ -105,6 +119,7 @@ def module_for(args, src: str) -> ConversionModule:
 
 def train(args, src: str, work: Path) -> tuple[ConversionModule, dict]:
     """Train the source ANN, or load it from the cache in ``work`` (same settings only)."""
+    args = source_args(args, src)
     settings = {k: getattr(args, k) for k in ("width", "epochs", "warmup", "lr", "seed", "batch_norm", "qcfs_lambda")}
     settings["train_samples"] = args.train_samples
     weights, meta_path = work / f"{src}.pt", work / f"{src}.json"
@@ -171,7 +186,26 @@ def lambdas(module: ConversionModule) -> list[float]:
     return [round(m.y_th, 4) for m in module.model.modules() if hasattr(m, "levels")]
 
 
-def run(args, work: Path) -> dict:
+#: Settings that must match for --merge to reuse a previous run's numbers of the same weights.
+EVAL_SETTINGS = ("calibration_samples", "test_samples", "correction_t", "batch_size", "data_dir")
+
+
+def reusable(args, previous: dict | None, src: str, meta: dict) -> dict:
+    """The previous run's variants of this source, if its weights and evaluation settings are the same."""
+    if previous is None or src not in previous["results"]["sources"]:
+        return {}
+    if any(previous["args"].get(k) != getattr(args, k) for k in EVAL_SETTINGS):
+        return {}
+    if previous["results"]["sources"][src]["sha256"] != meta["sha256"]:
+        return {}
+    found = {k: dict(v) for k, v in previous["results"]["variants"].items() if v["source"] == src}
+    for v in found.values():
+        if "snn_acc" in v:  # JSON turned the T keys into strings
+            v["snn_acc"] = {int(t): a for t, a in v["snn_acc"].items()}
+    return found
+
+
+def run(args, work: Path, previous: dict | None = None) -> dict:
     calib, test = data(args)
     results = {"sources": {}, "variants": {}, "alive_at_init": alive_at_init(args, calib[0])}
     rows = variants(args.correction_t)
@@ -180,7 +214,13 @@ def run(args, work: Path) -> dict:
         module, meta = train(args, src, work)
         model = module.model.eval()
         results["sources"][src] = {**meta, "lambdas": lambdas(module)}
+        done = reusable(args, previous, src, meta)
         for v in (r for r in rows if r["source"] == src):
+            if v["key"] in done:  # same weights, same evaluation: same numbers
+                results["variants"][v["key"]] = done[v["key"]]
+                results["sources"][src]["ann_acc"] = previous["results"]["sources"][src]["ann_acc"]
+                print(f"   {v['key']:14s} reused from the previous run", flush=True)
+                continue
             try:
                 report = evaluate_conversion(
                     model,
@@ -260,6 +300,68 @@ def plot(results: dict, path: Path, width: float) -> None:
     plt.close(fig)
 
 
+def meets_all(results: dict, key: str) -> bool:
+    v = results["variants"][key]
+    if "error" in v or results["sources"][v["source"]]["ann_acc"] < ANN_TARGET:
+        return False
+    return all(loss(results, key, t) <= m + 1e-9 for t, m in TARGETS.items())
+
+
+def findings(results: dict) -> list[str]:
+    """What the numbers say, computed from them (so a rerun cannot contradict its own text)."""
+    ok = converted(results)
+    lines = ["", "### Read from the tables", ""]
+    winners = [ok[k]["label"] for k in ok if meets_all(results, k)]
+    lines.append(
+        "- Variants meeting all three targets (ANN >= 65%, <= 1.0 point at T = 4, <= 0.5 at T = 8): "
+        + ("; ".join(f"**{w}**" for w in winners) if winners else "**none**")
+        + "."
+    )
+    for t in TARGETS:
+        fit = {k: loss(results, k, t) for k in ok if results["sources"][ok[k]["source"]]["ann_acc"] >= ANN_TARGET}
+        if fit:
+            best = min(fit, key=fit.get)
+            lines.append(
+                f"- Smallest loss at T = {t} with an ANN >= 65%: {ok[best]['label']} ({fit[best]:+.2f} points, "
+                f"SNN {ok[best]['snn_acc'][t]:.2f}%)."
+            )
+    same = [
+        ok[k]["label"]
+        for k in ok
+        if ok[k]["calibration"] in ("percentile", "lambda", "max")
+        and k not in ("paper", "paper+corr")
+        and not ok[k]["correction"]
+        and any(
+            b["source"] == ok[k]["source"] and b["calibration"] == "max" and not b["correction"] and bk != k
+            for bk, b in ok.items()
+        )
+        and ok[k]["snn_acc"]
+        == next(b for b in ok.values() if b["source"] == ok[k]["source"] and b["calibration"] == "max")["snn_acc"]
+    ]
+    if same:
+        lines.append(
+            "- Identical accuracy at every T to the max calibration of the same ANN: "
+            + "; ".join(same)
+            + ". A clipped activation (threshold ReLU at y_th, QCFS at lambda) puts more than 0.1% of its values "
+            "at the clip, so the 99.9th and 99.99th percentiles and the max are all the clip level; percentiles "
+            "matter for unclipped (plain ReLU) sources."
+        )
+    effects = []
+    for key, v in ok.items():
+        base = ok.get(key[: -len("+corr")]) if key.endswith("+corr") else None
+        if base is not None:
+            effects.append({t: v["snn_acc"][t] - base["snn_acc"][t] for t in TIMESTEPS})
+    if effects:
+        mean = {t: sum(e[t] for e in effects) / len(effects) for t in TIMESTEPS}
+        lines.append(
+            "- The light correction's mean effect over the corrected variants, by T (points): "
+            + ", ".join(f"T={t}: {mean[t]:+.2f}" for t in TIMESTEPS)
+            + ". Per variant in the correction table below: it helps where the uncorrected SNN loses most "
+            "(short T) and can cost a little where the SNN already matches its ANN, or at T well above its target."
+        )
+    return lines
+
+
 def recipe(results: dict) -> list[str]:
     """The doc's note on dead QCFS layers and the batch-norm recipe, from the measured fractions."""
     rows = results.get("alive_at_init")
@@ -305,10 +407,11 @@ def write_doc(args, results: dict, doc: Path, png: Path, command: str) -> None:
         f"{'with' if args.batch_norm else 'without'} batch norm (folded into the convs at conversion), "
         "conv dropout 0, FC dropout 0.2: the quickstart's network"
         + (" plus batch norm (see Recipe below)." if args.batch_norm else "."),
-        f"- **{args.epochs} epochs** of Adam (lr {args.lr}, cosine), batch 128, random crop + flip, seed {args.seed}. "
-        f"Threshold ReLU: {args.warmup} epochs of plain ReLU, then `clamp(x, 0, 1)` (the paper's recipe, as the "
-        f"quickstart). QCFS: quantized from the first step, trainable lambda per layer initialised at "
-        f"{args.qcfs_lambda} (Bu et al. train it from scratch too).",
+        f"- **{args.epochs} epochs** (unless the table below says otherwise) of Adam (lr {args.lr}, cosine), batch "
+        f"128, random crop + flip, seed {args.seed}. Threshold ReLU: {args.warmup} epochs of plain ReLU, then "
+        f"`clamp(x, 0, 1)` (the paper's recipe, as the quickstart). QCFS: quantized from the first step (Bu et al. "
+        f"train it from scratch too) unless a ReLU warm-up is listed, trainable lambda per layer initialised at "
+        f"{args.qcfs_lambda}.",
         f"- One training per source ANN; every conversion variant of a source uses the same weights. "
         f"Thresholds from a fixed, seeded, un-augmented subset of **{args.calibration_samples} training images**; "
         f"the light correction runs on the same images (no labels), targeting **T = {args.correction_t}**.",
@@ -321,14 +424,16 @@ def write_doc(args, results: dict, doc: Path, png: Path, command: str) -> None:
         "",
         "## Source ANNs",
         "",
-        "| source ANN | test acc (same images) | training time | trained lambda per layer | weights sha256 |",
-        "|---|---|---|---|---|",
+        "| source ANN | epochs (ReLU warm-up) | test acc (same images) | training time | trained lambda per layer "
+        "| weights sha256 |",
+        "|---|---|---|---|---|---|",
     ]
     for src, r in results["sources"].items():
         lam = ", ".join(f"{x:.2f}" for x in r.get("lambdas", [])) or "-"
+        epochs = SOURCES[src].get("epochs", args.epochs)
         lines.append(
-            f"| {SOURCE_LABELS[src]} | {r['ann_acc']:.2f}% | {r['train_seconds'] / 60:.1f} min | {lam} | "
-            f"`{r['sha256'][:16]}` |"
+            f"| {SOURCE_LABELS[src]} | {epochs} ({warmup_epochs(args, src)}) | {r['ann_acc']:.2f}% | "
+            f"{r['train_seconds'] / 60:.1f} min | {lam} | `{r['sha256'][:16]}` |"
         )
     lines += recipe(results)
     lines += ["", "## SNN accuracy (%) by T", "", f"| variant | ANN | {head} |", "|---|---|" + "---|" * len(TIMESTEPS)]
@@ -354,6 +459,7 @@ def write_doc(args, results: dict, doc: Path, png: Path, command: str) -> None:
             continue
         losses = " | ".join(f"{loss(results, key, t):+.2f}" for t in TIMESTEPS)
         lines.append(f"| {v['label']} | {losses} | {targets_met(results, key)} |")
+    lines += findings(results)
     lines += [
         "",
         f"![accuracy and conversion loss vs T]({png.name})",
@@ -438,6 +544,9 @@ def main() -> None:
     )
     p.add_argument("--tiny", action="store_true", help="smoke test: 1 epoch on 512 images, 64 test images")
     p.add_argument("--from-json", default=None, help="rewrite the doc and plot from a previous run's JSON")
+    p.add_argument(
+        "--merge", action="store_true", help="reuse the numbers in --out-dir's JSON for unchanged weights and settings"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out_dir)
@@ -456,7 +565,12 @@ def main() -> None:
             args.work_dir = str(Path(args.work_dir) / "tiny")
         work = Path(args.work_dir)
         work.mkdir(parents=True, exist_ok=True)
-        results = run(args, work)
+        previous = None
+        if args.merge:
+            stem = "low_latency" if not args.tiny else "low_latency_tiny"
+            saved = out / f"{stem}.json"
+            previous = json.loads(saved.read_text()) if saved.exists() else None
+        results = run(args, work, previous)
     stem = "LOW_LATENCY" if not args.tiny else "LOW_LATENCY_tiny"
     out.mkdir(parents=True, exist_ok=True)
     png = out / f"{stem.lower()}_acc_vs_T.png"
