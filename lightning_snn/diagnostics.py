@@ -313,10 +313,16 @@ def synapse_map(snn: nn.Module, example: torch.Tensor) -> SynapseMap:
     """
     gm, readout = _body(snn)
     interpreter = _FanoutInterpreter(gm)
-    with torch.enable_grad():
+    # the fan-outs are gradients: autograd must record even where the caller disabled it (Lightning
+    # runs test / validate / predict under torch.inference_mode, where enable_grad alone records nothing)
+    with torch.inference_mode(False), torch.enable_grad():
         out = interpreter.run(torch.zeros(example[:1].shape, dtype=torch.float64))
-        if interpreter.objective:
-            torch.stack(interpreter.objective).sum().backward()
+        if not interpreter.objective:
+            raise RuntimeError(
+                "synapse_map: no spike reaches a synaptic layer or the output, so no fan-out can be computed "
+                "(autograd recorded nothing); this is a bug, please report it with the model."
+            )
+        torch.stack(interpreter.objective).sum().backward()
     fanout = {
         name: (leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)).detach()[0]
         for name, leaf in interpreter.leaves.items()

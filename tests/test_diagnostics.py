@@ -123,29 +123,39 @@ def test_linear_layer_counts_the_nonzero_weights_of_each_input():
         assert diag.synaptic_ops()[t]["layers"]["1"] == pytest.approx(sops_per_image(x, fan, t), rel=1e-12)
 
 
-@pytest.mark.parametrize("pool", ["avg", "max"])
+@pytest.mark.parametrize("pool", ["avg", "max", "max_on_input"])
 def test_pooling_before_a_conv(pool):
     torch.manual_seed(2)
     head = nn.Conv2d(3, 2, 3, padding=1)
     pooling = nn.AvgPool2d(2) if pool == "avg" else nn.MaxPool2d(2)
-    net = nn.Sequential(identity_conv(3), ThresholdReLU(1.0), pooling, head)
     x = binary_images(4, 3, 5, seed=3)  # 5 x 5: the last row and column are in no 2 x 2 window
-    snn, diag = run(net, {"1": 1.0}, x)
     pooled_fan = conv_fanout(head, (3, 2, 2))
-    if pool == "avg":
-        # each spike drives the synapses of its pooled position (pooling folded into the weights)
-        fan = torch.zeros(3, 5, 5, dtype=torch.float64)
-        fan[:, :4, :4] = pooled_fan.repeat_interleave(2, 1).repeat_interleave(2, 2)
-        assert torch.equal(synapse_map(snn, x).fanout["1"], fan)
-        expected = [sops_per_image(x, fan, t) for t in TS]
+    passed = F.max_pool2d(x, 2)
+    if pool == "max_on_input":
+        # the max-pool follows the first IF layer, whose current is the analog input: the converter
+        # moves it before the neuron (exact), so layer 1 is the pooled 2 x 2 map and nothing is gated
+        net = nn.Sequential(identity_conv(3), ThresholdReLU(1.0), pooling, head)
+        snn, diag = run(net, {"1": 1.0}, x)
+        assert torch.equal(synapse_map(snn, x).fanout["1"], pooled_fan)
+        layer, expected, rate = "1", [sops_per_image(passed, pooled_fan, t) for t in TS], float(passed.mean())
     else:
-        # the gate passes one spike per window and step when any input of the window fires
-        assert torch.equal(synapse_map(snn, x).fanout["2"], pooled_fan)
-        passed = F.max_pool2d(x, 2)
-        expected = [sops_per_image(passed, pooled_fan, t) for t in TS]
+        # a second identity layer makes the pooled layer ("3") receive spikes; it fires as x does
+        net = nn.Sequential(identity_conv(3), ThresholdReLU(1.0), identity_conv(3), ThresholdReLU(1.0), pooling, head)
+        snn, diag = run(net, {"1": 1.0, "3": 1.0}, x)
+        layer, rate = "3", float(x.mean())  # the pool fires nothing of its own
+        if pool == "avg":
+            # each spike drives the synapses of its pooled position (pooling folded into the weights)
+            fan = torch.zeros(3, 5, 5, dtype=torch.float64)
+            fan[:, :4, :4] = pooled_fan.repeat_interleave(2, 1).repeat_interleave(2, 2)
+            assert torch.equal(synapse_map(snn, x).fanout["3"], fan)
+            expected = [sops_per_image(x, fan, t) for t in TS]
+        else:
+            # the gate passes one spike per window and step when any input of the window fires
+            assert torch.equal(synapse_map(snn, x).fanout["4"], pooled_fan)
+            expected = [sops_per_image(passed, pooled_fan, t) for t in TS]
     for t, value in zip(TS, expected, strict=True):
-        assert diag.synaptic_ops()[t]["layers"]["1"] == pytest.approx(value, rel=1e-12)
-        assert diag.firing_rates()[t]["layers"]["1"] == pytest.approx(float(x.mean()))  # the pool fires nothing
+        assert diag.synaptic_ops()[t]["layers"][layer] == pytest.approx(value, rel=1e-12)
+        assert diag.firing_rates()[t]["layers"][layer] == pytest.approx(rate)
 
 
 class Residual(nn.Module):
@@ -353,6 +363,22 @@ def test_evaluate_conversion_reports_the_four_keys_and_the_same_accuracy(vgg):
     assert "largest layer error" in report.table()
 
 
+def test_inference_mode_gives_the_same_synaptic_ops(vgg):
+    """Lightning's test / validate loops run under torch.inference_mode, which silently disables
+    autograd; the fan-outs are gradients, so they must not come out as zeros there."""
+    from lightning_snn.evaluation import evaluate_conversion
+
+    model, x, _ = vgg
+    test = [(x[:6], torch.arange(6) % 10)]
+    outside = evaluate_conversion(model, [x], test, [4, 16], time_chunk=4, diagnostics=True).to_json()
+    with torch.inference_mode():
+        inside = evaluate_conversion(model, [x], test, [4, 16], time_chunk=4, diagnostics=True).to_json()
+    for t in ("4", "16"):
+        assert outside["synaptic_ops"][t]["per_image"] > 0 and outside["synaptic_ops"][t]["input_macs"] > 0
+        assert inside["synaptic_ops"][t] == outside["synaptic_ops"][t]
+        assert inside["energy"][t] == outside["energy"][t]
+
+
 def test_dashboard_from_a_results_file(vgg, tmp_path):
     from lightning_snn.evaluation import evaluate_conversion
     from lightning_snn.report import main, write_dashboard
@@ -389,6 +415,7 @@ def test_cli_run_writes_the_four_keys_for_every_T_and_the_dashboard(cifar10_dir,
     for key in ("firing_rates", "synaptic_ops", "energy", "layer_errors"):
         assert set(results[key]) == {"4", "16"}, key
     assert set(results["layer_errors"]["4"]) == set(results["thresholds"])
+    assert all(results["synaptic_ops"][t]["per_image"] > 0 for t in ("4", "16"))
     assert results["energy_model"]["ac_pj"] == 1.0
     assert (path.parent / "snn_report.png").is_file()
     assert "largest layer error" in proc.stdout + proc.stderr
