@@ -388,6 +388,7 @@ def convert(
         raise ValueError("shift='bias' adds V_th/(2T) to the bias: pass the simulation length timesteps=T > 0.")
     snn = prepare(model)
     sites = activation_sites(snn)
+    spike_pools = max_pool_sites(snn)  # before the sites become IF neurons: it looks for the sites
     missing = [n for n in sites if n not in thresholds]
     if missing:
         raise ValueError(
@@ -400,7 +401,7 @@ def convert(
         if isinstance(act, ThresholdReLU):
             bias = bias - act.shift  # the source ANN computed clamp(x - shift, 0, y_th)
         set_submodule(snn, name, IFNeuron(vth, v_init=v_init, bias_current=bias, name=name))
-    for name, pool in max_pool_sites(snn).items():
+    for name, pool in spike_pools.items():
         set_submodule(snn, name, SpikingMaxPool2d.from_max_pool(pool))
     if readout == "spiking":
         if OUTPUT_KEY not in thresholds:

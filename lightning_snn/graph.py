@@ -15,9 +15,12 @@ and rewrites it into an equivalent ANN, a :class:`torch.fx.GraphModule`, in whic
   only user it is, is folded into that layer; any other batch norm stays as a per-channel
   affine map;
 * every other node is on an allow-list of operations that are linear and time-invariant,
-  so they run unchanged on spikes (see DESIGN.md section 7), or is a max pooling fed by an
-  activation site (converted to a gated spiking max-pool). Anything else is refused, before
-  any conversion work, with a :class:`ConversionError` that names the node or module.
+  so they run unchanged on spikes (see DESIGN.md section 7), or is a max pooling: on the
+  analog input path it stays (the same max at every step); right after an activation site
+  whose input is analog it is moved before the site (exact: max pooling commutes with every
+  non-decreasing activation); right after any other site it becomes a gated spiking max-pool.
+  Anything else is refused, before any conversion work, with a :class:`ConversionError` that
+  names the node or module.
 
 Calibration (one threshold per activation site) and conversion (one IF neuron per site)
 both run on this prepared graph, so they see the same sites under the same names.
@@ -294,6 +297,63 @@ def _split_activation_sites(gm: fx.GraphModule) -> None:
             gm.graph.erase_node(node)
 
 
+def _through_identities(gm: fx.GraphModule, node) -> object:
+    """The node a chain of dropout / identity modules (identities in eval mode) starts from."""
+    while isinstance(node, fx.Node) and node.op == "call_module":
+        if not isinstance(gm.get_submodule(node.target), (nn.Dropout, nn.Identity)):
+            break
+        node = node.args[0]
+    return node
+
+
+def _analog_nodes(gm: fx.GraphModule) -> set[fx.Node]:
+    """The nodes that compute the same value at every step of a simulation: the input, the
+    constants, and what the allow-listed ops make of them before any activation site. (The
+    input is presented unchanged at every step, so the first layer's current is analog and
+    constant in time; everything after an IF layer carries spikes.)"""
+    sites = set(activation_sites(gm))
+    analog: set[fx.Node] = set()
+    for node in gm.graph.nodes:
+        if node.op in ("placeholder", "get_attr"):
+            analog.add(node)
+        elif node.op != "output" and not (node.op == "call_module" and node.target in sites):
+            if all(n in analog for n in node.all_input_nodes):
+                analog.add(node)
+    return analog
+
+
+def _commute_analog_max_pools(gm: fx.GraphModule) -> None:
+    """``max_pool(act(z)) -> act(max_pool(z))`` where ``z`` is analog (constant in time).
+
+    Exact in the ANN for every convertible activation, since each is a non-decreasing
+    function applied elementwise (ReLU, clamp, the QCFS staircase) and max pooling pads with
+    -inf. In the SNN the max pooling then runs on the constant input current of the IF layer,
+    exactly, instead of gating its spikes (torchvision's ResNet stem: conv -> BN -> ReLU ->
+    max-pool). The site keeps its name; it now sees the pooled map.
+    """
+    sites = set(activation_sites(gm))
+    analog = _analog_nodes(gm)
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), MAX_POOLS):
+            continue
+        site = _through_identities(gm, node.args[0])
+        if not (isinstance(site, fx.Node) and site.op == "call_module" and site.target in sites):
+            continue
+        if site.args[0] not in analog or len(site.users) != 1 or gm.get_submodule(node.target).return_indices:
+            continue
+        chain, cursor = [], node.args[0]
+        while cursor is not site:  # dropout / identity between the site and the pool
+            chain.append(cursor)
+            cursor = cursor.args[0]
+        if any(len(c.users) != 1 for c in chain):
+            continue
+        with gm.graph.inserting_before(site):
+            pooled = gm.graph.call_module(node.target, args=(site.args[0],), kwargs=dict(node.kwargs))
+        site.args = (pooled, *site.args[1:])
+        node.replace_all_uses_with(node.args[0])
+        gm.graph.erase_node(node)
+
+
 def fold_batch_norm(conv: nn.Module, bn: nn.Module) -> nn.Module:
     """A copy of ``conv`` (Conv or Linear) with the eval-mode ``bn`` after it folded in.
 
@@ -394,7 +454,9 @@ def _dim_is_batch(node: fx.Node) -> bool:
     return any(d == 0 for d in dims if isinstance(d, int) and not isinstance(d, bool))
 
 
-def _check_node(gm: fx.GraphModule, node: fx.Node, kinds: dict[fx.Node, str], sites: set[str]) -> None:
+def _check_node(
+    gm: fx.GraphModule, node: fx.Node, kinds: dict[fx.Node, str], sites: set[str], analog: set[fx.Node]
+) -> None:
     refuse = None
     if node.op == "call_module":
         module = gm.get_submodule(node.target)
@@ -404,17 +466,13 @@ def _check_node(gm: fx.GraphModule, node: fx.Node, kinds: dict[fx.Node, str], si
             _check_batch_norm(module, node.target)
             return
         if isinstance(module, MAX_POOLS):
-            source = node.args[0]
-            while isinstance(source, fx.Node) and source.op == "call_module":
-                inner = gm.get_submodule(source.target)
-                if not isinstance(inner, (nn.Dropout, nn.Identity)):
-                    break
-                source = source.args[0]
-            if isinstance(source, fx.Node) and source.op == "call_module" and source.target in sites:
-                if module.return_indices:
-                    refuse = "returns indices, which depend on the values"
-                else:
-                    return
+            source = _through_identities(gm, node.args[0])
+            if module.return_indices:
+                refuse = "returns indices, which depend on the values"
+            elif node in analog:
+                return  # on the analog input path: the same max at every step, exact
+            elif isinstance(source, fx.Node) and source.op == "call_module" and source.target in sites:
+                return  # gates the spikes of one IF layer (SpikingMaxPool2d)
             else:
                 refuse = (
                     "is not fed directly by an activation: a spiking max-pool gates the spikes of one IF layer; "
@@ -496,9 +554,9 @@ def check_graph(gm: fx.GraphModule) -> None:
             "the model has no ReLU-like activation to convert (nn.ReLU, ThresholdReLU, F.relu, clamp(min=0), ...): "
             "an SNN needs at least one spiking layer."
         )
-    kinds = _kinds(gm)
+    kinds, analog = _kinds(gm), _analog_nodes(gm)
     for node in gm.graph.nodes:
-        _check_node(gm, node, kinds, sites)
+        _check_node(gm, node, kinds, sites, analog)
 
 
 # ---- the public entry points -----------------------------------------------------------------
@@ -514,11 +572,14 @@ def activation_sites(gm: fx.GraphModule) -> dict[str, nn.Module]:
 
 
 def max_pool_sites(gm: fx.GraphModule) -> dict[str, nn.Module]:
-    """The max-pooling modules of a prepared graph, ``{name: module}``."""
+    """The max-pooling modules of a prepared graph that pool spikes, ``{name: module}``: those
+    fed by an activation site, which become gated :class:`~lightning_snn.neurons.SpikingMaxPool2d`.
+    A max pooling on the analog input path (before any activation site) stays as it is."""
+    analog = _analog_nodes(gm)
     return {
         n.target: gm.get_submodule(n.target)
         for n in gm.graph.nodes
-        if n.op == "call_module" and isinstance(gm.get_submodule(n.target), MAX_POOLS)
+        if n.op == "call_module" and isinstance(gm.get_submodule(n.target), MAX_POOLS) and n not in analog
     }
 
 
@@ -537,6 +598,7 @@ def prepare(model: nn.Module, fold_bn: bool = True) -> fx.GraphModule:
     _split_activation_sites(gm)
     if fold_bn:
         _fold_batch_norms(gm)
+    _commute_analog_max_pools(gm)
     gm.graph.eliminate_dead_code()
     gm.graph.lint()
     gm.recompile()

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_snn.conversion import calibrate_thresholds, check_convertible, convert, neurons
-from lightning_snn.graph import ConversionError, activation_sites, fold_batch_norm, prepare
+from lightning_snn.graph import ConversionError, activation_sites, fold_batch_norm, max_pool_sites, prepare
 from lightning_snn.neurons import SpikingMaxPool2d
 from lightning_snn.reference import simulate_reference
 from lightning_snn.simulation import simulate
@@ -191,8 +191,11 @@ def test_spiking_max_pool_passes_the_spikes_of_the_most_active_input():
 def test_spiking_max_pool_rate_converges_to_the_max_rate():
     torch.manual_seed(0)
     z = torch.rand(16, 3, 8, 8)
-    model = nn.Sequential(nn.Identity(), nn.ReLU(), nn.MaxPool2d(2)).eval()
-    snn = convert(model, {"1": 1.0}, shift="membrane")
+    # the second IF layer receives the first one's spikes (amplitude 1) and fires them again, so
+    # the max-pool gates spikes (on the analog input it would be moved before the neuron, exact)
+    model = nn.Sequential(nn.Identity(), nn.ReLU(), nn.Identity(), nn.ReLU(), nn.MaxPool2d(2)).eval()
+    snn = convert(model, {"1": 1.0, "3": 1.0}, shift="membrane")
+    assert isinstance(snn.get_submodule("4"), SpikingMaxPool2d)
     errs = [(simulate(snn, z, [t])[0] - F.max_pool2d(z, 2)).abs().mean().item() for t in (8, 64, 512)]
     assert errs[2] < errs[0] and errs[2] < 0.01, errs
 
@@ -206,7 +209,10 @@ def test_spiking_max_pool_rate_converges_to_the_max_rate():
         (nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Softmax(dim=1)), "Softmax"),
         (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.GroupNorm(2, 4)), "GroupNorm"),
         (nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.LayerNorm(4)), "LayerNorm"),
-        (nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.ReLU()), "not fed directly by an activation"),
+        (
+            nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.MaxPool2d(2), nn.ReLU()),
+            "not fed directly by an activation",
+        ),
         (nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(1)), "AdaptiveMaxPool2d"),
     ],
 )
@@ -303,5 +309,36 @@ def test_torchvision_resnet18_converts_as_shipped():
     with torch.no_grad():
         assert ((gm(x) - model(x)).norm() / model(x).norm()).item() < 1e-4
     snn = convert(model, calibrate_thresholds(model, [x]))
-    assert sum(isinstance(m, SpikingMaxPool2d) for m in snn.modules()) == 1
+    # the stem's max-pool follows conv -> BN -> ReLU on the analog input: moved before the IF layer, exact
+    assert not any(isinstance(m, SpikingMaxPool2d) for m in snn.modules())
+    assert isinstance(snn.get_submodule("maxpool"), nn.MaxPool2d)
     assert simulate(snn, x, [4]).shape == (1, 4, 10)
+
+
+def test_max_pool_on_the_analog_input_path_moves_before_the_neuron_and_is_exact():
+    """conv -> ReLU -> max-pool on the input: the pool runs on the IF layer's constant current,
+    so every T gives exactly the IF count of the pooled current, clip(floor(T z / V_th + 1/2), 0, T)."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Dropout(0.1), nn.MaxPool2d(2)).eval()
+    gm = prepare(model)
+    x = torch.randn(5, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(gm(x), model(x), atol=1e-6)  # max-pool and ReLU commute in the ANN
+        z = F.max_pool2d(model[0](x), 2)
+    assert max_pool_sites(gm) == {}
+    vth = 0.7
+    snn = convert(model, {"1": vth}, shift="membrane")
+    assert not any(isinstance(m, SpikingMaxPool2d) for m in snn.modules())
+    ts = [1, 2, 3, 8, 33]
+    out = simulate(snn, x, ts)
+    for i, t in enumerate(ts):
+        count = torch.clamp(torch.floor(t * z / vth + 0.5), 0, t)
+        assert torch.allclose(out[i], count * vth / t, atol=1e-5), t
+
+
+def test_max_pool_after_a_spiking_layer_stays_gated():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(2)).eval()
+    gm = prepare(model)
+    assert list(max_pool_sites(gm)) == ["4"]
+    snn = convert(model, {"1": 1.0, "3": 1.0})
+    assert isinstance(snn.get_submodule("4"), SpikingMaxPool2d)
