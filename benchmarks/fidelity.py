@@ -15,18 +15,14 @@ Checkpoints go to --work-dir (not committed); their sha256 is recorded in the do
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
-import time
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Subset
+from study import evaluation_images, fit_quietly, sha256
 
-from lightning_snn.data import CIFAR10DataModule
 from lightning_snn.evaluation import evaluate_conversion
 from lightning_snn.module import ConversionModule
 
@@ -50,17 +46,7 @@ VARIANTS = {
 }
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def train(args, activation: str, work: Path) -> tuple[ConversionModule, Path, float]:
-    pl.seed_everything(args.seed, workers=True)
-    dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=2, train_samples=args.train_samples)
     module = ConversionModule(
         arch="vgg16",
         width=args.width,
@@ -71,18 +57,7 @@ def train(args, activation: str, work: Path) -> tuple[ConversionModule, Path, fl
         optimizer=lambda p: torch.optim.Adam(p, lr=args.lr),
         lr_scheduler=lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=args.epochs),
     )
-    trainer = pl.Trainer(
-        max_epochs=args.epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        default_root_dir=work,
-        limit_val_batches=0,
-        deterministic=False,
-    )
-    t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    seconds = time.perf_counter() - t0
+    trainer, seconds = fit_quietly(module, args, work)
     ckpt = work / f"vgg16_w{args.width}_{activation}.ckpt"
     trainer.save_checkpoint(ckpt)
     return module, ckpt, seconds
@@ -90,12 +65,7 @@ def train(args, activation: str, work: Path) -> tuple[ConversionModule, Path, fl
 
 def evaluate(args, module: ConversionModule) -> dict:
     """Every shift mode on the same thresholds and test images, through evaluate_conversion."""
-    dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=0)
-    dm.setup("fit")
-    calib = dm.calibration_set(args.calibration_samples, seed=0)
-    calib_x = torch.stack([calib[i][0] for i in range(len(calib))]).split(500)
-    test = Subset(dm.test_set, range(min(args.test_samples, len(dm.test_set))))
-    test_batches = list(DataLoader(test, batch_size=args.batch_size))
+    calib_x, test_batches = evaluation_images(args)
     out = {"snn_acc": {}, "seconds": {}}
     for shift in ("none", "bias", "membrane"):
         report = evaluate_conversion(module.model, calib_x, test_batches, TIMESTEPS, shift=shift, time_chunk="auto")

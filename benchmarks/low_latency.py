@@ -18,17 +18,13 @@ Source-ANN weights are cached in --work-dir (not committed), so a rerun only con
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
-import time
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Subset
+from study import evaluation_images, fit_quietly, sha256
 
-from lightning_snn.data import CIFAR10DataModule
 from lightning_snn.evaluation import evaluate_conversion
 from lightning_snn.module import ConversionModule
 
@@ -45,15 +41,12 @@ SOURCES = {
     "qcfs2": {"activation": "qcfs", "levels": 2},
     "qcfs4": {"activation": "qcfs", "levels": 4},
     "qcfs8": {"activation": "qcfs", "levels": 8},
-    # the recipe of configs/quickstart_low_latency.yaml: L=2 after a ReLU warm-up, one epoch more
-    "qcfs2w": {"activation": "qcfs", "levels": 2, "warmup": True, "epochs": 6},
 }
 SOURCE_LABELS = {
     "threshold": "threshold ReLU (paper)",
     "qcfs2": "QCFS L=2",
     "qcfs4": "QCFS L=4",
     "qcfs8": "QCFS L=8",
-    "qcfs2w": "QCFS L=2, ReLU warm-up, 6 epochs",
 }
 
 
@@ -68,7 +61,7 @@ def variants(correction_t: int) -> list[dict]:
         ("paper+corr", "threshold", f"threshold ReLU, max + {c}", "max", None, True),
         ("channel+corr", "threshold", f"threshold ReLU, channel max + {c}", "channel", None, True),
     ]
-    for src in ("qcfs2", "qcfs4", "qcfs8", "qcfs2w"):
+    for src in ("qcfs2", "qcfs4", "qcfs8"):
         label = SOURCE_LABELS[src]
         rows.append((src, src, f"{label}, V_th = lambda", "lambda", None, False))
         rows.append((f"{src}+corr", src, f"{label}, V_th = lambda + {c}", "lambda", None, True))
@@ -83,10 +76,6 @@ ANCHORS = [
     ("SNN Calibration light (Li et al., ICML 2021), VGG-16, quoted in issue 8", {32: "93.7"}),
     ("Deng & Gu (ICLR 2021) TS, VGG-16, Table 1 (ANN 92.09-92.49%)", {16: "92.29", 32: "92.29", 64: "92.22"}),
 ]
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def source_args(args, src: str) -> argparse.Namespace:
@@ -131,32 +120,11 @@ def train(args, src: str, work: Path) -> tuple[ConversionModule, dict]:
             module.update_threshold(args.epochs)  # the clip is on after training
             print(f"   loaded {weights} (trained in {meta['train_seconds'] / 60:.1f} min)", flush=True)
             return module, meta
-    pl.seed_everything(args.seed, workers=True)
-    dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=2, train_samples=args.train_samples)
-    trainer = pl.Trainer(
-        max_epochs=args.epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        default_root_dir=work,
-        limit_val_batches=0,
-    )
-    t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    seconds = time.perf_counter() - t0
+    _, seconds = fit_quietly(module, args, work)
     torch.save(module.model.state_dict(), weights)
     meta = {"settings": settings, "train_seconds": seconds, "sha256": sha256(weights)}
     meta_path.write_text(json.dumps(meta, indent=2))
     return module, meta
-
-
-def data(args):
-    dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=0)
-    dm.setup("fit")
-    calib = dm.calibration_set(args.calibration_samples, seed=0)
-    calib_x = list(torch.stack([calib[i][0] for i in range(len(calib))]).split(args.batch_size))
-    test = Subset(dm.test_set, range(min(args.test_samples, len(dm.test_set))))
-    return calib_x, list(DataLoader(test, batch_size=args.batch_size))
 
 
 @torch.no_grad()
@@ -206,7 +174,7 @@ def reusable(args, previous: dict | None, src: str, meta: dict) -> dict:
 
 
 def run(args, work: Path, previous: dict | None = None) -> dict:
-    calib, test = data(args)
+    calib, test = evaluation_images(args)
     results = {"sources": {}, "variants": {}, "alive_at_init": alive_at_init(args, calib[0])}
     rows = variants(args.correction_t)
     for src in SOURCES:
@@ -271,13 +239,14 @@ def plot(results: dict, path: Path, width: float) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 6.5))
     colors = {"threshold": "C0", "qcfs2": "C1", "qcfs4": "C2", "qcfs8": "C3"}
-    styles = ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 1))]
-    seen: dict[str, int] = {}
+    # line style = calibration, marker = with or without the correction
+    styles = {"max": "-", "lambda": "-", "channel": "-.", 99.99: ":", 99.9: (0, (5, 2))}
     for key, v in converted(results).items():
-        i = seen.get(v["source"], 0)
-        seen[v["source"]] = i + 1
         accs = [v["snn_acc"][t] for t in TIMESTEPS]
-        style = dict(color=colors[v["source"]], ls=styles[i % len(styles)], marker="o", ms=3)
+        ls = styles[v["percentile"] if v["calibration"] == "percentile" else v["calibration"]]
+        corr = bool(v["correction"])
+        style = dict(color=colors.get(v["source"], "C7"), ls="--" if corr and ls == "-" else ls)
+        style.update(marker="s" if corr else "o", ms=4 if corr else 3)
         axes[0].plot(TIMESTEPS, accs, label=v["label"], **style)
         axes[1].plot(TIMESTEPS, [loss(results, key, t) for t in TIMESTEPS], **style)
     for src, r in results["sources"].items():
@@ -291,7 +260,8 @@ def plot(results: dict, path: Path, width: float) -> None:
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[1].axhline(0, color="black", lw=0.8)
-    axes[1].set_ylim(-2, 15)
+    lowest = min(loss(results, k, t) for k in converted(results) for t in TIMESTEPS)
+    axes[1].set_ylim(min(-1.0, lowest - 0.5), 15)
     axes[0].set_ylim(max(0, min(min(v["snn_acc"].values()) for v in converted(results).values()) - 2), None)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7)
     fig.suptitle(f"VGG-11 width {width}, real CIFAR-10 (first test images); triangles: the issue-8 targets")
@@ -556,7 +526,7 @@ def main() -> None:
             if k not in ("from_json", "out_dir"):
                 setattr(args, k, v)
         if "alive_at_init" not in results:  # JSONs written before this table existed: cheap to add
-            results["alive_at_init"] = alive_at_init(args, data(args)[0][0])
+            results["alive_at_init"] = alive_at_init(args, evaluation_images(args)[0][0])
             Path(args.from_json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
     else:
         if args.tiny:

@@ -1,0 +1,54 @@
+"""What the study scripts (fidelity.py, low_latency.py) share: a quiet Lightning fit, the
+checkpoint hash, and the fixed calibration / test images every variant is evaluated on.
+
+Imported as ``study`` by the scripts beside it (``python benchmarks/<script>.py`` puts this
+folder on ``sys.path``); not part of the installed library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from lightning_snn.data import CIFAR10DataModule
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file (the checkpoint identity recorded in the docs)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def fit_quietly(module: pl.LightningModule, args, work: Path) -> tuple[pl.Trainer, float]:
+    """Train ``module`` on real CIFAR-10 for ``args.epochs`` with ``args.seed``; no logger,
+    checkpoints, progress bar or validation (the studies evaluate afterwards on fixed images).
+    Returns the trainer (to save a Lightning checkpoint) and the training wall time in seconds."""
+    pl.seed_everything(args.seed, workers=True)
+    dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=2, train_samples=args.train_samples)
+    trainer = pl.Trainer(
+        max_epochs=args.epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=work,
+        limit_val_batches=0,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    return trainer, time.perf_counter() - t0
+
+
+def evaluation_images(args) -> tuple[list[torch.Tensor], list]:
+    """The calibration batches (``args.calibration_samples`` fixed, seeded, un-augmented training
+    images) and the test batches (the first ``args.test_samples`` test images), both in
+    ``args.batch_size`` chunks: the same for every variant of a study."""
+    dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=0)
+    dm.setup("fit")
+    calib = dm.calibration_set(args.calibration_samples, seed=0)
+    calib_x = list(torch.stack([calib[i][0] for i in range(len(calib))]).split(args.batch_size))
+    test = Subset(dm.test_set, range(min(args.test_samples, len(dm.test_set))))
+    return calib_x, list(DataLoader(test, batch_size=args.batch_size))
