@@ -1,0 +1,89 @@
+"""Where torchvision's resnet18 loses agreement with its ANN: the stem's max-pool, the calibration, T.
+
+The network of `converter_agreement.py` (resnet18 as shipped, one epoch on 10,000 real CIFAR-10
+training images, the same seed), converted with the membrane shift three ways:
+
+* ``exact max-pool, max``: what the converter does (the stem's max-pool moved before its IF layer);
+* ``gated max-pool, max``: the stem's max-pool left after the IF layer, gating its spikes (what
+  the converter did before; reproduced here by switching the move off);
+* ``exact max-pool, percentile 99.99``: tighter thresholds.
+
+Prints agreement with the ANN at T = 16, 64, 256, 1024 and, per IF layer at T = 256 and 1024, the
+relative error ``|rate x V_th - a| / mean a`` and its ratio to the layer's own quantisation
+prediction (lightning_snn.diagnostics), and writes them to --json.
+
+    python benchmarks/resnet18_probe.py --data-dir ../shared/data/cifar10 --test-images 200   # ~15 min, 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+from converter_agreement import batches, train_one_epoch
+
+import lightning_snn.graph as graph
+from lightning_snn.conversion import calibrate_thresholds, convert
+from lightning_snn.data import CIFAR10DataModule
+from lightning_snn.diagnostics import simulate_with_diagnostics
+
+TIMESTEPS = [16, 64, 256, 1024]
+VARIANTS = [("exact max-pool, max", True, "max"), ("gated max-pool, max", False, "max")]
+VARIANTS.append(("exact max-pool, percentile 99.99", True, "percentile"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--test-images", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default="docs/resnet18_probe.json")
+    args = p.parse_args()
+    dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=0)
+    dm.setup("fit")
+    calib = dm.calibration_set()
+    xtr = torch.stack([calib[i][0] for i in range(10000)])
+    ytr = torch.tensor([int(calib[i][1]) for i in range(10000)])
+    xte = torch.stack([dm.test_set[i][0] for i in range(args.test_images)])
+    torch.manual_seed(args.seed)
+    model = torchvision.models.resnet18(num_classes=10)
+    train_one_epoch(model, xtr, ytr, 128, 1e-3, args.seed)  # as converter_agreement.py
+    model.eval()
+    exact = graph._commute_analog_max_pools
+    out = {"command": "python benchmarks/resnet18_probe.py " + f"--test-images {args.test_images}", "variants": {}}
+    try:
+        for label, move_pool, method in VARIANTS:
+            graph._commute_analog_max_pools = exact if move_pool else (lambda gm: None)
+            t0 = time.perf_counter()
+            thresholds = calibrate_thresholds(model, list(batches(xtr[:2000], 250)), method=method, percentile=99.99)
+            snn = convert(model, thresholds, shift="membrane")
+            preds, diag = [], None
+            with torch.no_grad():
+                ann = torch.cat([model(b).argmax(1) for b in batches(xte, 100)])
+                for b in batches(xte, 100):
+                    o, d = simulate_with_diagnostics(snn, model, b, TIMESTEPS)
+                    preds.append(o.argmax(-1))
+                    diag = d if diag is None else diag.merge(d)
+            pred = torch.cat(preds, 1)
+            agree = {t: 100 * (pred[i] == ann).double().mean().item() for i, t in enumerate(TIMESTEPS)}
+            errors = diag.layer_errors()
+            layers = {
+                t: {k: [v["relative"], v["mae"] / max(v["predicted_mae"], 1e-12)] for k, v in errors[t].items()}
+                for t in (256, 1024)
+            }
+            out["variants"][label] = {"agreement": agree, "layers": layers, "seconds": time.perf_counter() - t0}
+            print(label, "agreement", {t: round(a, 1) for t, a in agree.items()}, flush=True)
+            for t in (256, 1024):
+                print(f"  T={t}", " ".join(f"{k}:{r:.3f}/{x:.1f}x" for k, (r, x) in layers[t].items()), flush=True)
+    finally:
+        graph._commute_analog_max_pools = exact
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
