@@ -21,7 +21,7 @@ import platform
 from pathlib import Path
 
 import torch
-from study import evaluation_images, fit_quietly, sha256
+from study import evaluation_images, fit_quietly, portable, sha256
 
 from lightning_snn.evaluation import evaluate_conversion
 from lightning_snn.module import ConversionModule
@@ -280,7 +280,7 @@ def main() -> None:
     stem = "RESULTS" if not args.tiny else "RESULTS_tiny"
     png = out / f"{stem.lower()}_acc_vs_T.png"
     plot(results, png)
-    (out / f"{stem.lower()}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    (out / f"{stem.lower()}.json").write_text(json.dumps({"args": portable(args), "results": results}, indent=2))
     write_doc(args, results, out / f"{stem}.md", png, command)
     print("\n".join(claims(results, args.test_samples)))
     if os.environ.get("WANDB_MODE", "offline") and not args.tiny:

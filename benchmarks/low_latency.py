@@ -23,7 +23,7 @@ import platform
 from pathlib import Path
 
 import torch
-from study import evaluation_images, fit_quietly, sha256
+from study import evaluation_images, fit_quietly, portable, sha256
 
 from lightning_snn.evaluation import evaluate_conversion
 from lightning_snn.module import ConversionModule
@@ -527,7 +527,7 @@ def main() -> None:
                 setattr(args, k, v)
         if "alive_at_init" not in results:  # JSONs written before this table existed: cheap to add
             results["alive_at_init"] = alive_at_init(args, evaluation_images(args)[0][0])
-            Path(args.from_json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+            Path(args.from_json).write_text(json.dumps({"args": portable(args), "results": results}, indent=2))
     else:
         if args.tiny:
             args.width, args.epochs, args.warmup = 0.0625, 1, 0
@@ -545,7 +545,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     png = out / f"{stem.lower()}_acc_vs_T.png"
     if not args.from_json:
-        (out / f"{stem.lower()}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+        (out / f"{stem.lower()}.json").write_text(json.dumps({"args": portable(args), "results": results}, indent=2))
     plot(results, png, args.width)
     write_doc(args, results, out / f"{stem}.md", png, _command(args))
     for key in results["variants"]:

@@ -17,6 +17,21 @@ from torch.utils.data import DataLoader, Subset
 
 from lightning_snn.data import CIFAR10DataModule
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def portable(args) -> dict:
+    """The script's settings for its results JSON, with paths inside the checkout made relative
+    to it (a committed file must not name this machine's folders)."""
+    out = dict(vars(args))
+    for key, value in out.items():
+        if isinstance(value, str) and Path(value).is_absolute():
+            try:
+                out[key] = str(Path(value).resolve().relative_to(REPO))
+            except ValueError:
+                pass  # outside the checkout: left as given
+    return out
+
 
 def sha256(path: Path) -> str:
     """Hex sha256 of a file (the checkpoint identity recorded in the docs)."""
