@@ -23,6 +23,7 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from lightning_snn.conversion import check_neuron
 from lightning_snn.diagnostics import EnergyModel
 from lightning_snn.evaluation import ConversionReport, evaluate_conversion, validate_conversion_settings
 from lightning_snn.report import wandb_payload, write_dashboard
@@ -119,6 +120,9 @@ class SNNConversion(pl.Callback):
             calibration images, :func:`lightning_snn.correction.correct_bias`; membrane or no shift).
         correction_timesteps: the T the correction is tuned for (required with ``light``); the
             curve still comes from one simulation, every T with the same corrected SNN.
+        neuron: ``"if"`` (the paper's integrate-and-fire neuron) or ``"signed"`` (it also fires
+            negative spikes that take back early ones, so its spike count depends only on the
+            total input, not on when it came: fewer errors at T <= 8; not with a gated max-pool).
         diagnostics: also report firing rates, synaptic operations, energy per image and per-layer
             errors at every T, from the same simulation (at most a few % more time), and draw
             ``snn_report.png`` beside the results (:mod:`lightning_snn.diagnostics`, :mod:`lightning_snn.report`).
@@ -144,6 +148,7 @@ class SNNConversion(pl.Callback):
         percentile: float = 99.99,
         correction: str = "none",
         correction_timesteps: int | None = None,
+        neuron: str = "if",
         diagnostics: bool = True,
         energy_ac_pj: float = 0.9,
         energy_mac_pj: float = 4.6,
@@ -152,9 +157,9 @@ class SNNConversion(pl.Callback):
         on_test: bool = True,
     ) -> None:
         self.timesteps = validate_conversion_settings(
-            timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps
+            timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron
         )
-        self.calibration, self.percentile = calibration, percentile
+        self.calibration, self.percentile, self.neuron = calibration, percentile, neuron
         self.correction, self.correction_timesteps = correction, correction_timesteps
         if not isinstance(diagnostics, bool):
             raise TypeError(f"snn.diagnostics must be true or false, got {diagnostics!r}.")
@@ -190,6 +195,7 @@ class SNNConversion(pl.Callback):
                 "SNNConversion needs a DataModule with calibration_set() and test_set "
                 "(e.g. lightning_snn.data.CIFAR10DataModule); pass one, or set snn.on_fit/on_test to false."
             )
+        check_neuron(self.neuron, pl_module.model if hasattr(pl_module, "model") else pl_module)
         if trainer.is_global_zero:
             path = self._results_path(trainer)
             if Path(self.results_file).is_absolute() and path.exists():
@@ -255,6 +261,7 @@ class SNNConversion(pl.Callback):
                 percentile=self.percentile,
                 correction=self.correction,
                 correction_timesteps=self.correction_timesteps,
+                neuron=self.neuron,
                 diagnostics=self.diagnostics,
                 energy=self.energy,
             )

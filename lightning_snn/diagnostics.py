@@ -721,8 +721,11 @@ class DiagnosticsProbe:
                 diag.per_t[row, i, _SPIKES] += summed.sum().to(torch.float64)
 
         def read_neuron(name: str, neuron: IFNeuron, mean_current: torch.Tensor) -> torch.Tensor:
-            counts = spike_counts(neuron, mean_current, t)
-            reduce(self.synapses.credited_to[name], counts, self.synapses.fanout[name], True)
+            counts = spike_counts(neuron, mean_current, t)  # net: positive minus negative spikes
+            # every spike is an event, whatever its sign: a signed neuron's events are its net
+            # count plus twice its negative spikes
+            events = counts if not neuron.signed else counts + 2 * neuron.negative_count.to(counts.dtype)
+            reduce(self.synapses.credited_to[name], events, self.synapses.fanout[name], True)
             vth = _per_channel(neuron.v_threshold.to(counts.dtype), counts.dim() - 1)
             mean_out = counts.mul_(vth / t)  # rate x V_th; counts are used up
             target = targets.get(name)

@@ -20,7 +20,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lightning_snn.conversion import OUTPUT_KEY, READOUTS, SHIFT_MODES, calibrate_thresholds, check_calibration
+from lightning_snn.conversion import (
+    OUTPUT_KEY,
+    READOUTS,
+    SHIFT_MODES,
+    calibrate_thresholds,
+    check_calibration,
+    check_neuron,
+)
 from lightning_snn.correction import CORRECTIONS, correct_bias
 from lightning_snn.diagnostics import Diagnostics, DiagnosticsProbe, EnergyModel
 from lightning_snn.simulation import SpikingEvaluator, validate_timesteps
@@ -46,6 +53,7 @@ class ConversionReport:
             has none); ``False`` means the ANN was a plain-ReLU network.
         calibration, percentile: the threshold calibration method (and its percentile).
         correction, correction_timesteps: the post-conversion correction and its target T.
+        neuron: ``"if"`` or ``"signed"`` (:func:`~lightning_snn.conversion.convert`).
         diagnostics: firing rates, synaptic operations, energy and per-layer errors at every T
             (:class:`~lightning_snn.diagnostics.Diagnostics`), if requested.
     """
@@ -69,6 +77,7 @@ class ConversionReport:
     percentile: float | None = None
     correction: str = "none"
     correction_timesteps: int | None = None
+    neuron: str = "if"
     diagnostics: Diagnostics | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -83,6 +92,7 @@ class ConversionReport:
             "percentile": self.percentile,
             "correction": self.correction,
             "correction_timesteps": self.correction_timesteps,
+            "neuron": self.neuron,
             "num_test_images": self.num_test_images,
             "calibration_images": self.calibration_images,
             "ann_acc": round(self.ann_acc, 6),
@@ -133,6 +143,7 @@ def validate_conversion_settings(
     percentile: float = 99.99,
     correction: str = "none",
     correction_timesteps: int | None = None,
+    neuron: str = "if",
 ) -> list[int]:
     """Check the settings of :func:`evaluate_conversion` before any work; returns the sorted T list."""
     ts = validate_timesteps(timesteps)
@@ -143,6 +154,7 @@ def validate_conversion_settings(
     validate_time_chunk(time_chunk)
     check_calibration(calibration, percentile)
     validate_correction(correction, correction_timesteps, shift)
+    check_neuron(neuron)
     return ts
 
 
@@ -192,6 +204,7 @@ def evaluate_conversion(
     correction_timesteps: int | None = None,
     diagnostics: bool = False,
     energy: EnergyModel | None = None,
+    neuron: str = "if",
 ) -> ConversionReport:
     """Calibrate thresholds on ``calibration_batches``, convert, and measure ANN and SNN accuracy
     on ``test_batches`` at every T.
@@ -215,12 +228,15 @@ def evaluate_conversion(
         diagnostics: also measure firing rates, synaptic operations, energy and per-layer errors
             at every T, from the same simulation (:class:`~lightning_snn.diagnostics.DiagnosticsProbe`).
         energy: the energy constants of the diagnostics (default 0.9 pJ per AC, 4.6 pJ per MAC).
+        neuron: ``"if"`` (the paper's IF neuron) or ``"signed"`` (it also fires negative spikes
+            to take back early ones: fewer errors at short T; a negative spike is a synaptic
+            event like a positive one). See :func:`~lightning_snn.conversion.convert`.
 
     Returns:
         A :class:`ConversionReport`; under ``torch.distributed`` the same on every rank.
     """
     ts = validate_conversion_settings(
-        timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps
+        timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron
     )
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -237,7 +253,9 @@ def evaluate_conversion(
         t_calibration = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        evaluator = SpikingEvaluator(model, thresholds, ts, shift=shift, readout=readout, time_chunk=time_chunk)
+        evaluator = SpikingEvaluator(
+            model, thresholds, ts, shift=shift, readout=readout, time_chunk=time_chunk, neuron=neuron
+        )
         t_conversion = time.perf_counter() - t0
         t0 = time.perf_counter()
         if correction == "light":
@@ -300,6 +318,7 @@ def evaluate_conversion(
         percentile=percentile if calibration == "percentile" else None,
         correction=correction,
         correction_timesteps=correction_timesteps if correction != "none" else None,
+        neuron=neuron,
         diagnostics=diag,
     )
 

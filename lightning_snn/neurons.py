@@ -80,6 +80,16 @@ class IFNeuron(StatefulModule):
         bias_current: constant current added every step (``v_threshold / (2T)`` in bias-shift
             mode, minus the source activation's shift, if any), scalar or ``[C]``.
         name: the activation site this neuron replaces, for error messages.
+        signed: also fire *negative* spikes (Wang et al. 2022, "signed neuron with memory"):
+            when ``v < 0`` and the neuron's net spike count so far is positive, it emits
+            ``-v_threshold`` and ``v += v_threshold``. Its net count after ``t`` steps is then a
+            function of the total charge alone, not of when it arrived: if every step's input
+            satisfies ``|I + bias_current| <= v_threshold``,
+            ``N_t = clamp(floor((v_init + sum_s (I_s + bias)) / v_threshold), 0, t)`` exactly
+            (the plain IF neuron only reaches that for inputs that are constant in time). This
+            removes the error of early spikes that later input would have cancelled (the
+            "unevenness error" of Bu et al. 2022), which dominates at T <= 8. Downstream layers
+            receive signed spikes (an event either way), so a gated spiking max-pool cannot follow.
     """
 
     def __init__(
@@ -88,6 +98,7 @@ class IFNeuron(StatefulModule):
         v_init: float | torch.Tensor = 0.0,
         bias_current: float | torch.Tensor = 0.0,
         name: str = "",
+        signed: bool = False,
     ) -> None:
         super().__init__()
         layer = f"layer {name!r}" if name else "this layer"
@@ -107,7 +118,10 @@ class IFNeuron(StatefulModule):
         self.register_buffer("v_init", _as_tensor(v_init, "v_init"))
         self.register_buffer("bias_current", _as_tensor(bias_current, "bias_current"))
         self.has_bias = bool(self.bias_current.ne(0).any())  # skip a whole-tensor add per chunk when 0
+        self.signed = bool(signed)
         self.v: torch.Tensor | None = None
+        self.net_count: torch.Tensor | None = None  # signed: positive minus negative spikes so far
+        self.negative_count: torch.Tensor | None = None  # signed: negative spikes so far (events)
         self.record_spikes = False
         self.spike_count: torch.Tensor | None = None  # total spikes per neuron, when recorded
 
@@ -118,11 +132,11 @@ class IFNeuron(StatefulModule):
 
     def reset(self) -> None:
         """Forget the membrane state and spike counts (before each new batch)."""
-        self.v = None
+        self.v = self.net_count = self.negative_count = None
         self.spike_count = None
 
     def free_state(self) -> None:
-        self.v = None
+        self.v = self.net_count = self.negative_count = None
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
         feature_dims = current.dim() - 1
@@ -135,24 +149,48 @@ class IFNeuron(StatefulModule):
         vth = _per_channel(self.v_threshold.to(current.dtype), feature_dims)
         out = torch.empty_like(per_step)
         v = self.v
-        # in place: ~5x faster on CPU than the out-of-place form, and as fast as torch.compile
+        if self.signed:
+            self._signed_steps(per_step, out, vth)
+        else:
+            # in place: ~5x faster on CPU than the out-of-place form, and as fast as torch.compile
+            for t in range(per_step.shape[0]):
+                v.add_(per_step[t])
+                spike = out[t]
+                torch.ge(v, vth, out=spike)
+                v.sub_(spike.mul_(vth))  # spike now holds its amplitude V_th
+        self.v = v
+        if self.record_spikes:  # every spike, whatever its sign
+            counts = (out.abs() if self.signed else out).sum(0) / vth
+            self.spike_count = counts if self.spike_count is None else self.spike_count + counts
+        return out.view(-1, *current.shape[1:])
+
+    def _signed_steps(self, per_step: torch.Tensor, out: torch.Tensor, vth: torch.Tensor) -> None:
+        """The signed neuron's recurrence over one chunk (``self.v`` in place, ``out`` filled)."""
+        v = self.v
+        if self.net_count is None:
+            self.net_count = torch.zeros_like(v)
+            self.negative_count = torch.zeros_like(v)
+        net, negatives = self.net_count, self.negative_count
+        negative = torch.empty(v.shape, dtype=torch.bool, device=v.device)
         for t in range(per_step.shape[0]):
             v.add_(per_step[t])
             spike = out[t]
             torch.ge(v, vth, out=spike)
-            v.sub_(spike.mul_(vth))  # spike now holds its amplitude V_th
-        self.v = v
-        if self.record_spikes:
-            counts = out.sum(0) / vth
-            self.spike_count = counts if self.spike_count is None else self.spike_count + counts
-        return out.view(-1, *current.shape[1:])
+            torch.lt(v, 0, out=negative)
+            negative.logical_and_(net > 0)  # only a neuron that has fired may take a spike back
+            spike.sub_(negative.to(spike.dtype))  # +1, 0 or -1
+            net.add_(spike)
+            negatives.add_(negative.to(spike.dtype))
+            v.sub_(spike.mul_(vth))  # spike now holds its amplitude +-V_th
 
     def extra_repr(self) -> str:
         def show(t: torch.Tensor) -> str:
             return f"{t.item():.4g}" if t.dim() == 0 else f"[{t.numel()} channels]"
 
+        signed = ", signed" if self.signed else ""
         return (
-            f"v_threshold={show(self.v_threshold)}, v_init={show(self.v_init)}, bias_current={show(self.bias_current)}"
+            f"v_threshold={show(self.v_threshold)}, v_init={show(self.v_init)}, "
+            f"bias_current={show(self.bias_current)}{signed}"
         )
 
 

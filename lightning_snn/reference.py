@@ -52,13 +52,19 @@ def _channel(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def if_step(neuron: IFNeuron, current: torch.Tensor, state: dict[str, torch.Tensor], key: str) -> torch.Tensor:
-    """One step of an IF neuron with soft reset: integrate, fire at ``v >= V_th``, subtract ``V_th``."""
+    """One step of an IF neuron with soft reset: integrate, fire at ``v >= V_th``, subtract ``V_th``.
+    A signed neuron also fires ``-V_th`` at ``v < 0`` if it has more positive than negative
+    spikes so far, and adds ``V_th``."""
     vth = _channel(neuron.v_threshold, current)
     v = state.get(key)
     if v is None:
         v = torch.zeros_like(current) + _channel(neuron.v_init, current)
     v = v + current + _channel(neuron.bias_current, current)
     spikes = (v >= vth).to(current.dtype)
+    if neuron.signed:
+        fired = state.get(key + "/net", torch.zeros_like(current))
+        spikes = torch.where((v < 0) & (fired > 0), -torch.ones_like(spikes), spikes)
+        state[key + "/net"] = fired + spikes
     state[key] = v - spikes * vth
     return spikes * vth
 

@@ -150,13 +150,14 @@ class SpikingEvaluator:
         shift: str = "membrane",
         readout: str = "analog",
         time_chunk: int | str = "auto",
+        neuron: str = "if",
     ) -> None:
         self.timesteps = validate_timesteps(timesteps)
         self.time_chunk = time_chunk
         if shift == "bias":
-            self.snns = {t: convert(model, thresholds, "bias", t, readout) for t in self.timesteps}
+            self.snns = {t: convert(model, thresholds, "bias", t, readout, neuron) for t in self.timesteps}
         else:
-            self.snns = {None: convert(model, thresholds, shift, None, readout)}
+            self.snns = {None: convert(model, thresholds, shift, None, readout, neuron)}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Time-averaged outputs ``[len(timesteps), B, ...]`` at each T."""

@@ -42,6 +42,7 @@ def test_results_file_is_never_half_written(tmp_path):
         ({"calibration_samples": 0}, "calibration_samples"),
         ({"max_test_samples": -5}, "max_test_samples"),
         ({"time_chunk": 0}, "time_chunk"),
+        ({"neuron": "lif"}, "unknown neuron 'lif'"),
     ],
 )
 def test_bad_settings_are_refused_at_construction(kwargs, match):
@@ -175,6 +176,18 @@ def test_setup_checks_the_results_path_before_training(tmp_path):
     trainer = fake_trainer(tmp_path, default_root_dir=str(tmp_path / "a_file" / "run"))
     with pytest.raises(ValueError, match="cannot create the run directory"):
         SNNConversion().setup(trainer, tiny_module(), stage="fit")
+
+
+def test_setup_refuses_signed_neurons_before_a_gated_max_pool_before_training(tmp_path):
+    from lightning_snn.graph import ConversionError
+
+    module = tiny_module()
+    module.model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2)
+    )
+    with pytest.raises(ConversionError, match="signed neurons cannot feed them"):
+        SNNConversion(neuron="signed").setup(fake_trainer(tmp_path), module, stage="fit")
+    SNNConversion(neuron="if").setup(fake_trainer(tmp_path), module, stage="fit")
 
 
 def test_an_absolute_results_file_that_exists_is_refused(tmp_path):

@@ -235,10 +235,13 @@ def vgg():
     return model, x, calibrate_thresholds(model, [x])
 
 
+@pytest.mark.parametrize("neuron", ["if", "signed"])
 @pytest.mark.parametrize("time_chunk", [1, 5])
-def test_counts_at_every_T_equal_the_engines_own_spike_counts(vgg, time_chunk):
+def test_counts_at_every_T_equal_the_engines_own_spike_counts(vgg, time_chunk, neuron):
+    """Signed neurons: every spike counts, negative ones too (the diagnostics add twice the negative
+    spikes to the net count read from the membrane; the engine sums |spikes|)."""
     model, x, thresholds = vgg
-    snn, x = convert(model, thresholds), x[:6]
+    snn, x = convert(model, thresholds, neuron=neuron), x[:6]
     ts = [7, 30, 40]
     out, diag = simulate_with_diagnostics(snn, model, x, ts, time_chunk=time_chunk)
     assert torch.allclose(out, simulate(snn, x, ts, time_chunk=time_chunk), atol=1e-6)

@@ -342,3 +342,20 @@ def test_max_pool_after_a_spiking_layer_stays_gated():
     assert list(max_pool_sites(gm)) == ["4"]
     snn = convert(model, {"1": 1.0, "3": 1.0})
     assert isinstance(snn.get_submodule("4"), SpikingMaxPool2d)
+
+
+def test_signed_neurons_cannot_feed_a_gated_max_pool_and_are_refused_by_name():
+    from lightning_snn.conversion import check_neuron
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(2)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ConversionError, match=r"max-pool\(s\) \['4'\].*neuron='if'"):
+        convert(model, {"1": 1.0, "3": 1.0}, neuron="signed")
+    with pytest.raises(ConversionError, match=r"\['4'\]"):
+        check_neuron("signed", model)  # what the callback runs before training
+    check_neuron("if", model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    # an exact (analog-path) max-pool is no obstacle
+    analog = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).eval()
+    check_neuron("signed", analog)
+    convert(analog, {"1": 1.0}, neuron="signed")

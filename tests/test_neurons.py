@@ -80,3 +80,51 @@ def test_constant_current_is_broadcast_over_the_chunk():
 def test_non_positive_threshold_is_refused():
     with pytest.raises(ValueError, match="never activated"):
         IFNeuron(0.0)
+
+
+# ---- signed neurons (negative spikes) ---------------------------------------------------------------
+def _run_sequence(neuron: IFNeuron, currents: torch.Tensor, time_chunk: int) -> torch.Tensor:
+    """Feed ``currents`` [T, N] step by step through the engine; net spike counts [T, N] after each step."""
+    steps = currents.shape[0]
+    outs = []
+    for start in range(0, steps, time_chunk):
+        chunk = currents[start : start + time_chunk]
+        neuron.steps, neuron.batch_size = chunk.shape[0], chunk.shape[1]
+        outs.append(neuron(chunk.reshape(-1, 1)).view(chunk.shape))
+    return (torch.cat(outs) / VTH).cumsum(0)
+
+
+@pytest.mark.parametrize("time_chunk", [1, 3, 16])
+@pytest.mark.parametrize("v_init", [0.0, VTH / 2])
+def test_signed_counts_depend_only_on_the_total_charge(time_chunk, v_init):
+    """With |I_t| <= V_th at every step, N_t = clamp(floor((v_0 + sum_{s<=t} I_s) / V_th), 0, t),
+    whatever the order of the inputs: the invariant is 0 <= v < V_th whenever N > 0."""
+    gen = torch.Generator().manual_seed(0)
+    steps, n = 16, 3000
+    currents = torch.randint(-64, 65, (steps, n), generator=gen).double() / 64 * VTH  # dyadic: exact sums
+    neuron = IFNeuron(VTH, v_init=v_init, signed=True).double()
+    counts = _run_sequence(neuron, currents, time_chunk)
+    charge = v_init + currents.cumsum(0)
+    t = torch.arange(1, steps + 1, dtype=torch.float64).view(-1, 1)
+    expected_counts = torch.minimum(torch.clamp(torch.floor(charge / VTH), min=0), t)
+    assert torch.equal(counts, expected_counts)
+    # the plain IF neuron does not have this property on the same inputs (early spikes stay)
+    plain = _run_sequence(IFNeuron(VTH, v_init=v_init).double(), currents, time_chunk)
+    assert (plain[-1] > expected_counts[-1]).any()
+    assert (plain >= expected_counts).all()  # it can only have fired too early, never too late
+
+
+def test_signed_neuron_takes_back_an_early_spike():
+    neuron = IFNeuron(VTH, v_init=VTH / 2, signed=True).double()
+    currents = torch.tensor([[VTH], [-VTH], [0.0], [0.0]], dtype=torch.float64)  # total charge 0: round(0) = 0
+    spikes = _run_sequence(neuron, currents, 1)
+    assert spikes[:, 0].tolist() == [1.0, 0.0, 0.0, 0.0]  # +1 at t=1, -1 at t=2
+    plain = _run_sequence(IFNeuron(VTH, v_init=VTH / 2).double(), currents, 1)
+    assert plain[-1, 0] == 1.0
+
+
+def test_signed_neuron_never_goes_below_zero_spikes_and_equals_if_for_constant_input():
+    for offset in (0.0, VTH / 2):
+        signed = spike_counts(IFNeuron(VTH, v_init=offset, signed=True), TS)
+        plain = spike_counts(IFNeuron(VTH, v_init=offset), TS)
+        assert torch.equal(signed, plain)  # constant currents: nothing to take back

@@ -86,3 +86,32 @@ def test_auto_time_chunk_follows_device_and_batch():
     assert resolve_time_chunk("auto", torch.device("cpu"), 256) == 1  # measured fastest at large batches
     assert resolve_time_chunk("auto", torch.device("cpu"), 16) == 8
     assert resolve_time_chunk(5, torch.device("cpu"), 16) == 5
+
+
+@pytest.mark.parametrize("shift", ["none", "membrane", "bias"])
+def test_signed_neurons_fast_path_equals_per_step_reference(small_snn, shift):
+    model, thresholds, x = small_snn
+    snn = convert(model, thresholds, shift=shift, timesteps=24, neuron="signed")
+    assert all(m.signed for m in snn.modules() if isinstance(m, IFNeuron))
+    ref = simulate_reference(snn, x, 24)
+    for chunk in (1, 5, 24):
+        fast = simulate(snn, x, [24], time_chunk=chunk)[0]
+        assert torch.allclose(fast, ref, atol=1e-9), chunk
+    # negative spikes did happen here (else the plain IF SNN would give the same), so they were exercised
+    plain = convert(model, thresholds, shift=shift, timesteps=24)
+    assert not torch.allclose(simulate(plain, x, [24])[0], ref, atol=1e-6)
+
+
+def test_signed_neurons_one_run_to_T_max_equals_separate_runs(small_snn):
+    model, thresholds, x = small_snn
+    snn = convert(model, thresholds, shift="membrane", neuron="signed")
+    ts = [1, 4, 8, 30]
+    together = simulate(snn, x, ts, time_chunk=3)
+    for i, t in enumerate(ts):
+        assert torch.allclose(together[i], simulate(snn, x, [t], time_chunk=1)[0], atol=1e-9), t
+
+
+def test_unknown_neuron_is_refused(small_snn):
+    model, thresholds, _ = small_snn
+    with pytest.raises(ValueError, match="unknown neuron 'lif'"):
+        convert(model, thresholds, neuron="lif")
