@@ -4,8 +4,9 @@ Trains the quickstart-class network (VGG-11, width 1/4, Adam + cosine) on real C
 per source activation -- the paper's threshold ReLU and QCFS with L = 2, 4, 8 -- and converts
 each with several methods (one training serves every conversion variant of its source):
 threshold calibration by max (the paper), percentile or channel, QCFS's lambda, with and
-without the light bias correction (SNN Calibration), all with the membrane shift, so one
-simulation per variant gives every T. Writes docs/LOW_LATENCY.md, a PNG (accuracy vs T, one
+without the light bias correction (SNN Calibration), with the paper's IF neurons or signed ones
+(negative spikes, Wang et al. 2022), all with the membrane shift, so one simulation per variant
+gives every T. Writes docs/LOW_LATENCY.md, a PNG (accuracy vs T, one
 line per variant) and a JSON of every number; published full-width numbers are put beside.
 
     python benchmarks/low_latency.py --data-dir ../shared/data/cifar10           # ~45 min, 2 cores
@@ -51,7 +52,7 @@ SOURCE_LABELS = {
 
 
 def variants(correction_t: int) -> list[dict]:
-    """Every conversion variant: key, source, label, calibration, percentile, correction."""
+    """Every conversion variant: key, source, label, calibration, percentile, correction, neuron."""
     c = f"light correction (T={correction_t})"
     rows = [
         ("paper", "threshold", "paper: threshold ReLU, max, membrane shift", "max", None, False),
@@ -67,7 +68,13 @@ def variants(correction_t: int) -> list[dict]:
         rows.append((f"{src}+corr", src, f"{label}, V_th = lambda + {c}", "lambda", None, True))
     rows.insert(7, ("qcfs2-max", "qcfs2", "QCFS L=2, V_th = max", "max", None, False))
     keys = ("key", "source", "label", "calibration", "percentile", "correction")
-    return [dict(zip(keys, r, strict=True)) for r in rows]
+    out = [{**dict(zip(keys, r, strict=True)), "neuron": "if"} for r in rows]
+    # signed IF neurons (negative spikes take back early ones): each source with its plain calibration
+    for src, cal in (("threshold", "max"), ("qcfs2", "lambda"), ("qcfs4", "lambda"), ("qcfs8", "lambda")):
+        base = next(v for v in out if v["source"] == src and v["calibration"] == cal and not v["correction"])
+        label = f"{base['label'].removeprefix('paper: ')}, signed neurons"  # the neuron is not the paper's
+        out.append({**base, "key": f"{base['key']}+signed", "label": label, "neuron": "signed"})
+    return out
 
 
 # Published full-width anchors (VGG-16, CIFAR-10), as quoted where noted; not ours.
@@ -200,6 +207,7 @@ def run(args, work: Path, previous: dict | None = None) -> dict:
                     percentile=v["percentile"] or 99.99,
                     correction="light" if v["correction"] else "none",
                     correction_timesteps=args.correction_t if v["correction"] else None,
+                    neuron=v["neuron"],
                 )
             except ValueError as exc:  # e.g. a dead layer: a result of the study, not a crash
                 results["variants"][v["key"]] = {**v, "error": str(exc)}
@@ -244,9 +252,11 @@ def plot(results: dict, path: Path, width: float) -> None:
     for key, v in converted(results).items():
         accs = [v["snn_acc"][t] for t in TIMESTEPS]
         ls = styles[v["percentile"] if v["calibration"] == "percentile" else v["calibration"]]
-        corr = bool(v["correction"])
+        corr, signed = bool(v["correction"]), v.get("neuron", "if") == "signed"
         style = dict(color=colors.get(v["source"], "C7"), ls="--" if corr and ls == "-" else ls)
-        style.update(marker="s" if corr else "o", ms=4 if corr else 3)
+        style.update(marker="s" if corr else "^" if signed else "o", ms=6 if signed else 4 if corr else 3)
+        if signed:
+            style.update(lw=2.2)
         axes[0].plot(TIMESTEPS, accs, label=v["label"], **style)
         axes[1].plot(TIMESTEPS, [loss(results, key, t) for t in TIMESTEPS], **style)
     for src, r in results["sources"].items():
@@ -301,6 +311,7 @@ def findings(results: dict) -> list[str]:
         if ok[k]["calibration"] in ("percentile", "lambda", "max")
         and k not in ("paper", "paper+corr")
         and not ok[k]["correction"]
+        and ok[k].get("neuron", "if") == "if"
         and any(
             b["source"] == ok[k]["source"] and b["calibration"] == "max" and not b["correction"] and bk != k
             for bk, b in ok.items()
@@ -321,6 +332,17 @@ def findings(results: dict) -> list[str]:
         base = ok.get(key[: -len("+corr")]) if key.endswith("+corr") else None
         if base is not None:
             effects.append({t: v["snn_acc"][t] - base["snn_acc"][t] for t in TIMESTEPS})
+    signed = []
+    for key, v in ok.items():
+        base = ok.get(key[: -len("+signed")]) if key.endswith("+signed") else None
+        if base is not None:
+            signed.append({t: v["snn_acc"][t] - base["snn_acc"][t] for t in TIMESTEPS})
+    if signed:
+        mean = {t: sum(e[t] for e in signed) / len(signed) for t in TIMESTEPS}
+        lines.append(
+            f"- Signed neurons against the same conversion with IF neurons, mean over {len(signed)} source ANNs, "
+            "by T (points of SNN accuracy): " + ", ".join(f"T={t}: {mean[t]:+.2f}" for t in TIMESTEPS) + "."
+        )
     if effects:
         mean = {t: sum(e[t] for e in effects) / len(effects) for t in TIMESTEPS}
         lines.append(
@@ -387,6 +409,9 @@ def write_doc(args, results: dict, doc: Path, png: Path, command: str) -> None:
         f"the light correction runs on the same images (no labels), targeting **T = {args.correction_t}**.",
         "- Membrane shift (initial membrane `V_th/2`) everywhere, so each variant is **one simulation to T = 64** "
         "and every T of the curve comes from it; analog readout.",
+        "- Neurons: the paper's IF neuron (soft reset), or a *signed* IF neuron (`snn.neuron: signed`; Wang et al. "
+        "2022): it also fires a negative spike when its membrane goes below 0 after it has fired, so its spike "
+        "count follows its total input so far rather than the order the input came in.",
         f"- SNN and ANN accuracy on the **first {args.test_samples} CIFAR-10 test images** "
         f"(one image = {100 / args.test_samples:.2f} points).",
         f"- Machine: {platform.machine()}, {args.threads} torch thread(s), torch {torch.__version__}, "
@@ -445,6 +470,21 @@ def write_doc(args, results: dict, doc: Path, png: Path, command: str) -> None:
     for key, v in ok.items():
         if key.endswith("+corr") and key[: -len("+corr")] in ok:
             base = ok[key[: -len("+corr")]]
+            diffs = " | ".join(f"{v['snn_acc'][t] - base['snn_acc'][t]:+.2f}" for t in TIMESTEPS)
+            lines.append(f"| {v['label']} | {diffs} |")
+    signed = [k for k in ok if k.endswith("+signed") and k[: -len("+signed")] in ok]
+    if signed:
+        lines += [
+            "",
+            "## What signed neurons do at every T",
+            "",
+            "Accuracy with signed IF neurons minus with the paper's IF neurons (points), same source and thresholds:",
+            "",
+            f"| variant | {head} |",
+            "|---|" + "---|" * len(TIMESTEPS),
+        ]
+        for key in signed:
+            v, base = ok[key], ok[key[: -len("+signed")]]
             diffs = " | ".join(f"{v['snn_acc'][t] - base['snn_acc'][t]:+.2f}" for t in TIMESTEPS)
             lines.append(f"| {v['label']} | {diffs} |")
     lines += [

@@ -16,6 +16,8 @@ median and minimum wall time and the median process CPU time are reported):
   ``ann_forward`` = that / T.
 * ``curve_one_pass``: the accuracy-vs-T curve (T = 16, 32, ..., T_max) from one simulation to
   T_max (membrane mode); ``curve_per_T_runs``: the same curve as one simulation per T (summed).
+* ``ours_signed_auto``: ``ours_auto`` with signed IF neurons (``neuron="signed"``: negative
+  spikes; a longer per-step recurrence).
 
 Run from the repository root, e.g.::
 
@@ -47,7 +49,7 @@ from lightning_snn.models import create_model
 from lightning_snn.reference import simulate_reference
 from lightning_snn.simulation import AUTO_TIME_CHUNK, SpikingEvaluator, resolve_time_chunk, simulate
 
-ALL_METHODS = ("ours", "reference", "spikingjelly", "ann", "curve")
+ALL_METHODS = ("ours", "reference", "spikingjelly", "ann", "curve", "signed")
 
 
 # ---- set-up ----------------------------------------------------------------------------------
@@ -423,8 +425,8 @@ def run(args: argparse.Namespace) -> dict:
     rows: list[Row] = []
     with torch.inference_mode():
         # --- ours: the callback's engine, membrane shift, auto + a sweep of time_chunk ---------
-        def evaluator(timesteps: list[int], chunk: int | str) -> SpikingEvaluator:
-            return SpikingEvaluator(model, thresholds, timesteps, shift="membrane", time_chunk=chunk)
+        def evaluator(timesteps: list[int], chunk: int | str, neuron: str = "if") -> SpikingEvaluator:
+            return SpikingEvaluator(model, thresholds, timesteps, shift="membrane", time_chunk=chunk, neuron=neuron)
 
         ev = evaluator([T], "auto")
         snn = convert(model, thresholds, shift="membrane")  # for warm-ups and checks, same network
@@ -438,6 +440,11 @@ def run(args: argparse.Namespace) -> dict:
             for c in args.chunk_list:
                 e = evaluator([T], c)
                 rows.append(Row(f"ours_chunk_{c}", lambda e=e: e(x), warm_ours(c), time_chunk=c))
+
+        if "signed" in args.method_set:
+            signed = evaluator([T], "auto", "signed")
+            warm = lambda: simulate(signed.snns[None], x, [min(T, 2 * auto_chunk)], auto_chunk)  # noqa: E731
+            rows.append(Row("ours_signed_auto", lambda: signed(x), warm, time_chunk=auto_chunk))
 
         # --- the textbook per-step reference ------------------------------------------------------
         if "reference" in args.method_set:
@@ -535,6 +542,8 @@ def ratios(times: dict, stat: str = "median") -> dict:
             r["ours_over_T_x_ann_forward"] = ours / med("ann_forward_x_T")
         if med("curve_one_pass"):
             r["curve_one_pass_over_one_T_max_run"] = med("curve_one_pass") / ours
+        if med("ours_signed_auto"):
+            r["signed_over_if_time"] = med("ours_signed_auto") / ours
     if med("curve_one_pass") and med("curve_per_T_runs"):
         r["curve_one_pass_over_per_T_runs"] = med("curve_one_pass") / med("curve_per_T_runs")
     return r

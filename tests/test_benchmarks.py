@@ -53,12 +53,18 @@ def test_simulation_speed_writes_every_row_and_ratio(tiny_result):
         "ann_forward",
         "curve_one_pass",
         "curve_per_T_runs",
+        "ours_signed_auto",
     }
     assert expected_rows <= set(times)
     assert all(times[k]["median"] > 0 for k in times)
     assert times["ours_auto"]["time_chunk"] == result["config"]["auto_time_chunk"]
     assert result["config"]["curve_timesteps"][-1] == 4
-    for key in ("ours_over_T_x_ann_forward", "curve_one_pass_over_one_T_max_run", "curve_one_pass_over_per_T_runs"):
+    for key in (
+        "ours_over_T_x_ann_forward",
+        "curve_one_pass_over_one_T_max_run",
+        "curve_one_pass_over_per_T_runs",
+        "signed_over_if_time",
+    ):
         assert result["ratios"][key] > 0
     assert {"cpu_model", "torch_num_threads", "torch", "python", "spikingjelly"} <= set(result["machine"])
     assert "| ours_auto" in stdout and "| target |" in stdout
