@@ -38,6 +38,7 @@ from lightning_snn.simulation import simulate
 
 REPO = Path(__file__).resolve().parents[1]
 TIMESTEPS = [16, 32, 64, 128, 256]
+HAND_MARKER = "<!-- written by hand below: kept when the script rewrites the tables above -->"
 
 
 class BNResidualReusedReLU(nn.Module):
@@ -134,24 +135,34 @@ def measure(name: str, args, train, test) -> dict:
     state = {k: v.clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
     thresholds = calibrate_thresholds(model, batches(xtr[: args.calibration_images], 250))
-    snn = convert(model, thresholds, shift="membrane")
-    t_convert = time.perf_counter() - t0
-    ann_pred, snn_pred = [], []
-    t0 = time.perf_counter()
+    t_calibrate = time.perf_counter() - t0
     with torch.no_grad():
-        for xb in batches(xte, args.batch_size):
-            ann_pred.append(model(xb).argmax(1))
-            snn_pred.append(simulate(snn, xb, TIMESTEPS).argmax(-1))
-    t_sim = time.perf_counter() - t0
-    ann_pred, snn_pred = torch.cat(ann_pred), torch.cat(snn_pred, dim=1)
+        ann_pred = torch.cat([model(xb).argmax(1) for xb in batches(xte, args.batch_size)])
+    by_neuron = {}
+    for neuron in args.neurons.split(","):  # the same thresholds for every neuron model
+        try:
+            snn = convert(model, thresholds, shift="membrane", neuron=neuron)
+        except ConversionError as exc:
+            by_neuron[neuron] = {"refused": str(exc).split(". ")[0]}
+            continue
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            snn_pred = torch.cat([simulate(snn, xb, TIMESTEPS).argmax(-1) for xb in batches(xte, args.batch_size)], 1)
+        by_neuron[neuron] = {
+            "snn_acc": {t: 100 * (snn_pred[i] == yte).double().mean().item() for i, t in enumerate(TIMESTEPS)},
+            "agreement": {t: 100 * (snn_pred[i] == ann_pred).double().mean().item() for i, t in enumerate(TIMESTEPS)},
+            "simulate_seconds": time.perf_counter() - t0,
+        }
     unchanged = all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    first = by_neuron[args.neurons.split(",")[0]]
     return {
         **structure(model),
         "ann_acc": 100 * (ann_pred == yte).double().mean().item(),
-        "snn_acc": {t: 100 * (snn_pred[i] == yte).double().mean().item() for i, t in enumerate(TIMESTEPS)},
-        "agreement": {t: 100 * (snn_pred[i] == ann_pred).double().mean().item() for i, t in enumerate(TIMESTEPS)},
+        "snn_acc": first.get("snn_acc"),  # the first neuron model's (the paper's IF neuron by default)
+        "agreement": first.get("agreement"),
+        "by_neuron": by_neuron,
         "ann_state_dict_unchanged": unchanged,
-        "seconds": {"train": t_train, "calibrate_convert": t_convert, "simulate": t_sim},
+        "seconds": {"train": t_train, "calibrate": t_calibrate, "simulate": first.get("simulate_seconds")},
     }
 
 
@@ -203,6 +214,22 @@ def write_doc(result: dict, path: Path) -> None:
             f"{r['ann_acc']:.1f}% | {agree} | "
             f"{r['snn_acc'][256]:.1f}% | {r['ann_state_dict_unchanged']} |"
         )
+    signed = {n: r["by_neuron"]["signed"] for n, r in result["models"].items() if "signed" in r.get("by_neuron", {})}
+    if signed:
+        lines += [
+            "",
+            'The same networks and thresholds with signed IF neurons (`neuron="signed"`: a neuron that has fired '
+            "takes a spike back when its membrane drops below 0, so its count follows its total input):",
+            "",
+            "| network | " + " | ".join(f"agreement T={t}" for t in TIMESTEPS) + " | SNN acc T=256 |",
+            "|---" * (2 + len(TIMESTEPS)) + "|",
+        ]
+        for name, r in signed.items():
+            if "refused" in r:
+                lines.append(f"| {name} | refused: {r['refused']} |" + " |" * len(TIMESTEPS))
+                continue
+            agree = " | ".join(f"{r['agreement'][t]:.1f}%" for t in TIMESTEPS)
+            lines.append(f"| {name} | {agree} | {r['snn_acc'][256]:.1f}% |")
     lines += ["", "Refused, with the error's first sentence:", ""]
     lines += [f"- {label}: `{msg}`" for label, msg in result["refusals"].items()]
     lines += [
@@ -214,7 +241,10 @@ def write_doc(result: dict, path: Path) -> None:
         ),
         "",
     ]
-    path.write_text("\n".join(lines))
+    kept = ""  # notes written by hand below the marker survive a regeneration
+    if path.exists() and HAND_MARKER in path.read_text():
+        kept = path.read_text().split(HAND_MARKER, 1)[1]
+    path.write_text("\n".join(lines) + (f"\n{HAND_MARKER}{kept}" if kept else ""))
 
 
 def main() -> None:
@@ -227,6 +257,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models", default="bn_residual_reused_relu,functional_relu,torchvision_resnet18")
+    p.add_argument("--neurons", default="if,signed", help="neuron models to convert each network with")
     p.add_argument("--out", default=str(REPO / "docs" / "CONVERTER.md"))
     p.add_argument("--json", default=str(REPO / "docs" / "converter_agreement.json"))
     p.add_argument("--from-json", action="store_true", help="rewrite the doc from --json (structure recounted)")
@@ -238,6 +269,10 @@ def main() -> None:
             r.update(structure(build(name)))
             for key in ("snn_acc", "agreement"):
                 r[key] = {int(t): v for t, v in r[key].items()}
+            for b in r.get("by_neuron", {}).values():
+                for key in ("snn_acc", "agreement"):
+                    if key in b:
+                        b[key] = {int(t): v for t, v in b[key].items()}
         Path(args.json).write_text(json.dumps(result, indent=2))
         write_doc(result, Path(args.out))
         return

@@ -165,23 +165,27 @@ class IFNeuron(StatefulModule):
         return out.view(-1, *current.shape[1:])
 
     def _signed_steps(self, per_step: torch.Tensor, out: torch.Tensor, vth: torch.Tensor) -> None:
-        """The signed neuron's recurrence over one chunk (``self.v`` in place, ``out`` filled)."""
+        """The signed neuron's recurrence over one chunk (``self.v`` in place, ``out`` filled).
+
+        Per step, in place and without allocating: ``+1`` where ``v >= V_th``; ``-1`` where
+        ``v < 0`` and the net count is positive (0/1 float masks multiplied); the negative
+        spikes are counted once per chunk from ``out``, not per step."""
         v = self.v
         if self.net_count is None:
             self.net_count = torch.zeros_like(v)
             self.negative_count = torch.zeros_like(v)
-        net, negatives = self.net_count, self.negative_count
-        negative = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+        net = self.net_count
+        negative, has_fired = torch.empty_like(v), torch.empty_like(v)
         for t in range(per_step.shape[0]):
             v.add_(per_step[t])
             spike = out[t]
             torch.ge(v, vth, out=spike)
             torch.lt(v, 0, out=negative)
-            negative.logical_and_(net > 0)  # only a neuron that has fired may take a spike back
-            spike.sub_(negative.to(spike.dtype))  # +1, 0 or -1
+            torch.gt(net, 0, out=has_fired)  # only a neuron that has fired may take a spike back
+            spike.sub_(negative.mul_(has_fired))  # +1, 0 or -1
             net.add_(spike)
-            negatives.add_(negative.to(spike.dtype))
             v.sub_(spike.mul_(vth))  # spike now holds its amplitude +-V_th
+        self.negative_count.add_((out < 0).sum(0, dtype=out.dtype))
 
     def extra_repr(self) -> str:
         def show(t: torch.Tensor) -> str:
