@@ -38,22 +38,37 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def fit_quietly(module: pl.LightningModule, args, work: Path) -> tuple[pl.Trainer, float]:
+def fit_quietly(
+    module: pl.LightningModule, args, work: Path, resume_dir: Path | None = None
+) -> tuple[pl.Trainer, float]:
     """Train ``module`` on real CIFAR-10 for ``args.epochs`` with ``args.seed``; no logger,
-    checkpoints, progress bar or validation (the studies evaluate afterwards on fixed images).
-    Returns the trainer (to save a Lightning checkpoint) and the training wall time in seconds."""
+    progress bar or validation (the studies evaluate afterwards on fixed images).
+
+    With ``resume_dir``, the state after every epoch goes to ``resume_dir/last.ckpt`` and a fit
+    that finds one there goes on from it (a long study killed midway loses at most one epoch;
+    the data order after a resume differs from an uninterrupted run's). Without it, nothing is
+    checkpointed. Returns the trainer (to save a Lightning checkpoint) and this call's training
+    wall time in seconds."""
     pl.seed_everything(args.seed, workers=True)
     dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=2, train_samples=args.train_samples)
+    callbacks, ckpt_path = [], None
+    if resume_dir is not None:
+        from pytorch_lightning.callbacks import ModelCheckpoint
+
+        callbacks.append(ModelCheckpoint(dirpath=resume_dir, save_last=True, save_top_k=0, every_n_epochs=1))
+        last = Path(resume_dir) / "last.ckpt"
+        ckpt_path = str(last) if last.exists() else None
     trainer = pl.Trainer(
         max_epochs=args.epochs,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=resume_dir is not None,
+        callbacks=callbacks,
         enable_progress_bar=False,
         default_root_dir=work,
         limit_val_batches=0,
     )
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
     return trainer, time.perf_counter() - t0
 
 

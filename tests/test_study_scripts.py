@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import REPO
 
 
-def run_tiny(script: str, cifar10_dir, tmp_path) -> None:
+def run_tiny(script: str, cifar10_dir, tmp_path, *extra: str, ok: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, WANDB_MODE="offline", PYTHONPATH=str(REPO))
     proc = subprocess.run(
         [
@@ -23,12 +23,15 @@ def run_tiny(script: str, cifar10_dir, tmp_path) -> None:
             f"--data-dir={cifar10_dir}",
             f"--work-dir={tmp_path / 'work'}",
             f"--out-dir={tmp_path / 'docs'}",
+            *extra,
         ],
         env=env,
         capture_output=True,
         text=True,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
 
 
 def test_fidelity_script_tiny(cifar10_dir, tmp_path):
@@ -57,3 +60,33 @@ def test_low_latency_script_tiny(cifar10_dir, tmp_path):
     doc = (tmp_path / "docs" / "LOW_LATENCY_tiny.md").read_text()
     assert "Published anchors" in doc and "targets met" in doc
     assert (tmp_path / "docs" / "low_latency_tiny_acc_vs_T.png").stat().st_size > 1000
+
+
+@pytest.mark.slow  # ~2 min on 2 cores: two tiny trainings, 3 variants x 2 batches each, then a resumed rerun
+def test_width_study_tiny_resumes_and_refuses_another_recipe(cifar10_dir, tmp_path):
+    run_tiny("fidelity.py", cifar10_dir, tmp_path, "--widths", "0.5")
+    docs, work = tmp_path / "docs", tmp_path / "work"
+    data = json.loads((docs / "width_study_tiny.json").read_text())
+    assert sorted(data["results"]) == ["0.03125", "0.0625"]
+    for r in data["results"].values():
+        assert r["ann_acc"] is not None and len(r["sha256"]) == 64
+        assert len(r["snn_acc"]["membrane"]) == 7 and len(r["snn_acc"]["none"]) == 7
+        assert sorted(r["snn_acc"]["bias"]) == ["16", "8"]
+    doc = (docs / "RESULTS_tiny.md").read_text()
+    assert "Width study" in doc and "1 (paper)" in doc and "What the trend shows" in doc
+    assert (docs / "width_study_tiny.png").stat().st_size > 1000
+
+    # a lost test-batch result is recomputed on the rerun, nothing else: same numbers, same checkpoints
+    state_path = work / "width_study_state.json"
+    state = json.loads(state_path.read_text())
+    del state["widths"]["0.0625"]["batches"]["none/1"]
+    state_path.write_text(json.dumps(state))
+    proc = run_tiny("fidelity.py", cifar10_dir, tmp_path, "--widths", "0.5")
+    assert "== training" not in proc.stdout and "none batch 1" in proc.stdout and "membrane batch" not in proc.stdout
+    again = json.loads((docs / "width_study_tiny.json").read_text())
+    for key in ("ann_acc", "snn_acc", "sha256", "thresholds"):  # the recomputed batch's seconds differ
+        assert {w: r[key] for w, r in again["results"].items()} == {w: r[key] for w, r in data["results"].items()}
+
+    # another recipe in the same work dir is refused, naming what differs
+    proc = run_tiny("fidelity.py", cifar10_dir, tmp_path, "--widths", "0.5", "--seed", "1", ok=False)
+    assert proc.returncode != 0 and "'seed': (0, 1)" in proc.stderr
