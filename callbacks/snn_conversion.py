@@ -286,7 +286,7 @@ class SNNConversion(pl.Callback):
         clip = {True: "on", False: "OFF (plain-ReLU source ANN)", None: "n/a"}[report.threshold_clip_on]
         rank_zero_info(
             f"SNN conversion ({results['stage']}, shift={report.shift}, readout={report.readout}, "
-            f"calibration={report.calibration}, correction={report.correction}, "
+            f"calibration={report.calibration}, correction={report.correction}, neuron={report.neuron}, "
             f"{report.num_test_images} test images, {report.calibration_images} calibration images, "
             f"threshold ReLU clip {clip})\n{report.table()}\n"
             f"  time: calibration {s['calibration']:.1f}s, correction {s.get('correction', 0.0):.1f}s, "
