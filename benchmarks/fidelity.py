@@ -313,7 +313,9 @@ def train_width(args, width: float, work: Path, entry: dict, save) -> Conversion
 
 
 def evaluate_width(args, module: ConversionModule, entry: dict, save, calib_x, test_batches) -> None:
-    """Max thresholds once, then every variant on every test batch not yet in ``entry``."""
+    """Max thresholds once, then every variant on every test batch not yet in ``entry``. A network
+    that cannot be converted (a dead layer: its training collapsed) is a result of the study: its
+    error goes into ``entry["error"]`` and the study goes on with the next width."""
     model = module.model.eval()
     thresholds = calibrate_thresholds(model, calib_x, method="max")
     entry["thresholds"] = {k: float(v) for k, v in thresholds.items()}
@@ -323,6 +325,14 @@ def evaluate_width(args, module: ConversionModule, entry: dict, save, calib_x, t
             with torch.no_grad():
                 batches[f"ann/{i}"] = {"n": y.numel(), "correct": int((model(x).argmax(-1) == y).sum())}
     save()
+    try:
+        SpikingEvaluator(model, thresholds, [1], shift="none")  # refuses a dead layer by name
+    except ValueError as exc:
+        entry["error"] = str(exc)
+        save()
+        print(f"  width {entry['width']:g} cannot be converted: {exc}", flush=True)
+        return
+    entry.pop("error", None)
     for shift, ts in (("membrane", TIMESTEPS), ("none", TIMESTEPS), ("bias", args.bias_timesteps)):
         evaluator = None
         for i, (x, y) in enumerate(test_batches):
@@ -382,7 +392,7 @@ def width_study(args) -> None:
 
 def write_width_outputs(args, state: dict, out: Path, n_batches: int) -> None:
     stem = "width_study" if not args.tiny else "width_study_tiny"
-    kept = ("width", "train_seconds", "checkpoint", "sha256", "parameters", "thresholds", "resumed_at_epoch")
+    kept = ("width", "train_seconds", "checkpoint", "sha256", "parameters", "thresholds", "resumed_at_epoch", "error")
     results = {}
     for k, e in state["widths"].items():
         results[k] = {**width_accuracies(e, n_batches), **{f: e.get(f) for f in kept}}
@@ -432,6 +442,10 @@ def plot_widths(results: dict, path: Path, bias_ts) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _missing(r: dict) -> str:
+    return "not convertible" if r.get("error") else "pending"
 
 
 def width_doc_lines(payload: dict, png_name: str) -> list[str]:
@@ -489,7 +503,7 @@ def width_doc_lines(payload: dict, png_name: str) -> list[str]:
             for t in TIMESTEPS:
                 loss = _loss(r, shift, t)
                 cells.append(
-                    f"{loss:+.2f}" if loss is not None else ("pending" if r["snn_acc"].get(shift) is None else "-")
+                    f"{loss:+.2f}" if loss is not None else (_missing(r) if r["snn_acc"].get(shift) is None else "-")
                 )
             lines.append(f"| {r['width']:g} | {label} | " + " | ".join(cells) + " |")
     lines += ["", "SNN accuracy (%), same runs:", ""]
@@ -498,7 +512,7 @@ def width_doc_lines(payload: dict, png_name: str) -> list[str]:
     for r in rows:
         for shift, label in WIDTH_VARIANTS.items():
             accs = r["snn_acc"].get(shift)
-            cells = [(f"{accs[t]:.2f}" if t in accs else "-") if accs is not None else "pending" for t in TIMESTEPS]
+            cells = [(f"{accs[t]:.2f}" if t in accs else "-") if accs is not None else _missing(r) for t in TIMESTEPS]
             lines.append(f"| {r['width']:g} | {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -511,7 +525,7 @@ def width_doc_lines(payload: dict, png_name: str) -> list[str]:
         for shift, label in WIDTH_VARIANTS.items():
             accs = r["snn_acc"].get(shift)
             cells = [
-                f"{x:+.2f}" if (x := _loss(r, shift, t)) is not None else ("pending" if accs is None else "-")
+                f"{x:+.2f}" if (x := _loss(r, shift, t)) is not None else (_missing(r) if accs is None else "-")
                 for t in SUMMARY_T
             ]
             acc = f"{r['ann_acc']:.1f}%" if r["ann_acc"] is not None else "pending"
@@ -546,8 +560,16 @@ def width_trend(rows: list[dict], n_images: int) -> list[str]:
     """Plain statements a reader can check against the tables: how each variant's loss at the
     summary T changes from the narrowest to the widest width that has finished."""
     done = [r for r in rows if r["ann_acc"] is not None and r["snn_acc"].get("membrane") is not None]
-    pending = [f"{r['width']:g}" for r in rows if r not in done]
+    pending = [f"{r['width']:g}" for r in rows if r not in done and not r.get("error")]
     out = []
+    for r in rows:
+        if r.get("error"):
+            acc = f"{r['ann_acc']:.1f}%" if r["ann_acc"] is not None else "?"
+            out.append(
+                f"Width {r['width']:g} could not be converted (its ANN: {acc} on the test images): "
+                f"`{r['error'].split(': a dead')[0]}`: the training collapsed, not the conversion."
+            )
+            out.append("")
     if pending:
         out.append(f"Widths still pending: {', '.join(pending)}; the statements below cover the finished ones only.")
         out.append("")
