@@ -8,6 +8,7 @@ folder on ``sys.path``); not part of the installed library.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -21,15 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def portable(args) -> dict:
-    """The script's settings for its results JSON, with paths inside the checkout made relative
-    to it (a committed file must not name this machine's folders)."""
+    """The script's settings for its results JSON, with absolute paths made relative to the
+    checkout (a committed file must not name this machine's folders)."""
     out = dict(vars(args))
     for key, value in out.items():
         if isinstance(value, str) and Path(value).is_absolute():
-            try:
-                out[key] = str(Path(value).resolve().relative_to(REPO))
-            except ValueError:
-                pass  # outside the checkout: left as given
+            out[key] = os.path.relpath(Path(value).resolve(), REPO)  # e.g. ../shared/data/cifar10
     return out
 
 
