@@ -90,3 +90,47 @@ def test_width_study_tiny_resumes_and_refuses_another_recipe(cifar10_dir, tmp_pa
     # another recipe in the same work dir is refused, naming what differs
     proc = run_tiny("fidelity.py", cifar10_dir, tmp_path, "--widths", "0.5", "--seed", "1", ok=False)
     assert proc.returncode != 0 and "'seed': (0, 1)" in proc.stderr
+
+    # a setup check: one setting changed, fewer T, its own work dir; RESULTS sets it beside the study
+    check = ["--widths", "0.5", "--conv-dropout", "0.2", "--timesteps", "16", "32", "64"]
+    check += ["--study-name", "width_check_dropout", f"--work-dir={tmp_path / 'check'}"]
+    study_json = (docs / "width_study_tiny.json").read_text()
+    run_tiny("fidelity.py", cifar10_dir, tmp_path, *check)
+    assert (docs / "width_study_tiny.json").read_text() == study_json  # the study is untouched
+    got = json.loads((docs / "width_check_dropout_tiny.json").read_text())
+    assert got["recipe"]["conv_dropout"] == 0.2 and got["recipe"]["timesteps"] == [16, 32, 64]
+    assert all(sorted(r["snn_acc"]["membrane"], key=int) == ["16", "32", "64"] for r in got["results"].values())
+    assert {w: r["sha256"] for w, r in got["results"].items()} != {w: r["sha256"] for w, r in data["results"].items()}
+    doc = (docs / "RESULTS_tiny.md").read_text()
+    assert "### Setup check: conv_dropout 0.0 -> 0.2" in doc
+    assert "### Conclusion" in doc and "The setup check (conv_dropout 0.0 -> 0.2" in doc
+    assert "--timesteps 16 32 64 " in doc and "--study-name width_check_dropout" in doc
+    for t in (16, 32, 64):  # the check's rows: loss with the study's recipe, with the check's, the change
+        assert (
+            sum(
+                line.startswith(f"| 0.0625 | TS-membrane: threshold + V_th/2 membrane | {t} |")
+                for line in doc.splitlines()
+            )
+            == 1
+        )
+
+
+def test_width_extrapolation_reads_the_line_through_log_width_at_width_1(monkeypatch):
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("fidelity_under_test", REPO / "benchmarks" / "fidelity.py")
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+
+    def row(width, ann, none_loss, bias_loss):
+        accs = {shift: {t: ann - loss for t in (32, 64)} for shift, loss in (("none", none_loss), ("bias", bias_loss))}
+        return {"width": width, "ann_acc": ann, "snn_acc": {**accs, "membrane": {32: ann}}}
+
+    # the threshold alone loses 3 points less per doubling (12, 9, 6 -> 3 at width 1); the bias shift is flat
+    rows = [row(0.125, 60.0, 12.0, 4.0), row(0.25, 70.0, 9.0, 4.0), row(0.5, 80.0, 6.0, 4.0)]
+    lines = fidelity.width_extrapolation(rows)
+    assert "| T: threshold alone | 32 | -3.00 | +3.00 | +0.31 |" in lines
+    assert "| TS: threshold + V_th/(2T) bias shift | 64 | +0.00 | +4.00 | +0.12 |" in lines
+    assert any("not a measurement" in line for line in lines)
+    assert fidelity.width_extrapolation(rows[:2]) == []  # two points: no line drawn
