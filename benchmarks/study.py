@@ -53,7 +53,9 @@ def fit_quietly(
     if resume_dir is not None:
         from pytorch_lightning.callbacks import ModelCheckpoint
 
-        callbacks.append(ModelCheckpoint(dirpath=resume_dir, save_last=True, save_top_k=0, every_n_epochs=1))
+        # save_top_k=1 (the newest epoch, monitor=None), not 0: Lightning >= 2.5 writes last.ckpt only in a
+        # step where it saved a top-k checkpoint, so with 0 it came only at the end of training
+        callbacks.append(ModelCheckpoint(dirpath=resume_dir, save_last=True, save_top_k=1, every_n_epochs=1))
         last = Path(resume_dir) / "last.ckpt"
         ckpt_path = str(last) if last.exists() else None
     trainer = pl.Trainer(

@@ -134,3 +134,29 @@ def test_width_extrapolation_reads_the_line_through_log_width_at_width_1(monkeyp
     assert "| TS: threshold + V_th/(2T) bias shift | 64 | +0.00 | +4.00 | +0.12 |" in lines
     assert any("not a measurement" in line for line in lines)
     assert fidelity.width_extrapolation(rows[:2]) == []  # two points: no line drawn
+
+
+def test_fit_quietly_leaves_a_checkpoint_to_resume_after_every_epoch(cifar10_dir, tmp_path, monkeypatch):
+    """A study killed in epoch k loses at most that epoch: last.ckpt is on disk at every epoch start."""
+    import argparse
+
+    import torch
+
+    from lightning_snn.module import ConversionModule
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import study
+
+    resume = tmp_path / "epochs"
+    seen = []
+
+    class Probe(ConversionModule):
+        def on_train_epoch_start(self) -> None:
+            super().on_train_epoch_start()
+            last = resume / "last.ckpt"
+            seen.append((self.current_epoch, torch.load(last, weights_only=False)["epoch"] if last.exists() else None))
+
+    module = Probe(arch="vgg11", width=0.0625, model_kwargs={"conv_dropout": 0.0, "fc_dropout": 0.0})
+    args = argparse.Namespace(data_dir=str(cifar10_dir), epochs=3, seed=0, train_samples=64)
+    study.fit_quietly(module, args, tmp_path, resume_dir=resume)
+    assert seen == [(0, None), (1, 0), (2, 1)]
