@@ -13,12 +13,20 @@ Checkpoints go to --work-dir (not committed); their sha256 is recorded in the do
 
 ``--widths`` runs the width study instead (issue 11; the threshold-ReLU VGG-16 at several widths,
 one recipe; resumable: the same command goes on where a killed run stopped). The exact command
-of each result is written into docs/RESULTS.md. A *setup check* is the same study with one
-recipe setting changed, written under its own name and work dir, e.g. the paper's dropout at
-width 1/8 and only the summary T:
+of each result is written into docs/RESULTS.md. The study's recipe is the paper's SGD:
 
-    python benchmarks/fidelity.py --widths 0.125 --lr 1e-3 --test-samples 2000 --conv-dropout 0.2 \
-        --fc-dropout 0.5 --timesteps 16 32 64 --bias-timesteps 16 32 64 \
+    python benchmarks/fidelity.py --widths 0.125 0.25 0.5 --epochs 8 --warmup 2 --lr 0.01 \
+        --test-samples 2000 --optimizer sgd
+
+``--train-only`` trains every width and stores its thresholds and ANN counts, simulating
+nothing; the same command without it then simulates, and needs only the test images where every
+width is trained (``--data-dir`` may be a folder with a stub train.npz), so the simulations can
+run on a GPU machine (``--device cuda``, TF32 off) that cannot hold the training set. A *setup
+check* is the same study with one recipe setting changed, written under its own name and work
+dir, e.g. the paper's dropout at width 1/8 and only the summary T:
+
+    python benchmarks/fidelity.py --widths 0.125 --lr 0.01 --optimizer sgd --test-samples 2000 \
+        --conv-dropout 0.2 --fc-dropout 0.5 --timesteps 16 32 64 --bias-timesteps 16 32 64 \
         --study-name width_check_dropout --work-dir runs/width_check_dropout
 
 docs/RESULTS.md then sets each ``width_check_*.json`` beside the study's row of the same width.
@@ -33,6 +41,7 @@ import platform
 import time
 from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 from study import evaluation_images, fit_quietly, portable, sha256
 
@@ -70,9 +79,23 @@ def make_module(args, activation: str, width: float) -> ConversionModule:
         y_th=1.0,
         relu_warmup_epochs=args.warmup,
         model_kwargs={"conv_dropout": args.conv_dropout, "fc_dropout": args.fc_dropout},
-        optimizer=lambda p: torch.optim.Adam(p, lr=args.lr),
+        optimizer=lambda p: make_optimizer(args, p),
         lr_scheduler=lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=args.epochs),
     )
+
+
+# The optimisers a study may train with: Adam (no weight decay), or the paper's SGD (its appendix A.1:
+# momentum 0.9, weight decay 5e-4; the paper's lr is 0.01). Both with a cosine schedule over the epochs.
+OPTIMIZERS = {"adam": "Adam (no weight decay)", "sgd": "SGD (momentum 0.9, weight decay 5e-4)"}
+
+
+def make_optimizer(args, params) -> torch.optim.Optimizer:
+    name = getattr(args, "optimizer", "adam")
+    if name == "adam":
+        return torch.optim.Adam(params, lr=args.lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=5e-4)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
 
 
 def train(args, activation: str, work: Path) -> tuple[ConversionModule, Path, float]:
@@ -182,7 +205,8 @@ def fidelity_doc_lines(args, results: dict, png_name: str, command: str) -> list
         f"- VGG-16 (the paper's: 13 convs, avg pooling, no BN) at **width {args.width}** "
         f"(the paper: 1.0), conv dropout {getattr(args, 'conv_dropout', 0.0):g}, "  # older JSONs: the defaults
         f"FC dropout {getattr(args, 'fc_dropout', 0.2):g} (paper: 0.2 / 0.5).",
-        f"- **{args.epochs} epochs** of Adam (lr {args.lr}, cosine), batch 128, random crop + flip, seed {args.seed}, "
+        f"- **{args.epochs} epochs** of {OPTIMIZERS[getattr(args, 'optimizer', 'adam')]}, lr {args.lr}, cosine, "
+        f"batch 128, random crop + flip, seed {args.seed}, "
         f"{args.train_samples or 50000} training images (the paper: 300 epochs of SGD with step decay).",
         f"- Both source ANNs are trained identically; the threshold ANN uses plain ReLU for the first "
         f"{args.warmup} epochs, then `clamp(x, 0, 1)` (the paper: 20 of 300 epochs, y_th = 1).",
@@ -282,10 +306,14 @@ PAPER_ANN_ACC = 92.34
 # Settings that must not change between the sittings of one width study.
 RECIPE_KEYS = (
     "epochs", "warmup", "lr", "seed", "train_samples", "calibration_samples", "test_samples", "batch_size",
-    "bias_timesteps", "conv_dropout", "fc_dropout", "timesteps",
+    "bias_timesteps", "conv_dropout", "fc_dropout", "timesteps", "optimizer",
 )  # fmt: skip
-# Recipe keys added after a study may have started: a stored recipe without them had these values.
-RECIPE_DEFAULTS = {"conv_dropout": 0.0, "fc_dropout": 0.2, "timesteps": TIMESTEPS}
+# Recipe keys added after a study may have started: a stored recipe without them had these values. They
+# are also the argparse defaults, and a command printed for the doc names only the keys that differ.
+RECIPE_DEFAULTS = {
+    "conv_dropout": 0.0, "fc_dropout": 0.2, "timesteps": TIMESTEPS, "bias_timesteps": [8, 16, 32, 64],
+    "optimizer": "adam",
+}  # fmt: skip
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -314,8 +342,34 @@ def load_width_state(args, path: Path) -> dict:
     return state
 
 
-def train_width(args, width: float, work: Path, entry: dict, save) -> ConversionModule:
-    """Train (or go on training, or load) the threshold-ReLU VGG-16 of one width."""
+class StopWhenDead(pl.Callback):
+    """Ends a width's training after the first epoch that leaves a layer silent on every calibration
+    image (max activation 0). A layer that never fires passes no gradient to itself or to any layer
+    below it, so the epochs left cannot revive it, and the study could not convert the network
+    anyway (``evaluate_width`` refuses it on the same images). A cheap probe of the first
+    calibration batch runs after every epoch; the whole calibration set only where it finds a
+    silent layer. Records ``entry["stopped_dead"] = {"epoch", "layers"}``."""
+
+    def __init__(self, calib_x: list[torch.Tensor], entry: dict) -> None:
+        self.calib_x, self.entry = calib_x, entry
+
+    def _silent(self, model, batches) -> list[str]:
+        thresholds = calibrate_thresholds(model, batches, device=next(model.parameters()).device, method="max")
+        return [k for k, v in thresholds.items() if float(v) <= 0.0]
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: ConversionModule) -> None:
+        m = trainer.callback_metrics
+        print(f"  epoch {trainer.current_epoch}: train loss {float(m.get('train/loss', float('nan'))):.3f}, "
+              f"train acc {100 * float(m.get('train/acc', float('nan'))):.1f}%", flush=True)  # fmt: skip
+        if self._silent(module.model, self.calib_x[:1]) and (dead := self._silent(module.model, self.calib_x)):
+            self.entry["stopped_dead"] = {"epoch": trainer.current_epoch, "layers": dead}
+            print(f"  epoch {trainer.current_epoch}: {', '.join(dead)} never fired: training stopped", flush=True)
+            trainer.should_stop = True
+
+
+def train_width(args, width: float, work: Path, entry: dict, save, calib_x: list[torch.Tensor]) -> ConversionModule:
+    """Train (or go on training, or load) the threshold-ReLU VGG-16 of one width; stop early where a
+    layer dies (:class:`StopWhenDead`)."""
     module = make_module(args, "threshold", width)
     ckpt = work / f"vgg16_w{_width_key(width)}_threshold.ckpt"
     if ckpt.exists() and "sha256" in entry:
@@ -329,8 +383,8 @@ def train_width(args, width: float, work: Path, entry: dict, save) -> Conversion
             int(torch.load(resume / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]) + 1
         )
     print(f"== training VGG-16 width {width:g} ({args.epochs} epochs)", flush=True)
-    trainer, seconds = fit_quietly(module, args, work, resume_dir=resume)
-    trainer.save_checkpoint(ckpt)
+    trainer, seconds = fit_quietly(module, args, work, resume_dir=resume, callbacks=[StopWhenDead(calib_x, entry)])
+    trainer.save_checkpoint(ckpt, weights_only=True)  # the weights alone: small enough to carry to a GPU
     entry["train_seconds"] = entry.get("train_seconds", 0.0) + seconds
     entry.update(checkpoint=str(ckpt), sha256=sha256(ckpt))
     entry["parameters"] = sum(p.numel() for p in module.model.parameters())
@@ -338,19 +392,34 @@ def train_width(args, width: float, work: Path, entry: dict, save) -> Conversion
     return module
 
 
-def evaluate_width(args, module: ConversionModule, entry: dict, save, calib_x, test_batches) -> None:
-    """Max thresholds once, then every variant on every test batch not yet in ``entry``. A network
-    that cannot be converted (a dead layer: its training collapsed) is a result of the study: its
-    error goes into ``entry["error"]`` and the study goes on with the next width."""
+def prepare_width(args, module: ConversionModule, entry: dict, save, calib_x, test_batches) -> None:
+    """The max thresholds (over the calibration images) and the ANN's counts on every test batch,
+    once: stored in ``entry``, so a later sitting can simulate with no training images at hand
+    (e.g. on a GPU machine that holds only the test images)."""
     model = module.model.eval()
-    thresholds = calibrate_thresholds(model, calib_x, method="max")
-    entry["thresholds"] = {k: float(v) for k, v in thresholds.items()}
+    if "thresholds" not in entry:
+        thresholds = calibrate_thresholds(model, calib_x, method="max")
+        entry["thresholds"] = {k: float(v) for k, v in thresholds.items()}
+        entry["prepared_on"] = _device_name(next(model.parameters()).device)
     batches = entry.setdefault("batches", {})
     for i, (x, y) in enumerate(test_batches):
         if f"ann/{i}" not in batches:
             with torch.no_grad():
                 batches[f"ann/{i}"] = {"n": y.numel(), "correct": int((model(x).argmax(-1) == y).sum())}
     save()
+
+
+def evaluate_width(args, module: ConversionModule, entry: dict, save, test_batches) -> None:
+    """Every variant on every test batch not yet in ``entry``, on ``args.device``, with the stored
+    thresholds (:func:`prepare_width`). A network that cannot be converted (a dead layer: its
+    training collapsed) is a result of the study: its error goes into ``entry["error"]`` and the
+    study goes on with the next width."""
+    device = torch.device(args.device)
+    model = module.model.eval().to(device)
+    thresholds = entry["thresholds"]
+    batches = entry["batches"]
+    test_batches = [(x.to(device), y.to(device)) for x, y in test_batches]
+    where = _device_name(device)
     try:  # the first variant's evaluator, built here: it refuses a dead layer by name
         first = SpikingEvaluator(model, thresholds, args.timesteps, shift="membrane", time_chunk="auto")
     except ValueError as exc:
@@ -373,9 +442,17 @@ def evaluate_width(args, module: ConversionModule, entry: dict, save, calib_x, t
                 "n": y.numel(),
                 "correct": dict(zip(map(str, ts), correct, strict=True)),
                 "seconds": time.perf_counter() - t0,
+                "device": where,
             }
             save()
             print(f"  width {entry['width']:g} {shift} batch {i}: {batches[key]['seconds']:.0f}s", flush=True)
+
+
+def _device_name(device: torch.device) -> str:
+    """The processor a simulation ran on, for the doc (a GPU's name; 'cpu, N threads')."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type}, {torch.get_num_threads()} threads"
 
 
 def width_accuracies(entry: dict, n_batches: int) -> dict:
@@ -394,6 +471,7 @@ def width_accuracies(entry: dict, n_batches: int) -> dict:
         n = sum(b["n"] for b in got)
         out["snn_acc"][shift] = {int(t): 100.0 * sum(b["correct"][t] for b in got) / n for t in got[0]["correct"]}
         out["seconds"][shift] = sum(b["seconds"] for b in got)
+        out.setdefault("sim_devices", {})[shift] = sorted({b.get("device", "cpu") for b in got})
     return out
 
 
@@ -407,17 +485,28 @@ def width_study(args) -> None:
     def save() -> None:
         _atomic_write(state_path, json.dumps(state, indent=1))
 
-    calib_x, test_batches = evaluation_images(args)
+    if args.device.startswith("cuda"):
+        # no TF32: its 10-bit mantissa moves membrane potentials across thresholds that fp32 does not
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    # the training images are needed only to train a width or to calibrate its thresholds
+    stored = [state["widths"].get(_width_key(w), {}) for w in args.widths]
+    needs_training_images = not all("thresholds" in e and "sha256" in e for e in stored)
+    calib_x, test_batches = evaluation_images(args, calibration=needs_training_images)
     for width in sorted(args.widths):
         entry = state["widths"].setdefault(_width_key(width), {"width": width})
-        module = train_width(args, width, work, entry, save)
-        evaluate_width(args, module, entry, save, calib_x, test_batches)
+        module = train_width(args, width, work, entry, save, calib_x)
+        prepare_width(args, module, entry, save, calib_x, test_batches)
+        if not args.train_only:
+            evaluate_width(args, module, entry, save, test_batches)
         write_width_outputs(args, state, out, len(test_batches))
 
 
 def write_width_outputs(args, state: dict, out: Path, n_batches: int) -> None:
     stem = args.study_name + ("_tiny" if args.tiny else "")
-    kept = ("width", "train_seconds", "checkpoint", "sha256", "parameters", "thresholds", "resumed_at_epoch", "error")
+    kept = (
+        "width", "train_seconds", "checkpoint", "sha256", "parameters", "thresholds", "resumed_at_epoch", "error",
+        "stopped_dead", "prepared_on",
+    )  # fmt: skip
     results = {}
     for k, e in state["widths"].items():
         results[k] = {**width_accuracies(e, n_batches), **{f: e.get(f) for f in kept}}
@@ -483,10 +572,12 @@ def _width_command(payload: dict) -> str:
         f"--epochs {recipe['epochs']} --warmup {recipe['warmup']} --lr {recipe['lr']:g} "
         f"--test-samples {recipe['test_samples']}",
     ]
-    parts += [f"--{k.replace('_', '-')} {recipe[k]:g}" for k, d in (("conv_dropout", 0.0), ("fc_dropout", 0.2))
-              if recipe[k] != d]  # fmt: skip
-    for k, d in (("timesteps", TIMESTEPS), ("bias_timesteps", [8, 16, 32, 64])):
-        if list(recipe[k]) != d:
+    if recipe["optimizer"] != RECIPE_DEFAULTS["optimizer"]:
+        parts.append(f"--optimizer {recipe['optimizer']}")
+    parts += [f"--{k.replace('_', '-')} {recipe[k]:g}" for k in ("conv_dropout", "fc_dropout")
+              if recipe[k] != RECIPE_DEFAULTS[k]]  # fmt: skip
+    for k in ("timesteps", "bias_timesteps"):
+        if list(recipe[k]) != RECIPE_DEFAULTS[k]:
             parts.append(f"--{k.replace('_', '-')} {' '.join(map(str, recipe[k]))}")
     if a.get("study_name", "width_study") != "width_study":
         parts.append(f"--study-name {a['study_name']} --work-dir {a['work_dir']}")
@@ -494,7 +585,9 @@ def _width_command(payload: dict) -> str:
 
 
 # What a setup check may change, in the words of its section title.
-CHECK_KEYS = ("epochs", "warmup", "lr", "seed", "train_samples", "conv_dropout", "fc_dropout", "calibration_samples")
+CHECK_KEYS = (
+    "epochs", "warmup", "optimizer", "lr", "seed", "train_samples", "conv_dropout", "fc_dropout", "calibration_samples",
+)  # fmt: skip
 
 
 def check_doc_lines(main: dict, check: dict, json_name: str) -> list[str]:
@@ -521,6 +614,9 @@ def check_doc_lines(main: dict, check: dict, json_name: str) -> list[str]:
         if rm_ is None or rm_["ann_acc"] is None or rc_["ann_acc"] is None:
             notes.append(f"Width {w}: the width study or the check has no result yet.")
             continue
+        if rc_.get("error"):
+            notes.append(f"- Width {w}: the check's network is not convertible (ANN {rc_['ann_acc']:.2f}%): "
+                         f"{rc_['error'].split(':')[0]}.")  # fmt: skip
         lines.append(f"| {w} | ANN test accuracy | | {rm_['ann_acc']:.2f}% | {rc_['ann_acc']:.2f}% | "
                      f"{rc_['ann_acc'] - rm_['ann_acc']:+.2f} |")  # fmt: skip
         noise = _noise(rc["test_samples"])
@@ -577,11 +673,13 @@ def width_doc_lines(payload: dict, png_name: str) -> list[str]:
         "",
         f"- VGG-16 as the paper defines it (13 convs, average pooling, no BN), **threshold ReLU** (y_th = 1) "
         f"after {recipe['warmup']} epochs of plain ReLU, at each width below; one recipe for all: "
-        f"{recipe['epochs']} epochs of Adam (lr {recipe['lr']}, cosine), batch 128, random crop + flip, "
+        f"{recipe['epochs']} epochs of {OPTIMIZERS[recipe['optimizer']]}, lr {recipe['lr']:g}, cosine, "
+        "batch 128, random crop + flip, "
         f"seed {recipe['seed']}, {recipe['train_samples'] or 50000} training images, "
         f"conv dropout {recipe['conv_dropout']:g}, FC dropout {recipe['fc_dropout']:g}.",
         f"- Max thresholds over {recipe['calibration_samples']} fixed training images; SNN and ANN accuracy on "
         f"the **first {n} test images** (one image = {100 / n:.2f} points); analog readout.",
+        *_where_lines(rows),
         f"- Variants: threshold alone (no shift); threshold + the paper's V_th/(2T) bias shift (one simulation "
         f"per T, so only at T = {', '.join(map(str, bias_ts))}: the other T would cost "
         f"{sum(t for t in TIMESTEPS if t not in bias_ts) / max(TIMESTEPS):.2f} one-pass simulations more at "
@@ -650,7 +748,7 @@ def width_doc_lines(payload: dict, png_name: str) -> list[str]:
         "| width | 1 | " + ", ".join(f"{r['width']:g}" for r in rows) + " |",
         f"| epochs (plain-ReLU warm-up) | 300 (20) | {recipe['epochs']} ({recipe['warmup']}) |",
         "| optimiser | SGD, lr 0.01, momentum 0.9, weight decay 5e-4, x0.1 at 180/240/270 "
-        f"| Adam, lr {recipe['lr']}, cosine, no weight decay |",
+        f"| {OPTIMIZERS[recipe['optimizer']]}, lr {recipe['lr']:g}, cosine |",
         f"| dropout (conv / FC) | 0.2 / 0.5 | {recipe['conv_dropout']:g} / {recipe['fc_dropout']:g} |",
         "| conv init | normal, std sqrt(2 / (k^2 n)) | the same |",
         f"| thresholds | max over the training set | max over {recipe['calibration_samples']} training images |",
@@ -662,10 +760,29 @@ def width_doc_lines(payload: dict, png_name: str) -> list[str]:
         "error: the SNN's error is a perturbation of every layer's activations, and dropout between convs "
         "(0.2 in the paper) trains the network to tolerate one. It is also the cheap one to test (the same "
         "epochs; a longer budget costs its ratio in training time), so the setup check below (where one has "
-        "been run) trains the narrowest width with the paper's dropout and nothing else changed. Weight decay "
-        "(none here) is a third candidate.",
+        "been run) trains the narrowest width with the paper's dropout and nothing else changed."
+        + (" Weight decay (none here) is a third candidate." if recipe["optimizer"] == "adam" else ""),
     ]
     return lines
+
+
+def _where_lines(rows: list[dict]) -> list[str]:
+    """Where the numbers were computed: the simulations' processors, and where the thresholds and ANN
+    accuracies were (a study may train and calibrate on a CPU and simulate on a GPU)."""
+    sims = sorted({d for r in rows for ds in (r.get("sim_devices") or {}).values() for d in ds})
+    prep = sorted({r["prepared_on"] for r in rows if r.get("prepared_on")})
+    if not sims:
+        return []
+    text = f"- Simulations ran on {' and '.join(sims)} (float32; on a GPU with TF32 off)"
+    text += f"; thresholds and ANN accuracies on {' and '.join(prep)}." if prep else "."
+    if any(not d.startswith("cpu") for d in sims):
+        text += (
+            " The networks were trained by the command above with `--train-only` on the CPU, then simulated by "
+            "it with `--device cuda --data-dir <folder>` on the GPU machine, whose folder held the first test "
+            "images and a stub train.npz (`python benchmarks/make_cifar_subset.py --src ../shared/data/cifar10 "
+            "--out .device_data/width_test --train 16 --test 2000`)."
+        )
+    return [text]
 
 
 def width_trend(rows: list[dict], n_images: int) -> list[str]:
@@ -754,17 +871,14 @@ def _int_snn_keys(payload: dict) -> dict:
     return payload
 
 
-def _mean_change(main: dict, check: dict, shift: str) -> tuple[str, float] | None:
-    """The check's mean change of the loss at the summary T, at the first width both have."""
-    for w, rc in sorted(check["results"].items(), key=lambda x: float(x[0])):
-        rm = main["results"].get(w)
-        if rm is None:
-            continue
-        ch = [(_loss(rc, shift, t), _loss(rm, shift, t)) for t in SUMMARY_T]
-        ch = [b - a for b, a in ch if a is not None and b is not None]
-        if ch:
-            return w, sum(ch) / len(ch)
-    return None
+def _mean_change(main: dict, check: dict, shift: str, w: str) -> float | None:
+    """The check's mean change of the loss at the summary T, at width ``w``, where both have one."""
+    rm, rc = main["results"].get(w), check["results"][w]
+    if rm is None:
+        return None
+    ch = [(_loss(rc, shift, t), _loss(rm, shift, t)) for t in SUMMARY_T]
+    ch = [b - a for b, a in ch if a is not None and b is not None]
+    return sum(ch) / len(ch) if ch else None
 
 
 def width_conclusion(payload: dict, checks: list[tuple[str, dict]]) -> list[str]:
@@ -838,35 +952,117 @@ def width_conclusion(payload: dict, checks: list[tuple[str, dict]]) -> list[str]
         rc = {**RECIPE_DEFAULTS, **check["recipe"]}
         rm = {**RECIPE_DEFAULTS, **payload["recipe"]}
         what = ", ".join(f"{k} {rm[k]} -> {rc[k]}" for k in CHECK_KEYS if rm[k] != rc[k])
-        got = [(WIDTH_VARIANTS[s].split(":")[0], _mean_change(payload, check, s)) for s in WIDTH_VARIANTS]
-        got = [(label, m) for label, m in got if m is not None]
-        if not got:
-            continue
-        w = got[0][1][0]
-        d_ann = check["results"][w]["ann_acc"] - payload["results"][w]["ann_acc"]
-        text = (
-            f"The setup check ({what}, `{name}`) changed the loss at width {w} by "
-            + ", ".join(f"{m[1]:+.2f} ({label})" for label, m in got)
-            + " points on average over T = " + ", ".join(map(str, SUMMARY_T))
-            + f", with its ANN {d_ann:+.2f} points from the study's."
-        )  # fmt: skip
-        # The width study's own reading of accuracy: does its membrane-shift loss fall as the ANN gets better?
-        by_acc = [(r["ann_acc"], _loss(r, "membrane", SUMMARY_T[0])) for r in done]
-        loss_falls_with_acc = all(b[1] < a[1] - noise for a, b in zip(by_acc, by_acc[1:], strict=False))
-        mem = dict(got).get(WIDTH_VARIANTS["membrane"].split(":")[0])
-        if d_ann < -noise and mem is not None and mem[1] < -noise and loss_falls_with_acc:
-            text += (
-                " Its ANN is less accurate, and in the width study the less accurate ANN lost more, not less: "
-                "the lower membrane-shift loss is not the accuracy's doing, which points at the setting itself."
-            )
-            bias = dict(got).get(WIDTH_VARIANTS["bias"].split(":")[0])
-            if bias is not None and bias[1] >= -noise:
-                text += (
-                    f" The bias shift's loss did not fall with it ({bias[1]:+.2f}): the gain is the membrane "
-                    "shift's, not the method's as a whole."
-                )
-        out += ["", text]
+        for w in sorted(check["results"], key=float):
+            out += check_conclusion(payload, check, name, what, w, done, noise)
     return out
+
+
+def check_conclusion(payload: dict, check: dict, name: str, what: str, w: str, done: list, noise: float) -> list[str]:
+    """What a setup check says at one width, in a sentence computed from its table."""
+    rc_, rm_ = check["results"][w], payload["results"].get(w)
+    if rm_ is None:
+        return []
+    if rc_.get("error") and not rm_.get("error"):
+        acc = f"{rc_['ann_acc']:.2f}%" if rc_["ann_acc"] is not None else "?"
+        return ["", f"With the setup check's recipe ({what}, `{name}`), width {w} could not be converted (its ANN "
+                    f"{acc}; a layer never fires), while the width study's recipe trains it."]  # fmt: skip
+    got = [(WIDTH_VARIANTS[s].split(":")[0], _mean_change(payload, check, s, w)) for s in WIDTH_VARIANTS]
+    got = [(label, m) for label, m in got if m is not None]
+    if not got or rc_["ann_acc"] is None or rm_["ann_acc"] is None:
+        return []
+    d_ann = rc_["ann_acc"] - rm_["ann_acc"]
+    text = (
+        f"The setup check ({what}, `{name}`) changed the loss at width {w} by "
+        + ", ".join(f"{m:+.2f} ({label})" for label, m in got)
+        + " points on average over T = " + ", ".join(map(str, SUMMARY_T))
+        + f", with its ANN {d_ann:+.2f} points from the study's."
+    )  # fmt: skip
+    # The width study's own reading of accuracy: does its membrane-shift loss fall as the ANN gets better?
+    by_acc = [(r["ann_acc"], _loss(r, "membrane", SUMMARY_T[0])) for r in done]
+    loss_falls_with_acc = all(b[1] < a[1] - noise for a, b in zip(by_acc, by_acc[1:], strict=False))
+    mem = dict(got).get(WIDTH_VARIANTS["membrane"].split(":")[0])
+    if d_ann < -noise and mem is not None and mem < -noise and loss_falls_with_acc:
+        text += (
+            " Its ANN is less accurate, and in the width study the less accurate ANN lost more, not less: "
+            "the lower membrane-shift loss is not the accuracy's doing, which points at the setting itself."
+        )
+        bias = dict(got).get(WIDTH_VARIANTS["bias"].split(":")[0])
+        if bias is not None and bias >= -noise:
+            text += (
+                f" The bias shift's loss did not fall with it ({bias:+.2f}): the gain is the membrane "
+                "shift's, not the method's as a whole."
+            )
+    return ["", text]
+
+
+def _on(flag) -> str:
+    return "on" if flag else "off"
+
+
+def gpu_doc_lines(g: dict) -> list[str]:
+    """The full-width VGG-16 trained and converted on a GPU (``benchmarks/gpu.sh``, collected by
+    ``benchmarks/collect_gpu.py`` into docs/gpu_full_width.json)."""
+    m, r, tr, sub = g.get("machine", {}), g.get("recipe", {}), g.get("training", {}), g.get("subset", {})
+    n_train = sub.get("train_images", "?")
+    conv, diag = g.get("conversion"), g.get("diagnostics")
+    lines = [
+        "## Full width on a GPU: VGG-16 (width 1) on a CIFAR-10 subset",
+        "",
+        "Generated from `docs/gpu_full_width.json`: the training step of `benchmarks/gpu.sh` on one "
+        f"**{m.get('gpu', '?')}** (torch {m.get('torch', '?')}, cuDNN TF32 {_on(m.get('cudnn_allow_tf32'))}, "
+        f"matmul TF32 {_on(m.get('matmul_allow_tf32'))}), collected with `python benchmarks/collect_gpu.py <its "
+        "output folder>`. The GPU machine has no network and takes 64 MiB of files, so it trains on the first "
+        f"{n_train} training images (`benchmarks/prepare_gpu_payload.sh`) and tests on the first "
+        f"{sub.get('test_images', '?')} test images, the width study's test images.",
+        "",
+        f"- Recipe: VGG-16 as the paper defines it, threshold ReLU after {r.get('model.relu_warmup_epochs', '?')} "
+        f"plain-ReLU epochs, SGD lr {r.get('model.optimizer.lr', '?')}, "
+        f"momentum {r.get('model.optimizer.momentum', '?')}, "
+        f"weight decay {r.get('model.optimizer.weight_decay', '?')}, cosine over {r.get('trainer.max_epochs', '?')} "
+        f"epochs (at most {r.get('trainer.max_time', '?')} of training), batch 128, conv dropout 0, FC dropout 0.2; "
+        f"thresholds: max over {r.get('snn.calibration_samples', '?')} training images; membrane shift.",
+    ]
+    if tr:
+        lines.append(
+            f"- Trained {tr['epochs_done']} epochs: train accuracy {tr['train_acc']:.1f}% (augmented), "
+            f"test accuracy {tr['val_acc']:.1f}% on the 2000 test images (the validation curve of the run)."
+        )
+    if conv is None:
+        steps = "; ".join(f"{x['step']}: exit {x['exit']} after {x['seconds']} s" for x in g.get("steps", []))
+        note = g.get("note") or "The conversion did not finish in its time limit."
+        return lines + ["", f"**No conversion result at full width yet.** {note} Steps: {steps}."]
+    ts = sorted(conv["snn_acc"], key=int)
+    per_t = (diag or {}).get("per_t", {})
+    lines += [
+        f"- ANN (threshold ReLU) test accuracy **{conv['ann_acc']:.2f}%** on {conv['num_test_images']} images; "
+        f"simulation of all T in one pass: {conv['seconds']['simulation']:.1f} s.",
+        "",
+        "| T | SNN acc | loss (points) | firing rate | synaptic ops / image | energy SNN / ANN |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in ts:
+        d = per_t.get(t)
+        extra = (
+            f"{d['firing_rate']:.3f} | {d['sops_per_image'] / 1e6:.1f} M | {d['snn_over_ann']:.2f}"
+            if d else "- | - | -"
+        )  # fmt: skip
+        lines.append(f"| {t} | {conv['snn_acc'][t]:.2f}% | {conv['conversion_loss'][t]:+.2f} | {extra} |")
+    if diag:
+        em = diag.get("energy_model") or {}
+        lines += [
+            "",
+            "Firing rate, synaptic operations and energy from `test --snn.diagnostics true` on the same checkpoint "
+            f"(its accuracy: {diag['ann_acc']:.2f}% ANN, the same test images); energy with {em.get('ac_pj')} pJ per "
+            f"accumulate and {em.get('mac_pj')} pJ per MAC ({em.get('source')}).",
+        ]
+    paper = " and ".join(f"{v:+.2f} (T = {t})" for t, v in PAPER_FULL_WIDTH["bias"].items())
+    lines += [
+        "",
+        f"The paper's full-width VGG-16 (300 epochs on all 50000 images, {PAPER_ANN_ACC}%) loses {paper} points with "
+        "threshold + shift. This network is trained for minutes on a subset of the data, so its accuracy is far "
+        "below the paper's; read its losses beside the width study's, whose networks are in the same regime.",
+    ]
+    return lines
 
 
 def rewrite_results_doc(args, out: Path) -> None:
@@ -889,6 +1085,9 @@ def rewrite_results_doc(args, out: Path) -> None:
         for name, check in checks:
             parts += check_doc_lines(payload, check, name)
         parts += width_conclusion(payload, checks)
+    gpu = out / "gpu_full_width.json"
+    if gpu.exists() and not tiny:
+        parts += ["", *gpu_doc_lines(json.loads(gpu.read_text()))]
     (out / f"RESULTS{tiny}.md").write_text("\n".join(parts) + "\n")
 
 
@@ -907,9 +1106,25 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument(
+        "--optimizer",
+        choices=sorted(OPTIMIZERS),
+        default=RECIPE_DEFAULTS["optimizer"],
+        help="adam, or the paper's sgd (momentum 0.9, weight decay 5e-4; its lr is 0.01); cosine schedule",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--conv-dropout", type=float, default=0.0, help="dropout between convs (the paper: 0.2)")
-    p.add_argument("--fc-dropout", type=float, default=0.2, help="dropout between FC layers (the paper: 0.5)")
+    p.add_argument(
+        "--conv-dropout",
+        type=float,
+        default=RECIPE_DEFAULTS["conv_dropout"],
+        help="dropout between convs (the paper: 0.2)",
+    )
+    p.add_argument(
+        "--fc-dropout",
+        type=float,
+        default=RECIPE_DEFAULTS["fc_dropout"],
+        help="dropout between FC layers (the paper: 0.5)",
+    )
     p.add_argument("--train-samples", type=int, default=None)
     p.add_argument("--calibration-samples", type=int, default=5000)
     p.add_argument("--test-samples", type=int, default=1000)
@@ -922,16 +1137,32 @@ def main() -> None:
         help="run the width study instead: the threshold-ReLU VGG-16 at these widths (resumable; see its doc)",
     )
     p.add_argument(
-        "--bias-timesteps", type=int, nargs="+", default=[8, 16, 32, 64], help="width study: the bias shift's T"
+        "--bias-timesteps",
+        type=int,
+        nargs="+",
+        default=RECIPE_DEFAULTS["bias_timesteps"],
+        help="width study: the bias shift's T",
     )
     p.add_argument(
-        "--timesteps", type=int, nargs="+", default=TIMESTEPS, help="width study: the T of the one-pass variants"
+        "--timesteps",
+        type=int,
+        nargs="+",
+        default=RECIPE_DEFAULTS["timesteps"],
+        help="width study: the T of the one-pass variants",
     )
     p.add_argument(
         "--study-name",
         default="width_study",
         help="width study: the stem of its JSON/PNG in --out-dir; 'width_check_<what>' marks a setup check of "
         "one width, which docs/RESULTS.md sets beside the width study's row of that width",
+    )
+    p.add_argument(
+        "--train-only", action="store_true", help="width study: train (or load) every width, simulate nothing yet"
+    )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="width study: where thresholds and simulations run (training: Lightning's choice)",
     )
     p.add_argument("--tiny", action="store_true", help="smoke test: 1 epoch on 256 images, 64 test images")
     p.add_argument("--from-json", default=None, help="rewrite the doc and plot from a previous run's JSON")

@@ -37,7 +37,7 @@ def sha256(path: Path) -> str:
 
 
 def fit_quietly(
-    module: pl.LightningModule, args, work: Path, resume_dir: Path | None = None
+    module: pl.LightningModule, args, work: Path, resume_dir: Path | None = None, callbacks: list | None = None
 ) -> tuple[pl.Trainer, float]:
     """Train ``module`` on real CIFAR-10 for ``args.epochs`` with ``args.seed``; no logger,
     progress bar or validation (the studies evaluate afterwards on fixed images).
@@ -45,11 +45,11 @@ def fit_quietly(
     With ``resume_dir``, the state after every epoch goes to ``resume_dir/last.ckpt`` and a fit
     that finds one there goes on from it (a long study killed midway loses at most one epoch;
     the data order after a resume differs from an uninterrupted run's). Without it, nothing is
-    checkpointed. Returns the trainer (to save a Lightning checkpoint) and this call's training
-    wall time in seconds."""
+    checkpointed. ``callbacks`` are added to the trainer's. Returns the trainer (to save a Lightning
+    checkpoint) and this call's training wall time in seconds."""
     pl.seed_everything(args.seed, workers=True)
     dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=2, train_samples=args.train_samples)
-    callbacks, ckpt_path = [], None
+    callbacks, ckpt_path = list(callbacks or []), None
     if resume_dir is not None:
         from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -72,13 +72,16 @@ def fit_quietly(
     return trainer, time.perf_counter() - t0
 
 
-def evaluation_images(args) -> tuple[list[torch.Tensor], list]:
+def evaluation_images(args, calibration: bool = True) -> tuple[list[torch.Tensor] | None, list]:
     """The calibration batches (``args.calibration_samples`` fixed, seeded, un-augmented training
-    images) and the test batches (the first ``args.test_samples`` test images), both in
-    ``args.batch_size`` chunks: the same for every variant of a study."""
+    images; ``None`` where ``calibration`` is false) and the test batches (the first
+    ``args.test_samples`` test images), both in ``args.batch_size`` chunks: the same for every
+    variant of a study."""
     dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=0)
     dm.setup("fit")
+    test = Subset(dm.test_set, range(min(args.test_samples, len(dm.test_set))))
+    if not calibration:
+        return None, list(DataLoader(test, batch_size=args.batch_size))
     calib = dm.calibration_set(args.calibration_samples, seed=0)
     calib_x = list(torch.stack([calib[i][0] for i in range(len(calib))]).split(args.batch_size))
-    test = Subset(dm.test_set, range(min(args.test_samples, len(dm.test_set))))
     return calib_x, list(DataLoader(test, batch_size=args.batch_size))

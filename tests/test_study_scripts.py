@@ -160,3 +160,84 @@ def test_fit_quietly_leaves_a_checkpoint_to_resume_after_every_epoch(cifar10_dir
     args = argparse.Namespace(data_dir=str(cifar10_dir), epochs=3, seed=0, train_samples=64)
     study.fit_quietly(module, args, tmp_path, resume_dir=resume)
     assert seen == [(0, None), (1, 0), (2, 1)]
+
+
+def _load_fidelity(monkeypatch):
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("fidelity_under_test", REPO / "benchmarks" / "fidelity.py")
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    return fidelity
+
+
+def test_stop_when_dead_ends_a_width_whose_layer_never_fires(cifar10_dir, tmp_path, monkeypatch):
+    """A layer silent on every calibration image after an epoch stops the training there and is
+    named; a healthy network trains to the end."""
+    import argparse
+
+    import torch
+
+    from lightning_snn.module import ConversionModule
+
+    fidelity = _load_fidelity(monkeypatch)
+    import study
+
+    args = argparse.Namespace(data_dir=str(cifar10_dir), epochs=3, seed=0, train_samples=64, test_samples=32)
+    args.calibration_samples, args.batch_size = 64, 32
+    calib_x, _ = study.evaluation_images(args)
+    kwargs = dict(arch="vgg11", width=0.0625, model_kwargs={"conv_dropout": 0.0, "fc_dropout": 0.0})
+
+    healthy, entry = ConversionModule(**kwargs), {}
+    trainer, _ = study.fit_quietly(healthy, args, tmp_path, callbacks=[fidelity.StopWhenDead(calib_x, entry)])
+    assert "stopped_dead" not in entry and trainer.current_epoch == 3
+
+    dead, entry = ConversionModule(**kwargs), {}
+    convs = [m for m in dead.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():  # the fourth conv's output is -1 everywhere: its ReLU never fires, no gradient revives it
+        convs[3].weight.zero_()
+        convs[3].bias.fill_(-1.0)
+    trainer, _ = study.fit_quietly(dead, args, tmp_path, callbacks=[fidelity.StopWhenDead(calib_x, entry)])
+    assert entry["stopped_dead"]["epoch"] == 0 and trainer.current_epoch == 1
+    assert entry["stopped_dead"]["layers"]  # the silent activation site, by its name in the model
+
+
+def test_width_command_names_the_optimizer_and_only_settings_off_their_defaults(monkeypatch):
+    fidelity = _load_fidelity(monkeypatch)
+    recipe = {"epochs": 8, "warmup": 2, "lr": 0.01, "test_samples": 2000, "optimizer": "sgd"}
+    payload = {"args": {"widths": [0.125, 0.25, 0.5]}, "recipe": recipe}
+    cmd = fidelity._width_command(payload)
+    assert cmd == (
+        "python benchmarks/fidelity.py --widths 0.125 0.25 0.5 --epochs 8 --warmup 2 --lr 0.01 "
+        "--test-samples 2000 --optimizer sgd"
+    )
+    old = {"args": {"widths": [0.125]}, "recipe": {**recipe, "lr": 0.001}}
+    del old["recipe"]["optimizer"]  # a state stored before the optimizer was a recipe key: Adam
+    assert "--optimizer" not in fidelity._width_command(old)
+    assert fidelity.OPTIMIZERS["sgd"].startswith("SGD") and "adam" in fidelity.OPTIMIZERS
+
+
+@pytest.mark.slow  # ~1 min on 2 cores: two tiny trainings, then their simulations from a folder of 16 training images
+def test_width_study_trains_first_then_simulates_without_the_training_images(cifar10_dir, tmp_path):
+    """--train-only trains every width and stores its thresholds and ANN counts; a later sitting
+    simulates with only the test images at hand (what a GPU machine that cannot hold the training
+    set gets)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from make_cifar_subset import make_subset
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    proc = run_tiny("fidelity.py", cifar10_dir, tmp_path, "--widths", "0.5", "--optimizer", "sgd", "--train-only")
+    assert "batch 0" not in proc.stdout  # nothing simulated
+    state = json.loads((tmp_path / "work" / "width_study_state.json").read_text())
+    assert state["recipe"]["optimizer"] == "sgd"
+    for e in state["widths"].values():
+        assert e["thresholds"] and all(k.startswith("ann/") for k in e["batches"])
+    few = tmp_path / "few"
+    make_subset(cifar10_dir, few, train=16, test=64)
+    run_tiny("fidelity.py", cifar10_dir, tmp_path, "--widths", "0.5", "--optimizer", "sgd", f"--data-dir={few}")
+    data = json.loads((tmp_path / "docs" / "width_study_tiny.json").read_text())
+    for r in data["results"].values():
+        assert len(r["snn_acc"]["membrane"]) == 7 and r["sim_devices"]["membrane"][0].startswith("cpu")
+    assert "SGD (momentum 0.9, weight decay 5e-4)" in (tmp_path / "docs" / "RESULTS_tiny.md").read_text()
