@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# The GPU check, prepared to finish in under 8 minutes on one H100/H200 with no network:
+# The GPU check, prepared to finish in about 7 minutes on one H100/H200 with no network:
 #   1. the simulation benchmark at full width (our engine with a time_chunk sweep up to 256,
 #      the per-step loops, SpikingJelly if importable, T x ANN forward, the T curve), twice:
 #      batch 128 (all rows, with torch.profiler) and batch 16 (ours + ANN only);
-#   2. a short training run of full-width VGG-16 on a CIFAR-10 subset (2 epochs), ending in
-#      the conversion callback (calibrate -> convert -> SNN accuracy at every T).
+#   2. a training run of full-width VGG-16 on the carried CIFAR-10 subset with the paper's SGD
+#      (lr 0.01, momentum 0.9, weight decay 5e-4; Adam at lr 1e-3..2e-3 killed a layer of the
+#      no-BN VGG-16 at width 1/4 and 1/2 in the width study): TRAIN_EPOCHS epochs (default 40, a
+#      quarter of them plain-ReLU warm-up) or TRAIN_MAX_TIME of training (Lightning's DD:HH:MM:SS,
+#      default 00:00:02:00), whichever comes first, ending in the conversion callback (calibrate ->
+#      convert -> SNN accuracy at T = 4 ... 512 on the 2000 carried test images); then `test` on
+#      the same checkpoint with --snn.diagnostics true (firing rates, synaptic ops, energy).
 #
 # Once, on a machine with the data and network (from the repository root):
 #   bash benchmarks/prepare_gpu_payload.sh     # -> .device_data/cifar10_subset, .whl/*.whl
@@ -16,9 +21,11 @@
 # Environment: OUT (results folder), DEVICE (cuda | cpu, default cuda), TINY=1 (tiny sizes),
 #   PYTHON (default: python3), SUBSET_DIR (default .device_data/cifar10_subset),
 #   WHEEL_DIR (default .whl: wheels installed with --no-index when present),
-#   SIM_TIMEOUT / SIM2_TIMEOUT / TRAIN_TIMEOUT (seconds per step).
+#   SIM_TIMEOUT / SIM2_TIMEOUT / TRAIN_TIMEOUT / DIAG_TIMEOUT (seconds per step), TRAIN_MAX_TIME
+#   (training alone), TRAIN_EPOCHS, STEPS (default "sim train": which parts run).
 # Every step runs under `timeout`; a failed step is reported and the next one still runs.
-# Outputs (flat, at most 8 files): env.txt, gpu.log, sim_b*.json, train_snn_results.json,
+# Outputs (flat, at most 8 files): env.txt, gpu.log, sim_b*.json, train_snn_results.json (fit),
+#   test_snn_results.json (the same checkpoint with diagnostics),
 #   train_metrics.csv, summary.txt.
 set -uo pipefail
 
@@ -33,7 +40,9 @@ PY="${PYTHON:-python3}"
 SUBSET_DIR="${SUBSET_DIR:-$ROOT/.device_data/cifar10_subset}"
 WHEEL_DIR="${WHEEL_DIR:-$ROOT/.whl}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lsnn_gpu.XXXXXX")"
-export PYTHONUNBUFFERED=1 WANDB_MODE=offline WANDB_SILENT=true
+# PYTHONFAULTHANDLER: a step stopped by SIGABRT (SIG=ABRT) prints every thread's Python stack first
+export PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1 WANDB_MODE=offline WANDB_SILENT=true
+STEPS="${STEPS:-sim train}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 exec > >(tee -a "$OUT/gpu.log") 2>&1
 TEE_PID=$!
@@ -41,13 +50,13 @@ START=$(date +%s)
 declare -a STATUS=()
 FAILED=0
 
-step() {  # step NAME TIMEOUT CMD...: run, time and record the exit status of one step
+step() {  # [SIG=ABRT] step NAME TIMEOUT CMD...: run, time and record the exit status of one step
     local name="$1" limit="$2"
     shift 2
     echo
     echo "=== $name (limit ${limit}s) $(date -u +%H:%M:%S) ==="
     local t0=$SECONDS
-    timeout --kill-after=10 "$limit" "$@"
+    timeout --kill-after=10 -s "${SIG:-TERM}" "$limit" "$@"
     local rc=$?
     echo "=== $name: exit $rc after $((SECONDS - t0)) s ==="
     STATUS+=("$name: exit $rc, $((SECONDS - t0)) s")
@@ -90,10 +99,12 @@ else
     SIM_A=(--width 1.0 --batch-size 128 --T 256 --repeats 3 --chunks 1,2,4,8,16,32,64,128,256 --profile)
     SIM_B=(--width 1.0 --batch-size 16 --T 256 --repeats 3 --chunks 1,4,16,64,256 --methods ours,ann)
 fi
-step "simulation benchmark, batch ${SIM_A[3]}" "${SIM_TIMEOUT:-210}" \
-    "$PY" benchmarks/simulation_speed.py --device "$DEVICE" "${SIM_A[@]}" --json "$OUT/sim_b${SIM_A[3]}.json"
-step "simulation benchmark, batch ${SIM_B[3]}" "${SIM2_TIMEOUT:-60}" \
-    "$PY" benchmarks/simulation_speed.py --device "$DEVICE" "${SIM_B[@]}" --json "$OUT/sim_b${SIM_B[3]}.json"
+if [[ " $STEPS " == *" sim "* ]]; then
+    step "simulation benchmark, batch ${SIM_A[3]}" "${SIM_TIMEOUT:-120}" \
+        "$PY" benchmarks/simulation_speed.py --device "$DEVICE" "${SIM_A[@]}" --json "$OUT/sim_b${SIM_A[3]}.json"
+    step "simulation benchmark, batch ${SIM_B[3]}" "${SIM2_TIMEOUT:-40}" \
+        "$PY" benchmarks/simulation_speed.py --device "$DEVICE" "${SIM_B[@]}" --json "$OUT/sim_b${SIM_B[3]}.json"
+fi
 
 # ---- 2. a short training run of full-width VGG-16 on a CIFAR-10 subset ----------------------------
 if [ "$TINY" = "1" ]; then
@@ -110,25 +121,42 @@ else
         SRC="${LIGHTNING_SNN_CIFAR10:-$ROOT/../shared/data/cifar10}"
         [ -f "$SRC/train.npz" ] && "$PY" benchmarks/make_cifar_subset.py --src "$SRC" --out "$SUBSET_DIR"
     fi
-    TRAIN=(--model.width 1.0 --trainer.max_epochs 2 --model.relu_warmup_epochs 1
-        --data.init_args.num_workers 4 --snn.max_test_samples 1000 --snn.calibration_samples 2000
-        --model.lr_scheduler.init_args.T_max 2)
+    EPOCHS="${TRAIN_EPOCHS:-40}"  # a quarter of them plain-ReLU warm-up, as in the width study (2 of 8)
+    TRAIN=(--model.width 1.0 --trainer.max_epochs "$EPOCHS" --model.relu_warmup_epochs $((EPOCHS / 4))
+        --trainer.max_time "${TRAIN_MAX_TIME:-00:00:02:00}"
+        --data.init_args.num_workers 8 --snn.max_test_samples 2000 --snn.calibration_samples 5000
+        --snn.timesteps "[4, 8, 16, 32, 64, 128, 256, 512]" --model.lr_scheduler.init_args.T_max "$EPOCHS")
 fi
+# the paper's optimiser (its appendix A.1); the cosine schedule's T_max is set per size above
+TRAIN+=(--model.optimizer torch.optim.SGD --model.optimizer.lr 0.01 --model.optimizer.momentum 0.9
+    --model.optimizer.weight_decay 0.0005)
 ACCEL=$([ "$DEVICE" = "cuda" ] && echo gpu || echo cpu)
-if [ -f "$SUBSET_DIR/train.npz" ]; then
-    step "training: VGG-16 ${TRAIN[1]} width on $(basename "$SUBSET_DIR")" "${TRAIN_TIMEOUT:-170}" \
-        "$PY" train.py fit -c configs/quickstart.yaml \
-        --data.init_args.data_dir "$SUBSET_DIR" --data.init_args.download false \
-        --model.arch vgg16 --trainer.accelerator "$ACCEL" --trainer.devices 1 \
-        --trainer.enable_checkpointing false --trainer.enable_progress_bar false \
-        --trainer.default_root_dir "$WORK/train" \
-        --trainer.logger pytorch_lightning.loggers.CSVLogger --trainer.logger.save_dir "$WORK/train" \
-        "${TRAIN[@]}"
+COMMON=(-c configs/quickstart.yaml --data.init_args.data_dir "$SUBSET_DIR" --data.init_args.download false
+    --model.arch vgg16 --trainer.accelerator "$ACCEL" --trainer.devices 1 --trainer.enable_progress_bar false
+    --trainer.default_root_dir "$WORK/train" "${TRAIN[@]}")
+if [[ " $STEPS " != *" train "* ]]; then
+    STATUS+=("training: not asked for (STEPS=$STEPS)")
+elif [ -f "$SUBSET_DIR/train.npz" ]; then
+    # fit: train, then the conversion callback without diagnostics (the accuracy at every T)
+    echo "training arguments: ${COMMON[*]}"  # benchmarks/collect_gpu.py reads the recipe from this line
+    "$PY" -c "import numpy as np, sys; print('subset images:', *(f'{s} {len(np.load(f\"{sys.argv[1]}/{s}.npz\")[\"labels\"])}' for s in ('train', 'test')))" "$SUBSET_DIR"
+    step "training: VGG-16 ${TRAIN[1]} width on $(basename "$SUBSET_DIR")" "${TRAIN_TIMEOUT:-230}" \
+        "$PY" train.py fit "${COMMON[@]}" --run_name fullwidth --snn.diagnostics false \
+        --trainer.logger pytorch_lightning.loggers.CSVLogger --trainer.logger.save_dir "$WORK/train"
     # deep log folders do not come back from the device machine: copy the results up
-    RES=$(find "$WORK/train" -name snn_results.json | head -n 1)
+    RES=$(find "$WORK/train" -name 'snn_results*.json' | head -n 1)
     MET=$(find "$WORK/train" -name metrics.csv | head -n 1)
     [ -n "$RES" ] && cp "$RES" "$OUT/train_snn_results.json"
     [ -n "$MET" ] && cp "$MET" "$OUT/train_metrics.csv"
+    # test: the same checkpoint converted again, with diagnostics (firing rates, synaptic operations,
+    # energy, per-layer error at every T); stopped by SIGABRT, so a slow step shows where it was
+    CKPT="$WORK/train/fullwidth/checkpoints/last.ckpt"
+    if [ -f "$CKPT" ]; then
+        SIG=ABRT step "diagnostics: the same checkpoint, test with --snn.diagnostics true" "${DIAG_TIMEOUT:-120}" \
+            "$PY" train.py test "${COMMON[@]}" --ckpt_path "$CKPT" --snn.diagnostics true --trainer.logger false
+        RES=$(find "$WORK/train" -name 'snn_results*.json' -newer "$CKPT" | xargs -r ls -t | head -n 1)
+        [ -n "$RES" ] && cp "$RES" "$OUT/test_snn_results.json"
+    fi
 else
     echo "NOTE: no CIFAR-10 subset at $SUBSET_DIR (run benchmarks/prepare_gpu_payload.sh): training skipped"
     STATUS+=("training: skipped (no data)")
@@ -140,7 +168,9 @@ fi
     for f in "$OUT"/sim_b*.json; do
         [ -f "$f" ] && "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1].rsplit('/',1)[-1], json.dumps(d['ratios']))" "$f"
     done
-    [ -f "$OUT/train_snn_results.json" ] && "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print('ANN acc', d['ann_acc'], 'SNN acc', d['snn_acc'], 'seconds', d['seconds'])" "$OUT/train_snn_results.json"
+    for f in "$OUT"/t*_snn_results.json; do
+        [ -f "$f" ] && "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print(sys.argv[1].rsplit('/',1)[-1], 'ANN acc', d['ann_acc'], 'SNN acc', d['snn_acc'], 'seconds', d['seconds'])" "$f"
+    done
 } | tee "$OUT/summary.txt"
 rm -rf "$WORK"
 exec 1>&- 2>&- # close our end of the log pipe, so tee writes everything before we return

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What benchmarks/gpu.sh needs on a GPU machine with no network, made here (with data and network):
-#   .device_data/cifar10_subset/  the first 10000 train + 2000 test CIFAR-10 images (~37 MB)
+#   .device_data/cifar10_subset/  the first 15000 train + 2000 test CIFAR-10 images (~52 MB)
 #   .whl/                         wheels of the packages the bare GPU image lacks (jsonargparse and
 #                                 its signature extras for the CLI; spikingjelly and loguru for the
 #                                 SpikingJelly rows), for Python 3.12 (the GPU image's python3)
@@ -16,7 +16,7 @@ WHEEL_DIR="${WHEEL_DIR:-$ROOT/.whl}"
 SUBSET_DIR="${SUBSET_DIR:-$ROOT/.device_data/cifar10_subset}"
 SRC="${LIGHTNING_SNN_CIFAR10:-$ROOT/../shared/data/cifar10}"
 
-"$PY" benchmarks/make_cifar_subset.py --src "$SRC" --out "$SUBSET_DIR" --train 10000 --test 2000
+"$PY" benchmarks/make_cifar_subset.py --src "$SRC" --out "$SUBSET_DIR" --train 15000 --test 2000
 
 # pure-Python wheels, pinned to the versions the benchmarks were run with
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "${PY_VERSION:-3.12}" \

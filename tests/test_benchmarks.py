@@ -135,3 +135,20 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path):
     assert sim["checks"]["ours_vs_reference"]["predictions_equal"]
     train = json.loads((out / "train_snn_results.json").read_text())
     assert set(train["snn_acc"]) == {"4", "8"}
+    # the same checkpoint, converted again with diagnostics by `test`
+    diag = json.loads((out / "test_snn_results.json").read_text())
+    assert diag["stage"] == "test" and set(diag["firing_rates"]) == {"4", "8"}
+    assert diag["ann_acc"] == train["ann_acc"] and diag["snn_acc"] == train["snn_acc"]
+
+    # collect_gpu.py turns the folder into the docs' JSON: recipe, subset, training, both conversions
+    sys.path.insert(0, str(BENCH))
+    try:
+        from collect_gpu import collect
+    finally:
+        sys.path.remove(str(BENCH))
+    got = collect(out)
+    assert got["recipe"]["model.optimizer.lr"] == "0.01" and got["recipe"]["model.arch"] == "vgg16"
+    assert got["subset"] == {"train_images": 128, "test_images": 32}
+    assert got["training"]["epochs_done"] == 1
+    assert got["conversion"]["snn_acc"] == train["snn_acc"] and set(got["diagnostics"]["per_t"]) == {"4", "8"}
+    assert [s["exit"] for s in got["steps"]] == [0, 0, 0, 0]

@@ -1,0 +1,107 @@
+"""Collect what ``benchmarks/gpu.sh`` wrote into one JSON for the docs: the GPU and its settings,
+the full-width training (its recipe, epochs done, accuracies), the conversion at every T and the
+diagnostics (firing rate, synaptic operations, energy) of the same checkpoint.
+
+    python benchmarks/collect_gpu.py <gpu.sh output folder> --out docs/gpu_full_width.json
+    python benchmarks/fidelity.py --from-json docs/width_study.json   # docs/RESULTS.md picks it up
+
+Every number comes from the folder's files (env.txt, gpu.log, train_metrics.csv,
+train_snn_results.json, test_snn_results.json); a missing file leaves its part out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+from pathlib import Path
+
+
+def _env(text: str) -> dict:
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("gpu "):  # gpu <name> cuda <v> cudnn <v> cudnn.allow_tf32 <b> matmul.allow_tf32 <b>
+            m = re.match(r"gpu (.+?) cuda (\S+) cudnn (\S+) cudnn\.allow_tf32 (\S+) matmul\.allow_tf32 (\S+)", line)
+            if m:
+                out.update(gpu=m[1], cuda=m[2], cudnn=m[3], cudnn_allow_tf32=m[4] == "True")
+                out["matmul_allow_tf32"] = m[5] == "True"
+        elif line.startswith("python ") and " torch " in line:
+            out["torch"] = line.split(" torch ")[1].split()[0]
+    return out
+
+
+def _recipe(log: str) -> dict:
+    line = next((x for x in log.splitlines() if x.startswith("training arguments: ")), None)
+    if line is None:
+        return {}
+    words = line[len("training arguments: ") :].split()
+    return {words[i].lstrip("-"): words[i + 1] for i in range(len(words) - 1) if words[i].startswith("--")}
+
+
+def _subset(log: str) -> dict:
+    m = re.search(r"^subset images: train (\d+) test (\d+)$", log, flags=re.M)
+    return {"train_images": int(m[1]), "test_images": int(m[2])} if m else {}
+
+
+def _steps(log: str) -> list[dict]:
+    return [
+        {"step": m[1], "exit": int(m[2]), "seconds": int(m[3])}
+        for m in re.finditer(r"^=== (.+?): exit (\d+) after (\d+) s ===$", log, flags=re.M)
+    ]
+
+
+def _training(path: Path) -> dict:
+    rows = list(csv.DictReader(path.open()))
+    train = {int(r["epoch"]): float(r["train/acc"]) for r in rows if r.get("train/acc")}
+    val = {int(r["epoch"]): float(r["val/acc"]) for r in rows if r.get("val/acc")}
+    if not train:
+        return {}
+    last = max(train)
+    return {
+        "epochs_done": last + 1,
+        "train_acc": 100 * train[last],
+        "val_acc": 100 * val[max(val)] if val else None,
+        "val_acc_by_epoch": {e: 100 * a for e, a in sorted(val.items())},
+    }
+
+
+def collect(folder: Path) -> dict:
+    folder = Path(folder)
+    log = (folder / "gpu.log").read_text() if (folder / "gpu.log").exists() else ""
+    out = {"machine": _env((folder / "env.txt").read_text()) if (folder / "env.txt").exists() else {}}
+    out["recipe"], out["subset"], out["steps"] = _recipe(log), _subset(log), _steps(log)
+    if (folder / "train_metrics.csv").exists():
+        out["training"] = _training(folder / "train_metrics.csv")
+    keep = ("ann_acc", "snn_acc", "conversion_loss", "num_test_images", "calibration_images", "seconds", "shift")
+    for name, key in (("train_snn_results.json", "conversion"), ("test_snn_results.json", "diagnostics")):
+        if (folder / name).exists():
+            r = json.loads((folder / name).read_text())
+            out[key] = {k: r[k] for k in keep if k in r}
+            if "firing_rates" in r:
+                out[key]["per_t"] = {
+                    t: {
+                        "firing_rate": r["firing_rates"][t]["network"],
+                        "sops_per_image": r["synaptic_ops"][t]["per_image"],
+                        "snn_uj": r["energy"][t]["snn_uj"],
+                        "ann_uj": r["energy"][t]["ann_uj"],
+                        "snn_over_ann": r["energy"][t]["snn_over_ann"],
+                    }
+                    for t in r["firing_rates"]
+                }
+                out[key]["energy_model"] = r.get("energy_model")
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folder", help="what benchmarks/gpu.sh wrote ($OUT)")
+    p.add_argument("--out", default="docs/gpu_full_width.json")
+    args = p.parse_args()
+    payload = collect(Path(args.folder))
+    Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {args.out}: {', '.join(k for k in payload if payload[k])}")
+
+
+if __name__ == "__main__":
+    main()
