@@ -636,7 +636,7 @@ def check_doc_lines(main: dict, check: dict, json_name: str) -> list[str]:
                 )  # fmt: skip
                 notes.append(f"- Width {w}, {label}: the check's loss is **{verdict}** "
                              f"(mean change {sum(changes) / len(changes):+.2f} points).")  # fmt: skip
-        if abs(rc_["ann_acc"] - rm_["ann_acc"]) > noise:
+        if abs(rc_["ann_acc"] - rm_["ann_acc"]) > noise and not rc_.get("error"):
             notes.append(
                 f"- Width {w}: the check's ANN is {rc_['ann_acc'] - rm_['ann_acc']:+.2f} points from the study's, so "
                 "each loss is measured against another ANN: part of a change may come with the accuracy, not the "
