@@ -43,10 +43,11 @@ def shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
 class SigtermFlag:
     """Catch SIGTERM while the SNN evaluation runs, to stop at the next batch.
 
-    At the end of ``fit`` Lightning has already put its own signal handlers away (``on_fit_end``
-    runs after the trainer's teardown), so a SIGTERM would otherwise kill the process mid-write
-    or be swallowed by another library's handler. The previous handler is called too (Lightning's
-    forwards the signal to its DDP workers) and restored afterwards. Main thread only.
+    Lightning's own handler is in place while a fit or test runs, but not after the trainer's
+    teardown (a fit whose training loop never ran converts in ``on_fit_end``; a direct call to
+    :meth:`SNNConversion.evaluate` after ``fit`` returned), where a SIGTERM would otherwise kill the
+    process mid-write or be swallowed by another library's handler. The previous handler is called
+    too (Lightning's forwards the signal to its DDP workers) and restored afterwards. Main thread only.
     """
 
     def __init__(self) -> None:
@@ -77,7 +78,7 @@ def until_sigterm(trainer: pl.Trainer, batches: Iterable, flag: SigtermFlag | No
         if getattr(trainer, "received_sigterm", False):
             raise SIGTERMException
         if flag is not None and flag.received:
-            # Lightning's handler (gone by on_fit_end) would pass the signal on to the DDP workers it
+            # Lightning's handler (gone after the teardown) would pass the signal on to the DDP workers it
             # started; do the same, so that they stop too instead of waiting in a collective
             launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
             if launcher is not None:
@@ -205,8 +206,20 @@ class SNNConversion(pl.Callback):
                 )
             check_writable(path, "snn.results_file")
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_evaluated = False
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # here, not in on_fit_end: Lightning calls on_fit_end after its teardown, which has moved the
+        # model to the CPU (a GPU run would calibrate and simulate on the CPU, and DDP over NCCL
+        # could not all-reduce the thresholds)
         if self.on_fit:
+            self._fit_evaluated = True
+            self.evaluate(trainer, pl_module, stage="fit")
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # a fit whose training loop did not run (limit_train_batches=0) has no on_train_end
+        if self.on_fit and not getattr(self, "_fit_evaluated", False):
             self.evaluate(trainer, pl_module, stage="fit")
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -234,6 +247,19 @@ class SNNConversion(pl.Callback):
         if not hasattr(datamodule, "test_set"):
             datamodule.setup("test")
         model = pl_module.model if hasattr(pl_module, "model") else pl_module
+        # the trainer's device, not the module's: after the trainer's teardown (on_fit_end, or a
+        # call after fit returned) Lightning has moved the module to the CPU
+        device = trainer.strategy.root_device
+        home = getattr(pl_module, "device", device)
+        if home != device:
+            pl_module.to(device)
+        try:
+            return self._evaluate(trainer, model, datamodule, stage, device)
+        finally:
+            if home != device:
+                pl_module.to(home)
+
+    def _evaluate(self, trainer: pl.Trainer, model, datamodule, stage: str, device) -> dict[str, Any]:
         calibration = datamodule.calibration_set(self.calibration_samples, self.calibration_seed)
         test_set = datamodule.test_set
         if self.max_test_samples is not None and self.max_test_samples < len(test_set):
@@ -256,7 +282,7 @@ class SNNConversion(pl.Callback):
                 shift=self.shift,
                 readout=self.readout,
                 time_chunk=self.time_chunk,
-                device=pl_module.device,
+                device=device,
                 calibration=self.calibration,
                 percentile=self.percentile,
                 correction=self.correction,

@@ -10,6 +10,7 @@ import stat
 from types import SimpleNamespace
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from lightning_snn.callbacks.run_files import MARKER, check_writable, claim_dir, free_path
 from lightning_snn.callbacks.snn_conversion import (
@@ -20,7 +21,7 @@ from lightning_snn.callbacks.snn_conversion import (
     write_json_atomic,
 )
 from pytorch_lightning.utilities.exceptions import SIGTERMException
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 
 def test_results_file_is_never_half_written(tmp_path):
@@ -135,6 +136,7 @@ def fake_trainer(tmp_path, **overrides) -> FakeTrainer:
         global_step=10,
         received_sigterm=False,
         progress_bar_callback=None,
+        strategy=SimpleNamespace(root_device=torch.device("cpu")),
         datamodule=SimpleNamespace(
             calibration_set=lambda n, seed: TensorDataset(torch.ones(8, 16)),
             test_set=TensorDataset(torch.ones(8, 16), torch.zeros(8, dtype=torch.long)),
@@ -234,3 +236,68 @@ def test_sigterm_during_the_evaluation_sets_the_flag_and_the_old_handler_comes_b
         assert calls == [signal.SIGTERM, signal.SIGTERM]  # restored
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# ---- where in Lightning's fit the conversion runs ----------------------------------------------
+class TinyData(pl.LightningDataModule):
+    """Random 32x32 images with what the callback reads from a DataModule."""
+
+    eval_batch_size, num_workers = 8, 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.data = TensorDataset(torch.rand(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g))
+        self.test_set = self.data
+
+    def train_dataloader(self):
+        return DataLoader(self.data, batch_size=8)
+
+    def calibration_set(self, n, seed):
+        return TensorDataset(self.data.tensors[0])
+
+
+def fit_recording(tmp_path, **trainer_kwargs) -> tuple[list, SNNConversion]:
+    """Fit a tiny VGG with the callback; return the order of the evaluations and the strategy's
+    teardown (which moves the model to the CPU), with the device the trainer ran on."""
+    from lightning_snn.module import ConversionModule
+
+    events: list = []
+    callback = SNNConversion(timesteps=[2, 4], diagnostics=False)
+    evaluate = callback.evaluate
+
+    def recording_evaluate(trainer, pl_module, stage):
+        events.append(("evaluate", stage, next(pl_module.parameters()).device == trainer.strategy.root_device))
+        return evaluate(trainer, pl_module, stage)
+
+    callback.evaluate = recording_evaluate
+    trainer = pl.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+        callbacks=[callback],
+        **trainer_kwargs,
+    )
+    teardown = trainer.strategy.teardown
+    trainer.strategy.teardown = lambda: (events.append(("teardown",)), teardown())[1]
+    torch.manual_seed(0)
+    module = ConversionModule(arch="vgg11", width=1 / 16, relu_warmup_epochs=0)
+    trainer.fit(module, datamodule=TinyData())
+    return events, callback
+
+
+def test_the_fit_conversion_runs_before_the_teardown_moves_the_model_to_the_cpu(tmp_path):
+    # on_fit_end comes after Lightning's teardown, which moves the model to the CPU: a GPU run
+    # converted on the CPU there (session 6: a full-width VGG-16 on an H100 did not finish in 4 min)
+    events, callback = fit_recording(tmp_path)
+    assert events == [("evaluate", "fit", True), ("teardown",)]
+    assert callback.results["stage"] == "fit" and callback.results["epoch"] == 1
+
+
+def test_a_fit_without_a_training_loop_still_converts_once_on_the_trainers_device(tmp_path):
+    events, callback = fit_recording(tmp_path, limit_train_batches=0)  # no on_train_end at all
+    assert events == [("teardown",), ("evaluate", "fit", True)]
+    assert callback.results["stage"] == "fit"
