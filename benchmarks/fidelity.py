@@ -785,6 +785,41 @@ def _where_lines(rows: list[dict]) -> list[str]:
     return [text]
 
 
+def trend(losses: list[float], noise: float) -> str:
+    """How a loss moves across the widths, in words, from its steps (one per doubling) and its net
+    change, each read as a move only beyond ``noise``:
+
+    - ``falls`` / ``grows``: every step, the same way;
+    - ``flat``: no step and no net change beyond the noise;
+    - ``falls overall`` / ``grows overall``: a net move, with flat steps but none the other way;
+    - ``up and down``: steps both ways (one training per width: the training's own spread shows).
+    """
+    steps = [b - a for a, b in zip(losses, losses[1:])]
+    ups, downs = [d > noise for d in steps], [d < -noise for d in steps]
+    net = losses[-1] - losses[0]
+    if any(ups) and any(downs):
+        return "up and down"
+    if all(downs):
+        return "falls"
+    if all(ups):
+        return "grows"
+    if net < -noise:
+        return "falls overall"
+    if net > noise:
+        return "grows overall"
+    return "flat"
+
+
+TREND_WORDS = {
+    "falls": "falls at every doubling of width",
+    "grows": "grows at every doubling of width",
+    "flat": "does not change beyond noise",
+    "falls overall": "lower at the widest width, not lower at every doubling",
+    "grows overall": "higher at the widest width, not higher at every doubling",
+    "up and down": "up and down: moves both ways between widths by more than the noise",
+}
+
+
 def width_trend(rows: list[dict], n_images: int) -> list[str]:
     """Plain statements a reader can check against the tables: how each variant's loss at the
     summary T changes from the narrowest to the widest width that has finished."""
@@ -821,15 +856,7 @@ def width_trend(rows: list[dict], n_images: int) -> list[str]:
             if len(losses) < 2:
                 continue
             seq = ", ".join(f"{x:+.2f} (w {w:g})" for w, x in losses)
-            diffs = [b[1] - a[1] for a, b in zip(losses, losses[1:])]
-            if all(d < -noise for d in diffs):
-                verdict = "falls at every doubling of width"
-            elif losses[-1][1] < losses[0][1] - noise:
-                verdict = "falls overall, not at every step"
-            elif losses[-1][1] > losses[0][1] + noise:
-                verdict = "grows with width"
-            else:
-                verdict = "does not change beyond noise"
+            verdict = TREND_WORDS[trend([x for _, x in losses], noise)]
             out.append(f"- {label}, T = {t}: {seq}: **{verdict}**.")
     out += width_extrapolation(done)
     return out
@@ -895,43 +922,72 @@ def width_conclusion(payload: dict, checks: list[tuple[str, dict]]) -> list[str]
         f"a change counts beyond {noise:.1f} points):"
     )
     out += [text, ""]
-    moved = {}
+    kinds = {}  # shift -> {T: trend}
     for shift, label in WIDTH_VARIANTS.items():
-        ts = [t for t in SUMMARY_T if _loss(lo, shift, t) is not None and _loss(hi, shift, t) is not None]
-        falls = [t for t in ts if _loss(hi, shift, t) < _loss(lo, shift, t) - noise]
-        grows = [t for t in ts if _loss(hi, shift, t) > _loss(lo, shift, t) + noise]
-        moved[shift] = (ts, falls, grows)
+        kinds[shift] = {}
+        for t in SUMMARY_T:
+            losses = [_loss(r, shift, t) for r in done]
+            if all(x is not None for x in losses):
+                kinds[shift][t] = trend(losses, noise)
+        by_kind: dict[str, list[int]] = {}
+        for t, k in kinds[shift].items():
+            by_kind.setdefault(k, []).append(t)
         out.append(
-            f"- {label}: the loss falls at {len(falls)} of {len(ts)} T"
-            + (f" (T = {', '.join(map(str, falls))})" if falls else "")
-            + f" and grows at {len(grows)}"
-            + (f" (T = {', '.join(map(str, grows))})" if grows else "")
+            f"- {label}: "
+            + "; ".join(f"{TREND_WORDS[k].split(':')[0]} at T = {', '.join(map(str, ts))}" for k, ts in by_kind.items())
             + "."
-        )
+        )  # fmt: skip
     out.append("")
-    n_ts = sum(len(moved[s][0]) for s in ("bias", "membrane"))
-    n_falls = sum(len(moved[s][1]) for s in ("bias", "membrane"))
-    n_grows = sum(len(moved[s][2]) for s in ("bias", "membrane"))
+    pairs = [k for s in ("bias", "membrane") for k in kinds[s].values()]
+    n_falls = sum(k in ("falls", "falls overall") for k in pairs)
+    n_grows = sum(k in ("grows", "grows overall") for k in pairs)
+    n_both = pairs.count("up and down")
     text = (
-        f"For the paper's method, threshold + shift, the loss falls at {n_falls} of {n_ts} (shift, T) pairs "
-        f"and grows at {n_grows}: "
+        f"For the paper's method, threshold + shift, over the {len(pairs)} (shift, T) pairs the loss falls with "
+        f"width at {n_falls}, grows at {n_grows}, moves both ways at {n_both} and stays within noise at "
+        f"{pairs.count('flat')}: "
     )
-    if n_falls > n_ts / 2 and n_grows == 0:
+    if n_falls > len(pairs) / 2 and n_grows == 0 and n_both == 0:
         text += (
             "the trend points the paper's way, and part of the gap to its full-width numbers is the network's scale. "
         )
-    elif n_grows >= n_falls:
+    elif n_grows > n_falls:
         text += "a wider network does not convert better here. "
+    elif n_both:
+        text += (
+            "no steady trend with width. With one training per width, a loss that moves both ways by more than "
+            "the test-image noise suggests that two trainings of one recipe can differ that much at short T (the "
+            "seed-to-seed spread is not measured here). "
+        )
     else:
-        text += "mostly the paper's way, not at every T. "
-    ts, falls, grows = moved["none"]
-    if len(grows) > len(falls):
-        text += "The threshold alone goes the other way: without the shift, a wider network loses more. "
-    elif len(falls) > len(grows):
-        text += "The threshold alone also improves with width. "
+        text += "the paper's way where it moves, not at every T. "
+    for shift in ("membrane", "bias"):
+        worst = [_loss(r, shift, t) for r in done for t in SUMMARY_T[1:]]
+        if worst and all(x is not None for x in worst):
+            text += (
+                f"{WIDTH_VARIANTS[shift].split(':')[0]} loses at most {max(worst):+.2f} points at "
+                f"T = {', '.join(map(str, SUMMARY_T[1:]))} at every width. "
+            )
+    none_kinds = kinds["none"]
+    if none_kinds:
+        text += (
+            "The threshold alone: "
+            + "; ".join(f"{TREND_WORDS[k].split(':')[0]} at T = {t}" for t, k in none_kinds.items())
+            + ". "
+        )
     gaps = [(s, t, _loss(hi, s, t), p) for s, paper in PAPER_FULL_WIDTH.items() for t, p in paper.items()
             if _loss(hi, s, t) is not None]  # fmt: skip
     above = [g for g in gaps if g[2] > g[3] + noise]
+    matched = [g for g in gaps if g[2] <= g[3] + noise]
+    if matched and above:
+        text += (
+            f"At width {hi['width']:g}, the widest run, the paper's full-width loss is matched (within the noise or "
+            "below) by "
+            + "; ".join(
+                f"{WIDTH_VARIANTS[s].split(':')[0]} at T = {t} ({x:+.2f}, the paper {p:+.2f})" for s, t, x, p in matched
+            )  # fmt: skip
+            + ". "
+        )
     if above:
         text += (
             f"The gap is not closed at width {hi['width']:g}, the widest run: "
@@ -944,7 +1000,7 @@ def width_conclusion(payload: dict, checks: list[tuple[str, dict]]) -> list[str]
     elif gaps:
         text += f"At width {hi['width']:g} every loss the paper reports is matched (within two test images or below). "
     text += (
-        "Width and ANN accuracy rise together in this study, so it cannot say which of the two lowers the loss; "
+        "Width and ANN accuracy rise together in this study, so it cannot tell their effects apart; "
         "the second row of the figure plots the same losses against the ANN's accuracy."
     )
     out.append(text)

@@ -136,6 +136,24 @@ def test_width_extrapolation_reads_the_line_through_log_width_at_width_1(monkeyp
     assert fidelity.width_extrapolation(rows[:2]) == []  # two points: no line drawn
 
 
+def test_width_trend_words_say_when_a_loss_moves_both_ways(monkeypatch):
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("fidelity_trend", REPO / "benchmarks" / "fidelity.py")
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    trend = fidelity.trend
+    assert trend([12.0, 6.0, 2.0], 1.0) == "falls"
+    assert trend([2.0, 6.0, 12.0], 1.0) == "grows"
+    assert trend([12.65, 22.05, 2.50], 1.0) == "up and down"  # the width study's bias shift at T = 16
+    assert trend([15.8, 29.95, 18.5], 1.0) == "up and down"  # lower at the ends than between: not "grows"
+    assert trend([2.25, 2.10, -0.70], 1.0) == "falls overall"
+    assert trend([0.25, 0.80, 0.25], 1.0) == "flat"
+    assert trend([1.0, 1.9, 2.8], 1.0) == "grows overall"  # no step beyond the noise, the net change is
+    assert set(fidelity.TREND_WORDS) == {"falls", "grows", "flat", "falls overall", "grows overall", "up and down"}
+
+
 def test_fit_quietly_leaves_a_checkpoint_to_resume_after_every_epoch(cifar10_dir, tmp_path, monkeypatch):
     """A study killed in epoch k loses at most that epoch: last.ckpt is on disk at every epoch start."""
     import argparse
