@@ -312,7 +312,7 @@ RECIPE_KEYS = (
 # are also the argparse defaults, and a command printed for the doc names only the keys that differ.
 RECIPE_DEFAULTS = {
     "conv_dropout": 0.0, "fc_dropout": 0.2, "timesteps": TIMESTEPS, "bias_timesteps": [8, 16, 32, 64],
-    "optimizer": "adam",
+    "optimizer": "adam", "seed": 0, "train_samples": None, "calibration_samples": 5000, "batch_size": 250,
 }  # fmt: skip
 
 
@@ -574,6 +574,8 @@ def _width_command(payload: dict) -> str:
     ]
     if recipe["optimizer"] != RECIPE_DEFAULTS["optimizer"]:
         parts.append(f"--optimizer {recipe['optimizer']}")
+    parts += [f"--{k.replace('_', '-')} {recipe[k]}" for k in ("seed", "train_samples", "calibration_samples",
+              "batch_size") if recipe[k] != RECIPE_DEFAULTS[k]]  # fmt: skip
     parts += [f"--{k.replace('_', '-')} {recipe[k]:g}" for k in ("conv_dropout", "fc_dropout")
               if recipe[k] != RECIPE_DEFAULTS[k]]  # fmt: skip
     for k in ("timesteps", "bias_timesteps"):
@@ -600,8 +602,8 @@ def check_doc_lines(main: dict, check: dict, json_name: str) -> list[str]:
         "",
         f"### Setup check: {what}",
         "",
-        f"Generated from `docs/{json_name}`: the width-study recipe with only {what}; same seed, data, "
-        "calibration and test images. Rerun with:",
+        f"Generated from `docs/{json_name}`: the width-study recipe with only {what}; same "
+        f"{'' if 'seed' in changed else 'seed, '}data, calibration and test images. Rerun with:",
         "",
         f"    {_width_command(check)}",
         "",
@@ -646,9 +648,17 @@ def check_doc_lines(main: dict, check: dict, json_name: str) -> list[str]:
             f"- Width {w}: the check's checkpoint sha256 `{rc_.get('sha256')}`, training "
             f"{(rc_.get('train_seconds') or 0) / 60:.0f} min."
         )
-    lines += ["", *notes, "",
-              "One training per recipe: a change here also holds the seed-to-seed spread of two trainings, "
-              "which this check does not measure; read a change of a point or less as unresolved."]  # fmt: skip
+    if changed == ["seed"]:
+        spread = (
+            "Only the seed changed: this check *is* the seed-to-seed spread of two trainings of one recipe. "
+            "A difference between widths of the width study no larger than the changes here is within it."
+        )
+    else:
+        spread = (
+            "One training per recipe: a change here also holds the seed-to-seed spread of two trainings, "
+            "which this check does not measure; read a change of a point or less as unresolved."
+        )
+    lines += ["", *notes, "", spread]  # fmt: skip
     return lines
 
 
@@ -956,8 +966,8 @@ def width_conclusion(payload: dict, checks: list[tuple[str, dict]]) -> list[str]
     elif n_both:
         text += (
             "no steady trend with width. With one training per width, a loss that moves both ways by more than "
-            "the test-image noise suggests that two trainings of one recipe can differ that much at short T (the "
-            "seed-to-seed spread is not measured here). "
+            "the test-image noise suggests that two trainings of one recipe can differ that much at short T (a "
+            "seed check below, where there is one, measures that spread at one width). "
         )
     else:
         text += "the paper's way where it moves, not at every T. "
@@ -1026,6 +1036,27 @@ def check_conclusion(payload: dict, check: dict, name: str, what: str, w: str, d
     got = [(label, m) for label, m in got if m is not None]
     if not got or rc_["ann_acc"] is None or rm_["ann_acc"] is None:
         return []
+    if what.startswith("seed ") and "," not in what:  # the training's own spread, beside the width study's moves
+        changes = [(abs(_loss(rc_, s, t) - _loss(rm_, s, t)), s, t) for s in WIDTH_VARIANTS for t in SUMMARY_T
+                   if _loss(rc_, s, t) is not None and _loss(rm_, s, t) is not None]  # fmt: skip
+        moves = [(abs(_loss(b, s, t) - _loss(a, s, t)), s, t) for s in ("bias", "membrane") for t in SUMMARY_T
+                 for a, b in zip(done, done[1:])
+                 if _loss(a, s, t) is not None and _loss(b, s, t) is not None]  # fmt: skip
+        if changes and moves:
+            c, m = max(changes), max(moves)
+            return ["", (
+                f"Two trainings of width {w} that differ only in the seed ({what}, `{name}`) reach ANNs "
+                f"{abs(rc_['ann_acc'] - rm_['ann_acc']):.2f} points apart, and their losses differ by up to {c[0]:.2f} "
+                f"points ({WIDTH_VARIANTS[c[1]].split(':')[0]} at T = {c[2]}). The largest move of a shifted loss "
+                f"between neighbouring widths in the study is {m[0]:.2f} points ({WIDTH_VARIANTS[m[1]].split(':')[0]} "
+                f"at T = {m[2]}): "
+                + (f"of the same order as the spread of two seeds at width {w}, so one training per width cannot "
+                   "tell such a move from the training's own spread."
+                   if m[0] <= 2 * c[0] else
+                   f"more than twice the spread of two seeds at width {w} (one pair of seeds, at one width), so that "
+                   f"move is larger than this measure of the training's spread; moves of up to {c[0]:.2f} points are "
+                   "within it.")
+            )]  # fmt: skip
     d_ann = rc_["ann_acc"] - rm_["ann_acc"]
     text = (
         f"The setup check ({what}, `{name}`) changed the loss at width {w} by "
@@ -1168,7 +1199,7 @@ def main() -> None:
         default=RECIPE_DEFAULTS["optimizer"],
         help="adam, or the paper's sgd (momentum 0.9, weight decay 5e-4; its lr is 0.01); cosine schedule",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=RECIPE_DEFAULTS["seed"])
     p.add_argument(
         "--conv-dropout",
         type=float,
@@ -1181,10 +1212,10 @@ def main() -> None:
         default=RECIPE_DEFAULTS["fc_dropout"],
         help="dropout between FC layers (the paper: 0.5)",
     )
-    p.add_argument("--train-samples", type=int, default=None)
-    p.add_argument("--calibration-samples", type=int, default=5000)
+    p.add_argument("--train-samples", type=int, default=RECIPE_DEFAULTS["train_samples"])
+    p.add_argument("--calibration-samples", type=int, default=RECIPE_DEFAULTS["calibration_samples"])
     p.add_argument("--test-samples", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--batch-size", type=int, default=RECIPE_DEFAULTS["batch_size"])
     p.add_argument(
         "--widths",
         type=float,

@@ -137,12 +137,7 @@ def test_width_extrapolation_reads_the_line_through_log_width_at_width_1(monkeyp
 
 
 def test_width_trend_words_say_when_a_loss_moves_both_ways(monkeypatch):
-    import importlib.util
-
-    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("fidelity_trend", REPO / "benchmarks" / "fidelity.py")
-    fidelity = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fidelity)
+    fidelity = _load_fidelity(monkeypatch)
     trend = fidelity.trend
     assert trend([12.0, 6.0, 2.0], 1.0) == "falls"
     assert trend([2.0, 6.0, 12.0], 1.0) == "grows"
@@ -152,6 +147,28 @@ def test_width_trend_words_say_when_a_loss_moves_both_ways(monkeypatch):
     assert trend([0.25, 0.80, 0.25], 1.0) == "flat"
     assert trend([1.0, 1.9, 2.8], 1.0) == "grows overall"  # no step beyond the noise, the net change is
     assert set(fidelity.TREND_WORDS) == {"falls", "grows", "flat", "falls overall", "grows overall", "up and down"}
+
+
+def test_a_seed_check_is_read_as_the_trainings_spread_beside_the_width_moves(monkeypatch):
+    fidelity = _load_fidelity(monkeypatch)
+
+    def row(width, ann, bias16):  # every loss 1 point, but the bias shift's at T = 16
+        loss = {s: {t: 1.0 for t in fidelity.SUMMARY_T} for s in fidelity.WIDTH_VARIANTS}
+        loss["bias"][16] = bias16
+        return {
+            "width": width,
+            "ann_acc": ann,
+            "snn_acc": {s: {t: ann - x for t, x in d.items()} for s, d in loss.items()},
+        }
+
+    done = [row(0.125, 50.0, 12.0), row(0.25, 60.0, 22.0), row(0.5, 66.0, 2.0)]  # moves of 10 and 20 points
+    main = {"results": {"0.125": done[0]}}
+    for other, words in ((row(0.125, 55.0, 6.0), "more than twice"), (row(0.125, 55.0, 2.0), "of the same order")):
+        lines = fidelity.check_conclusion(main, {"results": {"0.125": other}}, "width_check_seed.json", "seed 0 -> 1",
+                                          "0.125", done, 1.0)  # fmt: skip
+        text = " ".join(lines)
+        assert "ANNs 5.00 points apart" in text and words in text, text
+        assert "20.00 points (TS at T = 16)" in text  # the largest move between neighbouring widths
 
 
 def test_fit_quietly_leaves_a_checkpoint_to_resume_after_every_epoch(cifar10_dir, tmp_path, monkeypatch):
@@ -234,6 +251,12 @@ def test_width_command_names_the_optimizer_and_only_settings_off_their_defaults(
     del old["recipe"]["optimizer"]  # a state stored before the optimizer was a recipe key: Adam
     assert "--optimizer" not in fidelity._width_command(old)
     assert fidelity.OPTIMIZERS["sgd"].startswith("SGD") and "adam" in fidelity.OPTIMIZERS
+    # a seed check: its command must name the seed (session 7's first seed-check doc printed it without)
+    full = {**recipe, "seed": 0, "train_samples": None, "calibration_samples": 5000, "batch_size": 250}
+    assert fidelity._width_command({**payload, "recipe": full}) == cmd  # a stored recipe has every key
+    seed = {"args": {"widths": [0.125], "study_name": "width_check_seed", "work_dir": "runs/s"},
+            "recipe": {**full, "seed": 1}}  # fmt: skip
+    assert "--optimizer sgd --seed 1 --study-name width_check_seed" in fidelity._width_command(seed)
 
 
 @pytest.mark.slow  # ~1 min on 2 cores: two tiny trainings, then their simulations from a folder of 16 training images
