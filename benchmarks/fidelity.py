@@ -832,7 +832,7 @@ TREND_WORDS = {
 
 def width_trend(rows: list[dict], n_images: int) -> list[str]:
     """Plain statements a reader can check against the tables: how each variant's loss at the
-    summary T changes from the narrowest to the widest width that has finished."""
+    summary T moves across the finished widths (:func:`trend`: every step, not just the ends)."""
     done = [r for r in rows if r["ann_acc"] is not None and r["snn_acc"].get("membrane") is not None]
     pending = [f"{r['width']:g}" for r in rows if r not in done and not r.get("error")]
     out = []
