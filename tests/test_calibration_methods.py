@@ -87,10 +87,13 @@ def test_channel_thresholds_are_per_channel_maxima():
     model = small_cnn()
     x = torch.rand(40, 3, 8, 8)
     th = calibrate_thresholds(model, list(x.split(16)), method="channel")
+    # the activations of the very batches calibrated on: a conv of 40 images at once may round
+    # differently in the last bit than of 16 (oneDNN picks kernels by shape), and the maxima are
+    # bit-equal only as selections of the same values
     with torch.no_grad():
-        a1 = torch.relu(model[0](x))
-        a2 = torch.relu(model[3](model[2](a1)))
-        a3 = torch.relu(model[6](a2.flatten(1)))
+        a1 = torch.cat([torch.relu(model[0](b)) for b in x.split(16)])
+        a2 = torch.cat([torch.relu(model[3](model[2](b))) for b in a1.split(16)])
+        a3 = torch.cat([torch.relu(model[6](b.flatten(1))) for b in a2.split(16)])
     for name, act in (("1", a1), ("4", a2), ("7", a3)):
         dims = [d for d in range(act.dim()) if d != 1]
         expected = act.amax(dims)

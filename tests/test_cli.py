@@ -134,6 +134,8 @@ def test_fit_then_test_gives_identical_snn_numbers(cifar10_dir, tmp_path):
     assert test_json != fit_json
     test = json.loads(test_json.read_text())
     assert test["stage"] == "test"
+    # exact: the same weights on the same images in batches of the same size, in one machine's same
+    # arithmetic (a run on another CPU would give other bits, but both stages run here)
     for key in ("ann_acc", "snn_acc", "conversion_loss", "thresholds"):
         assert test[key] == fit[key], key
 
@@ -215,10 +217,24 @@ def test_ddp_thresholds_and_accuracy_equal_one_process(cifar10_dir, tmp_path):
     )
     ddp = json.loads(results_files(tmp_path)[-1].read_text())
     assert ddp["world_size"] == 2 and single["world_size"] == 1
-    assert ddp["thresholds"] == single["thresholds"]
-    assert ddp["output_threshold"] == single["output_threshold"]
-    assert ddp["snn_acc"] == single["snn_acc"]
-    assert ddp["ann_acc"] == single["ann_acc"]
+    # every image seen once: exact counts
+    for key in ("num_test_images", "calibration_images"):
+        assert ddp[key] == single[key], key
+    # a maximum is one of the values the ranks computed, but the ranks compute them at other batch
+    # sizes and thread counts, which oneDNN may round differently in the last bit (another CPU did, by
+    # 3.7e-9): equal to float32 rounding. A threshold from one rank only, or summed, is far off.
+    assert ddp["thresholds"].keys() == single["thresholds"].keys()
+    for name, value in single["thresholds"].items():
+        assert ddp["thresholds"][name] == pytest.approx(value, rel=1e-5), name
+    assert ddp["output_threshold"] == pytest.approx(single["output_threshold"], rel=1e-5)
+    # correct-prediction counts are whole numbers summed over ranks (a rank's images left out or counted
+    # twice shows in the exact image counts above); a last-bit difference can flip a prediction only on
+    # a near tie: at most one image of the 96 here
+    one_image = 100.0 / single["num_test_images"]
+    assert abs(ddp["ann_acc"] - single["ann_acc"]) <= one_image + 1e-9
+    assert ddp["snn_acc"].keys() == single["snn_acc"].keys()
+    for t, acc in single["snn_acc"].items():
+        assert abs(ddp["snn_acc"][t] - acc) <= one_image + 1e-9, t
 
 
 @pytest.mark.parametrize("arch", ["cifarnet", "vgg16", "resnet20"])
