@@ -20,20 +20,23 @@ Runs, resuming and signals:
   so a batch script can always pass it. Without a run name each run gets a new directory and
   ``--ckpt_path last`` is refused (it would silently restart).
 * SIGTERM stops training (or the SNN evaluation) at the next batch, as Lightning's loops do, and
-  the process exits with status 143 (128 + SIGTERM), never 0.
+  the process exits with status 143 (128 + SIGTERM), never 0; Ctrl-C (SIGINT) exits with 130.
 * A plain state dict given as ``--ckpt_path`` is refused before any work, pointing to
-  ``--model.init_from``.
+  ``--model.init_from``; so is a damaged file, or one that holds more than weights (loading it
+  would run code from the file: ``--weights_only false`` for a file you trust), and a
+  ``--model.*`` on the command line that the checkpoint's own settings would silently replace
+  (:mod:`lightning_snn.checkpoints`).
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
@@ -42,10 +45,13 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightning_snn.callbacks.run_files import run_dir
 from lightning_snn.callbacks.snn_conversion import SNNConversion
+from lightning_snn.checkpoints import check_model_overrides, given_keys, load_checkpoint, saved_model_hparams
 from lightning_snn.module import ConversionModule
 
 #: Exit status of a run stopped by SIGTERM: 128 + 15, what a shell reports for a killed process.
 SIGTERM_EXIT_STATUS = 143
+#: Exit status of a run stopped by SIGINT (Ctrl-C): 128 + 2.
+SIGINT_EXIT_STATUS = 130
 DEFAULT_ROOT_DIR = "runs"
 RUN_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: ``--ckpt_path`` values that Lightning resolves itself (not a file).
@@ -84,6 +90,31 @@ class SNNLightningCLI(LightningCLI):
             "the same command with --ckpt_path last resumes it (after a kill, a crash or a SLURM requeue).",
         )
 
+    # ---- a checkpoint's model settings ------------------------------------------------------
+    def parse_arguments(self, parser, args) -> None:
+        self._given_args = list(sys.argv[1:] if args is None else args if isinstance(args, (list, tuple)) else [])
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI lays the checkpoint's saved model settings over the config; as Lightning's,
+        but loaded safely (``--weights_only``), and refusing a ``--model.*`` the checkpoint would
+        replace silently (:func:`~lightning_snn.checkpoints.check_model_overrides`)."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else None
+        ckpt_path = config.get("ckpt_path") if config else None
+        if not ckpt_path or ckpt_path in SPECIAL_CKPT_PATHS or not Path(ckpt_path).expanduser().is_file():
+            return  # "last" is resolved later; a missing file is refused in before_<subcommand>
+        saved = saved_model_hparams(check_lightning_checkpoint(ckpt_path, config.get("weights_only") is not False))
+        if not saved:
+            return
+        asked = config.get("model")
+        asked = asked.as_dict() if hasattr(asked, "as_dict") else dict(asked or {})
+        defaults = {k: p.default for k, p in inspect.signature(self.model_class).parameters.items()}
+        replaced = check_model_overrides(asked, saved, given_keys(self._given_args), defaults, ckpt_path)
+        if replaced:
+            rank_zero_warn(f"--ckpt_path {ckpt_path}: the model is built with the checkpoint's {'; '.join(replaced)}.")
+        self.config = self.parser.parse_object({subcommand: {"model": saved}}, self.config)
+
     # ---- run directories and resuming ------------------------------------------------------
     def _setting(self, key: str):
         config = self.config.get(self.subcommand, self.config) if self.subcommand else self.config
@@ -115,7 +146,7 @@ class SNNLightningCLI(LightningCLI):
         if ckpt_path is None or ckpt_path in ("best", "hpc"):
             return
         if ckpt_path != "last":
-            check_lightning_checkpoint(ckpt_path)
+            check_lightning_checkpoint(ckpt_path, weights_only=kwargs.get("weights_only") is not False)
             return
         run_name = self._setting("run_name")
         if run_name is None:
@@ -160,6 +191,14 @@ class SNNLightningCLI(LightningCLI):
             )
             finish_wandb(self.trainer, exit_code=SIGTERM_EXIT_STATUS)
             sys.exit(SIGTERM_EXIT_STATUS)
+        except (KeyboardInterrupt, SystemExit) as exc:  # after SIGTERMException, a SystemExit
+            # Ctrl-C: Lightning's handler shuts down and calls sys.exit(1) inside its `except
+            # KeyboardInterrupt`; exit 130 (128 + SIGINT) as a shell does, so `&&` and schedulers can tell
+            if isinstance(exc, SystemExit) and not isinstance(exc.__context__, KeyboardInterrupt):
+                raise
+            rank_zero_warn(f"stopped by SIGINT (Ctrl-C) (exit status {SIGINT_EXIT_STATUS}).")
+            finish_wandb(self.trainer, exit_code=SIGINT_EXIT_STATUS)
+            sys.exit(SIGINT_EXIT_STATUS)
 
     def fit(self, **kwargs) -> None:
         self._stop_on_sigterm(self.trainer.fit, **kwargs)
@@ -178,17 +217,14 @@ def latest_checkpoint(run_root: Path) -> Path | None:
     return max(candidates, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def check_lightning_checkpoint(path: str | Path) -> None:
-    """Refuse, before any work, a ``--ckpt_path`` that is not a Lightning checkpoint."""
+def check_lightning_checkpoint(path: str | Path, weights_only: bool = True) -> dict:
+    """Refuse, before any work, a ``--ckpt_path`` that is not a Lightning checkpoint, is damaged, or
+    holds more than weights (loading that runs code from the file; ``weights_only=False``, i.e.
+    ``--weights_only false``, accepts it). Returns the loaded checkpoint."""
+    obj = load_checkpoint(path, "--ckpt_path", weights_only, opt_in="--weights_only false")
     path = Path(path).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"--ckpt_path {str(path)!r}: no such checkpoint file.")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # an old (non-zip) file: mmap is not possible
-        obj = torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(obj, Mapping) and "pytorch-lightning_version" in obj:
-        return
+        return obj
     what = "a plain state dict (weights only)" if isinstance(obj, Mapping) else f"a pickled {type(obj).__name__}"
     raise ValueError(
         f"--ckpt_path {str(path)!r} is {what}, not a checkpoint written by train.py: --ckpt_path resumes a run "

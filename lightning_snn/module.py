@@ -57,6 +57,9 @@ class ConversionModule(pl.LightningModule):
             paper starts CIFAR-100 from the CIFAR-10 weights. None = random initialisation.
         init_skip_head: leave the output layer (the last ``nn.Linear``) out of the warm start,
             e.g. when the number of classes differs.
+        init_weights_only: load ``init_from`` with torch's restricted unpickler (tensors and plain
+            containers: every file this project writes); ``False`` unpickles anything, which can
+            run code stored in the file: only for a file you trust (``docs/TRUST.md``).
     """
 
     def __init__(
@@ -74,6 +77,7 @@ class ConversionModule(pl.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
         init_from: str | None = None,
         init_skip_head: bool = True,
+        init_weights_only: bool = True,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -128,7 +132,9 @@ class ConversionModule(pl.LightningModule):
         path = self.hparams.init_from
         if not path or self.warm_started_from == path:
             return []
-        loaded = load_except_head(self.model, path, skip_head=self.hparams.init_skip_head)
+        loaded = load_except_head(
+            self.model, path, skip_head=self.hparams.init_skip_head, weights_only=self.hparams.init_weights_only
+        )
         self.update_threshold(0)  # the source run's warm-up switch state is not ours
         self.warm_started_from = path
         rank_zero_info(f"warm start: {len(loaded)} tensors loaded from {path}")

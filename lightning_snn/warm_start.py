@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lightning_snn.checkpoints import load_checkpoint
+
 #: Prefix of the model's keys in a :class:`~lightning_snn.module.ConversionModule` state dict.
 LIGHTNING_PREFIX = "model."
 
@@ -26,12 +28,19 @@ def head_name(model: nn.Module) -> str:
     return linears[-1]
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, weights_only: bool = True) -> dict[str, torch.Tensor]:
     """The model's tensors from a Lightning ``.ckpt`` or a plain ``state_dict`` file.
 
     Lightning checkpoints keep the weights under ``"state_dict"`` with the LightningModule's
     attribute prefix (``model.``); that prefix is removed. A plain state dict of the model
     (no prefix) is returned as is.
+
+    Args:
+        path: the file.
+        weights_only: load with torch's restricted unpickler, as every file this project writes
+            allows; ``False`` (``--model.init_weights_only false``) unpickles anything, which can
+            run code stored in the file: only for a file you trust
+            (:func:`lightning_snn.checkpoints.load_checkpoint`).
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -39,9 +48,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"warm-start checkpoint {str(path)!r} not found: set model.init_from to the .ckpt of the run "
             "to start from (e.g. the CIFAR-10 run of the same arch and width), or to null."
         )
-    # Lightning checkpoints pickle their hyperparameters (plain Python objects), so they do
-    # not load with weights_only=True; only load checkpoints you trust.
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = load_checkpoint(path, "model.init_from", weights_only, opt_in="--model.init_weights_only false")
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -56,7 +63,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_except_head(model: nn.Module, path: str | Path, skip_head: bool = True) -> list[str]:
+def load_except_head(
+    model: nn.Module, path: str | Path, skip_head: bool = True, weights_only: bool = True
+) -> list[str]:
     """Copy every tensor of the checkpoint at ``path`` into ``model``, except the output layer's.
 
     Args:
@@ -64,6 +73,7 @@ def load_except_head(model: nn.Module, path: str | Path, skip_head: bool = True)
         path: a Lightning ``.ckpt`` (keys prefixed ``model.``) or a plain state dict file.
         skip_head: leave the output layer (the last ``nn.Linear``) as initialised, e.g. when
             the number of classes differs; ``False`` loads it too.
+        weights_only: see :func:`read_state_dict`.
 
     Returns:
         The keys that were loaded.
@@ -72,7 +82,7 @@ def load_except_head(model: nn.Module, path: str | Path, skip_head: bool = True)
         ValueError: the checkpoint's keys or shapes do not match the model's (another
             architecture or width), listing the missing, unexpected and mismatched keys.
     """
-    source = read_state_dict(path)
+    source = read_state_dict(path, weights_only)
     target = model.state_dict()
     skipped: set[str] = set()
     if skip_head:
