@@ -40,7 +40,7 @@ from torch import nn
 from lightning_snn.conversion import OUTPUT_KEY
 from lightning_snn.graph import activation_sites, prepare
 from lightning_snn.neurons import IFNeuron
-from lightning_snn.simulation import simulate, validate_timesteps
+from lightning_snn.simulation import rows_as_asked, simulate, validate_timesteps
 
 #: Post-conversion corrections the evaluation knows (``snn.correction`` in a config).
 CORRECTIONS = ("none", "light")
@@ -150,7 +150,8 @@ def snn_channel_means(
     time_chunk: int | str = "auto",
 ) -> dict[str, torch.Tensor]:
     """``{site: [len(T), C]}``: each IF site's mean output rate x ``V_th`` per channel over the
-    images and positions, at every T, from one simulation per batch to ``max(T)``.
+    images and positions, at every T (rows in the order of ``timesteps``), from one simulation
+    per batch to ``max(T)``.
 
     Args:
         snn: from :func:`lightning_snn.conversion.convert`.
@@ -183,7 +184,9 @@ def snn_channel_means(
     positions = torch.tensor([recorders[n].positions for n in names], dtype=torch.float64, device=device)
     _all_reduce_sum([*sums, positions])
     t = torch.tensor(ts, dtype=torch.float64, device=device).unsqueeze(1)
-    return {n: s / (t * p) for n, s, p in zip(names, sums, positions.tolist(), strict=True)}
+    rows = rows_as_asked(timesteps, ts)  # one row per T as asked, as simulate() returns them
+    means = {n: s / (t * p) for n, s, p in zip(names, sums, positions.tolist(), strict=True)}
+    return means if rows is None else {n: m[rows.to(m.device)] for n, m in means.items()}
 
 
 @torch.no_grad()

@@ -90,9 +90,11 @@ def simulate(
 
     Returns:
         ``[len(timesteps), B, ...]``: the time-averaged output (sum of the readout over the
-        first T steps, divided by T) at each requested T, in sorted order of T.
+        first T steps, divided by T) at each requested T, row ``i`` for ``timesteps[i]``: in the
+        order asked, a repeated T repeated (one simulation to the largest T gives them all).
     """
     ts = validate_timesteps(timesteps)
+    rows = rows_as_asked(timesteps, ts)
     chunk = resolve_time_chunk(time_chunk, x.device, x.shape[0])
     batch = x.shape[0]
     all_neurons = stateful_modules(snn)
@@ -131,7 +133,15 @@ def simulate(
     finally:
         for n in all_neurons:
             n.free_state()  # spike counts stay for the caller
-    return torch.stack(results)
+    out = torch.stack(results)
+    return out if rows is None else out[rows.to(out.device)]
+
+
+def rows_as_asked(timesteps: Sequence[int] | int, ts: list[int]) -> torch.Tensor | None:
+    """Indices into the sorted, de-duplicated ``ts`` that give one row per T of ``timesteps`` in the
+    order asked; ``None`` if that order is ``ts`` itself."""
+    asked = [int(t) for t in ([timesteps] if isinstance(timesteps, (int, float)) else timesteps)]
+    return None if asked == ts else torch.tensor([ts.index(t) for t in asked])
 
 
 class SpikingEvaluator:
@@ -160,7 +170,8 @@ class SpikingEvaluator:
             self.snns = {None: convert(model, thresholds, shift, None, readout, neuron)}
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Time-averaged outputs ``[len(timesteps), B, ...]`` at each T."""
+        """Time-averaged outputs ``[len(timesteps), B, ...]``, one row per T of ``self.timesteps``
+        (sorted and de-duplicated)."""
         if None in self.snns:
             return simulate(self.snns[None], x, self.timesteps, self.time_chunk)
         return torch.cat([simulate(snn, x, [t], self.time_chunk) for t, snn in self.snns.items()])
