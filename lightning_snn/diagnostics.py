@@ -67,7 +67,8 @@ from torch import nn
 from lightning_snn.conversion import OUTPUT_KEY, SpikingReadout
 from lightning_snn.graph import BATCH_NORMS, activation_sites, prepare
 from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, _per_channel
-from lightning_snn.simulation import simulate, validate_timesteps
+from lightning_snn.physical import check_physical
+from lightning_snn.simulation import rows_as_asked, simulate, validate_timesteps
 
 #: Energy per accumulate and per multiply-accumulate in pJ (32-bit float, 45 nm; Horowitz 2014).
 E_AC_PJ = 0.9
@@ -339,7 +340,7 @@ def synapse_map(snn: nn.Module, example: torch.Tensor) -> SynapseMap:
 
 # ---- the accumulated numbers ------------------------------------------------------------------
 #: columns of Diagnostics.per_t
-_SPIKES, _SOPS, _ABS_ERROR = range(3)
+_SPIKES, _SOPS, _ABS_ERROR, _LOST = range(4)
 #: columns of Diagnostics.per_layer (sums over images)
 _ACT, _CLIP, _QUANT, _ELEMENTS = range(4)
 
@@ -351,8 +352,9 @@ class Diagnostics:
     Attributes:
         timesteps: the simulation lengths T, sorted.
         layers: the IF layers in execution order (a spiking readout's neuron last, ``<output>``).
-        per_t: ``[layers, T, 3]`` float64 sums: spikes, SOPs driven by the layer's spikes,
-            and ``sum |rate x V_th - min(a, V_th)|`` over neurons.
+        per_t: ``[layers, T, 4]`` float64 sums: spikes, SOPs driven by the layer's spikes,
+            ``sum |rate x V_th - min(a, V_th)|`` over neurons, and the neurons whose spike count
+            could not be recovered (:func:`spike_counts`; any makes :meth:`to_json` fail).
         per_layer: ``[layers, 4]`` float64 sums: ``min(a, V_th)``, ``relu(a - V_th)``, the
             quantisation model's ``k V_th`` over neurons with ``0 < a < V_th`` (``k`` = 1/4 with
             a shift, 1/2 without), and the number of neurons with an ANN activation.
@@ -377,7 +379,7 @@ class Diagnostics:
         n, nt = len(layers), len(timesteps)
         zeros = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=device)  # noqa: E731
         return cls(
-            list(timesteps), list(layers), zeros(n, nt, 3), zeros(n, 4), zeros(n + 2), zeros(), energy or EnergyModel()
+            list(timesteps), list(layers), zeros(n, nt, 4), zeros(n, 4), zeros(n + 2), zeros(), energy or EnergyModel()
         )
 
     # -- accumulation ---------------------------------------------------------------------------
@@ -506,11 +508,18 @@ class Diagnostics:
         def keyed(d: dict[int, Any]) -> dict[str, Any]:
             return {str(t): _rounded(v) for t, v in d.items()}
 
+        data = {
+            "firing_rates": self.firing_rates(),
+            "synaptic_ops": self.synaptic_ops(),
+            "energy": self.energy_per_image(),
+            "layer_errors": self.layer_errors(),
+        }
+        per_t = self.per_t[:, :, _LOST].tolist()
+        lost = {(name, t): int(per_t[j][i]) for j, name in enumerate(self.layers) for i, t in enumerate(self.timesteps)}
+        lost = {key: n for key, n in lost.items() if n}
+        check_physical(data, lost, self.num_images)  # a non-finite or impossible value fails here, loudly
         return {
-            "firing_rates": keyed(self.firing_rates()),
-            "synaptic_ops": keyed(self.synaptic_ops()),
-            "energy": keyed(self.energy_per_image()),
-            "layer_errors": keyed(self.layer_errors()),
+            **{key: keyed(value) for key, value in data.items()},
             "energy_model": {
                 "ac_pj": self.energy.ac_pj,
                 "mac_pj": self.energy.mac_pj,
@@ -575,14 +584,26 @@ def _per_element(value: torch.Tensor, features: torch.Size, dtype=torch.float32)
     return value.expand(features).reshape(-1)
 
 
-def spike_counts(neuron: IFNeuron, mean_current: torch.Tensor, t: int) -> torch.Tensor:
-    """Each neuron's spike count after ``t`` steps, from its membrane potential now (step ``t``).
+def spike_counts(neuron: IFNeuron, mean_current: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each neuron's spike count after ``t`` steps, from its membrane potential now (step ``t``),
+    and how many of the counts could not be recovered.
 
     Soft reset conserves charge: ``v_t = v_0 + sum_s (I_s + bias) - V_th N_t``, so
     ``N_t = (v_0 + t (mean(I) + bias) - v_t) / V_th``, rounded (it is a whole number; the
-    rounding removes the float error of the sums). ``mean_current``: ``[B, ...]``, the input
-    current averaged over the ``t`` steps.
+    rounding removes the float error of the sums). A neuron fires at most once per step, so the
+    true count lies in ``[0, t]`` and this recovery lands within ``[-1/2, t + 1/2]`` whenever its
+    float error is below ``V_th / 2``: a value outside proves the error larger (currents far above
+    ``V_th``, as in a network whose training diverged, leave float32 no digits for the count). Such
+    counts are clamped to ``[0, t]`` (every rate stays physical) and counted as lost, which
+    :meth:`Diagnostics.to_json` refuses loudly. A signed neuron counts its net spikes itself
+    (``net_count``, never negative: it takes a spike back only after it has fired): taken as is.
+    ``mean_current``: ``[B, ...]``, the input current averaged over the ``t`` steps.
+
+    Returns:
+        ``(counts [B, ...], lost)``: ``lost`` a 0-d tensor, the number of counts out of range.
     """
+    if neuron.signed and neuron.net_count is not None:
+        return neuron.net_count.to(mean_current.dtype).clone(), mean_current.new_zeros(())
     dims = mean_current.dim() - 1
     dtype = mean_current.dtype
     vth = _per_channel(neuron.v_threshold.to(dtype), dims)
@@ -590,7 +611,9 @@ def spike_counts(neuron: IFNeuron, mean_current: torch.Tensor, t: int) -> torch.
     charge = charge.add_(mean_current, alpha=t)
     if neuron.has_bias:
         charge = charge.add_(_per_channel(neuron.bias_current.to(dtype), dims), alpha=t)
-    return charge.div_(vth).round_()
+    counts = charge.div_(vth)
+    lost = torch.count_nonzero((counts < -0.5) | (counts > t + 0.5))
+    return counts.round_().clamp_(0, t), lost
 
 
 class _PoolSum:
@@ -675,7 +698,8 @@ class DiagnosticsProbe:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Diagnostics]:
-        """Simulate the batch ``x``; returns ``(outputs [len(T), B, ...], Diagnostics of this batch)``."""
+        """Simulate the batch ``x``; returns ``(outputs [len(T), B, ...], Diagnostics of this batch)``,
+        one output row per T of ``self.timesteps`` (sorted, de-duplicated)."""
         if self.synapses is None:
             self.synapses = synapse_map(next(iter(self.snns.values())), x)
         diag = self.empty(x.device)
@@ -721,7 +745,8 @@ class DiagnosticsProbe:
                 diag.per_t[row, i, _SPIKES] += summed.sum().to(torch.float64)
 
         def read_neuron(name: str, neuron: IFNeuron, mean_current: torch.Tensor) -> torch.Tensor:
-            counts = spike_counts(neuron, mean_current, t)  # net: positive minus negative spikes
+            counts, lost = spike_counts(neuron, mean_current, t)  # net: positive minus negative spikes
+            diag.per_t[self.layers.index(name), i, _LOST] += lost.to(torch.float64)
             # every spike is an event, whatever its sign: a signed neuron's events are its net
             # count plus twice its negative spikes
             events = counts if not neuron.signed else counts + 2 * neuron.negative_count.to(counts.dtype)
@@ -829,7 +854,9 @@ def simulate_with_diagnostics(
         ``diagnostics`` a :class:`Diagnostics` (``.firing_rates()``, ``.synaptic_ops()``,
         ``.energy_per_image()``, ``.layer_errors()``, ``.to_json()``).
     """
-    return DiagnosticsProbe(snn, ann, timesteps, time_chunk, energy)(x)
+    outputs, diagnostics = DiagnosticsProbe(snn, ann, timesteps, time_chunk, energy)(x)
+    rows = rows_as_asked(timesteps, validate_timesteps(timesteps))  # as simulate() returns them
+    return (outputs if rows is None else outputs[rows.to(outputs.device)]), diagnostics
 
 
 __all__ = [
