@@ -17,6 +17,8 @@ import json
 import re
 from pathlib import Path
 
+from lightning_snn.results import read_results
+
 
 def _env(text: str) -> dict:
     out = {}
@@ -76,7 +78,7 @@ def collect(folder: Path) -> dict:
     keep = ("ann_acc", "snn_acc", "conversion_loss", "num_test_images", "calibration_images", "seconds", "shift")
     for name, key in (("train_snn_results.json", "conversion"), ("test_snn_results.json", "diagnostics")):
         if (folder / name).exists():
-            r = json.loads((folder / name).read_text())
+            r = read_results(folder / name)  # refuses another version's or a damaged file, by name
             out[key] = {k: r[k] for k in keep if k in r}
             if "firing_rates" in r:
                 out[key]["per_t"] = {

@@ -30,6 +30,7 @@ from lightning_snn.conversion import (
 )
 from lightning_snn.correction import CORRECTIONS, correct_bias
 from lightning_snn.diagnostics import Diagnostics, DiagnosticsProbe, EnergyModel
+from lightning_snn.results import RESULTS_SCHEMA_VERSION, SCHEMA_KEY
 from lightning_snn.simulation import SpikingEvaluator, validate_timesteps
 
 
@@ -84,6 +85,7 @@ class ConversionReport:
         """A JSON-ready dict (T keys as strings, accuracies rounded to 1e-6): the keys of
         ``snn_results.json``."""
         data = {
+            SCHEMA_KEY: RESULTS_SCHEMA_VERSION,  # read back through lightning_snn.results.check_results
             "shift": self.shift,
             "readout": self.readout,
             "time_chunk": self.time_chunk,

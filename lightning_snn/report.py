@@ -16,27 +16,39 @@ Regenerate the picture of a finished run::
 
     python -m lightning_snn.report runs/.../snn_results.json            # -> snn_report.png beside it
     python -m lightning_snn.report runs/.../snn_results.json -o out.png
+
+A missing, damaged or foreign results file (:func:`lightning_snn.results.read_results`) or an
+unwritable picture exits with status 1 and one line that says what is wrong.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from lightning_snn.results import (
+    RESULTS_SCHEMA_VERSION,
+    SCHEMA_KEY,
+    ResultsError,
+    check_results,
+    dashboard_name,
+    read_results,
+)
 
 #: Keys a results dict needs for the dashboard (``Diagnostics.to_json()`` plus the accuracies).
 REQUIRED_KEYS = ("snn_acc", "ann_acc", "firing_rates", "synaptic_ops", "energy", "layer_errors")
 
 
 def _check(results: Mapping[str, Any]) -> list[str]:
-    missing = [k for k in REQUIRED_KEYS if k not in results]
-    if missing:
+    missing = [k for k in REQUIRED_KEYS if k not in results] if isinstance(results, Mapping) else []
+    if missing and results.get(SCHEMA_KEY, RESULTS_SCHEMA_VERSION) == RESULTS_SCHEMA_VERSION:
         raise ValueError(
             f"the results have no {missing}: the dashboard needs a run with snn.diagnostics: true "
             "(the default), whose snn_results.json holds firing_rates, synaptic_ops, energy and layer_errors."
         )
+    check_results(results)  # another version, or a damaged or foreign dict
     return sorted(results["firing_rates"], key=int)
 
 
@@ -238,8 +250,16 @@ def main(argv: Sequence[str] | None = None) -> Path:
     parser.add_argument("--title", default=None, help="figure title (default: the run's settings)")
     args = parser.parse_args(argv)
     source = Path(args.results)
-    results = json.loads(source.read_text())
-    out = write_dashboard(results, args.output or source.with_name("snn_report.png"), args.title)
+    out = Path(args.output) if args.output else source.with_name(dashboard_name(source.name))
+    try:
+        write_dashboard(read_results(source), out, args.title)
+    except ResultsError as exc:
+        parser.exit(1, f"error: {exc}\n")
+    except ValueError as exc:  # the results hold no diagnostics
+        parser.exit(1, f"error: {source}: {exc}\n")
+    except OSError as exc:
+        reason = exc.strerror or exc
+        parser.exit(1, f"error: cannot write the picture {str(out)!r} ({reason}): give -o a writable path.\n")
     print(out)
     return out
 
