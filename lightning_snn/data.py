@@ -85,16 +85,24 @@ def load_npz_split(data_dir: Path, split: str) -> tuple[torch.Tensor, torch.Tens
     """
     path = Path(data_dir) / f"{split}.npz"
     try:
-        f = np.load(path, allow_pickle=False)
-        if not isinstance(f, np.lib.npyio.NpzFile):
+        with open(path, "rb") as raw:
+            magic = raw.read(6)
+        # an .npz is a zip archive; anything else is refused here, before numpy would take it for a pickle
+        if magic == b"\x93NUMPY":
             raise ValueError("it holds one array (.npy content), not named arrays")
-        with f:
+        if magic[:2] != b"PK":
+            raise ValueError(f"it is not a valid .npz file (not a zip archive: {path.stat().st_size} bytes)")
+        with np.load(path, allow_pickle=False) as f:
             missing = sorted({"images", "labels"} - set(f.files))
             if missing:
                 raise ValueError(f"it has the arrays {sorted(f.files)}, no {missing}")
-            images, labels = f["images"], f["labels"]
+            try:
+                images, labels = f["images"], f["labels"]
+            except ValueError as exc:  # numpy's message suggests an unsafe load: never do that here
+                raise ValueError("it holds object arrays (pickled Python objects), which are never loaded") from exc
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"cannot read {path}: {exc}. Expected {NPZ_FORMAT}.") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ValueError(f"cannot read {path}: {reason}. Expected {NPZ_FORMAT}.") from exc
     check_images_and_labels(images, labels, str(path))
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels.astype(np.int64))
 
@@ -118,6 +126,8 @@ def check_images_and_labels(images: np.ndarray, labels: np.ndarray, source: str)
         raise ValueError(f"{source}: images are {images.dtype}, expected uint8 (0..255); {hint}.")
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) and labels.dtype != np.bool_):
         raise ValueError(f"{source}: labels are {labels.dtype} {list(labels.shape)}, expected integers [N].")
+    if images.shape[0] == 0:
+        raise ValueError(f"{source}: no images (an empty array): write the split's images and labels into it.")
     if labels.shape[0] != images.shape[0]:
         raise ValueError(
             f"{source}: {images.shape[0]} images but {labels.shape[0]} labels; every image needs exactly one label."
@@ -233,6 +243,13 @@ class CIFARDataModule(ConversionDataModule):
     def prepare_data(self) -> None:
         if self._has_npz():
             return
+        present = [s for s in ("train", "test") if (self.data_dir / f"{s}.npz").is_file()]
+        if present:  # a folder of npz files missing one: never a reason to download
+            missing = "test" if present == ["train"] else "train"
+            raise FileNotFoundError(
+                f"{str(self.data_dir)!r} has {present[0]}.npz but no {missing}.npz: add {missing}.npz ({NPZ_FORMAT}; "
+                "benchmarks/make_cifar_subset.py writes both), or set --data.init_args.data_dir to a folder with both."
+            )
         where = (
             f"--data.init_args.data_dir can point at a folder with train.npz/test.npz ({NPZ_FORMAT}; "
             "benchmarks/make_cifar_subset.py writes them)"
