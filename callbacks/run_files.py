@@ -1,11 +1,14 @@
-"""Where a run writes its files (``config.yaml``, ``snn_results.json``), without ever
-overwriting another run's.
+"""Where a run writes its files (``config.yaml``, ``snn_results.json``, ``snn_report.png``, any
+export), without ever overwriting another run's.
 
 A run's directory is its logger's (the W&B run's folder, or ``trainer.log_dir``), or the
 trainer's ``default_root_dir`` when there is no logger. Several runs can share such a folder
 (``--trainer.logger false``, a fixed logger version, ``fit`` then ``test``), so each run claims
 its directory by creating a marker file in it exclusively; a run that finds the folder claimed
-takes the first free ``run_<k>`` subfolder instead. Rank zero only: the other ranks write nothing.
+takes the first free ``run_<k>`` subfolder instead. Every file a run writes is claimed the same
+way, before the work, through :func:`claim_files`: inside the run's directory it always finds a
+free name; outside it (an absolute path, or ``..``) it is refused if the file exists. Rank zero
+only: the other ranks write nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import socket
 import time
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,27 +76,92 @@ def claim_dir(base: Path, allow_base: bool = True) -> Path:
     raise AssertionError("unreachable")
 
 
-def free_path(folder: Path, name: str) -> Path:
-    """``folder / name`` if nothing is there yet, else the same name in a newly claimed subfolder
-    (a second evaluation in one run, e.g. ``fit`` then ``test`` on one Trainer)."""
-    path = folder / name
-    return path if not path.exists() else claim_dir(folder, allow_base=False) / name
+def claim_files(folder: Path, names: Sequence[str | Path], setting: str) -> list[Path]:
+    """Claim every file a run will write, together, before the work: the one path through which
+    results, the dashboard and any export are placed, so that no run replaces another's file.
+
+    A claim creates the file exclusively (empty) now; the writer replaces it later (atomically,
+    :func:`write_json_atomic`), and :func:`release` removes claims never written (a failed run).
+
+    Args:
+        folder: the run's own directory (:func:`run_dir`).
+        names: the files, relative to ``folder`` (or absolute), e.g. ``["snn_results.json",
+            "snn_report.png"]``.
+        setting: the setting that named them, for messages (``"snn.results_file"``).
+
+    Returns:
+        The claimed paths, in the order of ``names``. Inside ``folder`` every name is free, or they
+        all move together into a newly claimed ``run_<k>`` subfolder (a second evaluation in one
+        run, e.g. ``fit`` then ``test`` on one Trainer).
+
+    Raises:
+        ValueError: a name that lies outside ``folder`` (absolute, or ``..`` leading out of it) is
+            taken: another run's file would be replaced; or a file cannot be created there.
+    """
+    folder = Path(folder)
+    paths = [folder / name for name in names]
+    if not all(_inside(path, folder) for path in paths):
+        return _claim_all(paths, setting, refuse=True)
+    for k in itertools.count():
+        base = folder if k == 0 else claim_dir(folder, allow_base=False)
+        try:
+            return _claim_all([base / name for name in names], setting, refuse=False)
+        except FileExistsError:
+            continue
+    raise AssertionError("unreachable")
 
 
-def check_writable(path: Path, setting: str) -> None:
-    """Fail now, before any training, if ``path`` cannot be written later (tried, not guessed:
-    ``os.access`` says yes to root on a read-only file system)."""
+def _inside(path: Path, folder: Path) -> bool:
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(folder))
+
+
+def _claim_all(paths: list[Path], setting: str, refuse: bool) -> list[Path]:
+    """Create every path exclusively, or none of them (FileExistsError, or a ValueError if ``refuse``)."""
+    created: list[Path] = []
+    for path in paths:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            release(created)
+            raise ValueError(_cannot_write(setting, path, exc)) from exc
+        try:
+            with open(path, "x"):
+                pass
+        except FileExistsError as exc:
+            release(created)
+            if not refuse:
+                raise
+            empty = " (it is empty: claimed by a run that did not finish? delete it if so)" if _empty(path) else ""
+            raise ValueError(
+                f"{setting} {str(path)!r} exists{empty}: another run's results would be replaced. Give a file name "
+                "(written into this run's own directory) or a new path."
+            ) from exc
+        except OSError as exc:
+            release(created)
+            raise ValueError(_cannot_write(setting, path, exc)) from exc
+        created.append(path)
+    return created
+
+
+def _cannot_write(setting: str, path: Path, exc: OSError) -> str:
+    return (
+        f"{setting}: cannot write {str(path)!r} ({exc.strerror or exc}). Give a file name (written into the run "
+        "directory) or a path in a writable folder."
+    )
+
+
+def _empty(path: Path) -> bool:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.parent / f".{path.name}.{os.getpid()}.probe"
-        with open(probe, "x"):
-            pass
-        probe.unlink()
-    except OSError as exc:
-        raise ValueError(
-            f"{setting}: cannot write {str(path)!r} ({exc.strerror or exc}). Give a file name (written into the run "
-            "directory) or a path in a writable folder."
-        ) from exc
+        return path.is_file() and path.stat().st_size == 0
+    except OSError:
+        return False
+
+
+def release(paths: Sequence[Path] | None) -> None:
+    """Remove claimed files that were never written (still empty), e.g. after a failed run."""
+    for path in paths or ():
+        if _empty(path):
+            path.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

@@ -23,12 +23,13 @@ from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from lightning_snn.conversion import check_neuron
+from lightning_snn.conversion import check_convertible, check_neuron
 from lightning_snn.diagnostics import EnergyModel
 from lightning_snn.evaluation import ConversionReport, evaluate_conversion, validate_conversion_settings
 from lightning_snn.report import wandb_payload, write_dashboard
+from lightning_snn.results import dashboard_name
 
-from .run_files import check_writable, free_path, run_dir, write_json_atomic
+from .run_files import claim_files, release, run_dir, write_json_atomic
 
 __all__ = ["SNNConversion", "run_dir", "shard", "write_json_atomic"]
 
@@ -130,7 +131,10 @@ class SNNConversion(pl.Callback):
         energy_ac_pj, energy_mac_pj: energy of one accumulate / multiply-accumulate in pJ
             (defaults: 45 nm, Horowitz 2014).
         results_file: where the results go: a file name (or relative path) in the run's own
-            directory, or an absolute path (refused at the start if a file is there already).
+            directory, or an absolute path (refused at the start if a file is there already, as is
+            a relative path that leads out of the run's directory). The dashboard goes beside it,
+            named after it (``snn_results.json`` -> ``snn_report.png``,
+            :func:`lightning_snn.results.dashboard_name`); both are claimed before training.
         on_fit: run at the end of fit.
         on_test: run at the end of test.
     """
@@ -146,7 +150,7 @@ class SNNConversion(pl.Callback):
         batch_size: int | None = None,
         time_chunk: int | str = "auto",
         calibration: str = "max",
-        percentile: float = 99.99,
+        percentile: float | str = 99.99,  # str: "nan" or "abc" reach check_calibration's message, not the parser's
         correction: str = "none",
         correction_timesteps: int | None = None,
         neuron: str = "if",
@@ -184,6 +188,7 @@ class SNNConversion(pl.Callback):
         self.on_fit, self.on_test = on_fit, on_test
         self.results: dict[str, Any] | None = None
         self.report: ConversionReport | None = None
+        self._claimed: list[Path] | None = None  # the files the next evaluation writes (rank zero)
 
     # ---- hooks ---------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -196,15 +201,12 @@ class SNNConversion(pl.Callback):
                 "SNNConversion needs a DataModule with calibration_set() and test_set "
                 "(e.g. lightning_snn.data.CIFAR10DataModule); pass one, or set snn.on_fit/on_test to false."
             )
-        check_neuron(self.neuron, pl_module.model if hasattr(pl_module, "model") else pl_module)
+        model = pl_module.model if hasattr(pl_module, "model") else pl_module
+        check_convertible(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
+        check_neuron(self.neuron, model)
         if trainer.is_global_zero:
-            path = self._results_path(trainer)
-            if Path(self.results_file).is_absolute() and path.exists():
-                raise ValueError(
-                    f"snn.results_file {str(path)!r} exists: another run's results would be replaced. Give a "
-                    "file name (written into this run's own directory) or a new path."
-                )
-            check_writable(path, "snn.results_file")
+            self._release()
+            self._claimed = self._claim(trainer)  # the files this evaluation will write, or a refusal now
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_evaluated = False
@@ -226,9 +228,23 @@ class SNNConversion(pl.Callback):
         if self.on_test:
             self.evaluate(trainer, pl_module, stage="test")
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._release()  # no empty results file left behind by a failed run
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._release()  # claimed, never evaluated
+
+    def _release(self) -> None:
+        release(self._claimed)
+        self._claimed = None
+
     # ---- the work ------------------------------------------------------------------------
-    def _results_path(self, trainer: pl.Trainer) -> Path:
-        return run_dir(trainer) / self.results_file  # an absolute results_file replaces the folder
+    def _claim(self, trainer: pl.Trainer) -> list[Path]:
+        """Claim the results file and, with the diagnostics, its dashboard beside it (an absolute
+        results_file replaces the run's folder; ``run_files.claim_files`` refuses a taken one)."""
+        name = Path(self.results_file)
+        names = [name, name.with_name(dashboard_name(name.name))] if self.diagnostics else [name]
+        return claim_files(run_dir(trainer), names, "snn.results_file")
 
     def _loader(self, dataset: Dataset, trainer: pl.Trainer, datamodule, flag: SigtermFlag) -> Repeatable:
         batch_size = self.batch_size or getattr(datamodule, "eval_batch_size", 256)
@@ -306,8 +322,7 @@ class SNNConversion(pl.Callback):
 
     def _report(self, trainer: pl.Trainer, report: ConversionReport, results: dict[str, Any]) -> None:
         """Print and log first, write the file last: a failed write never loses the numbers."""
-        path = self._results_path(trainer)
-        path = free_path(path.parent, path.name)
+        claimed, self._claimed = self._claimed, None
         s = report.seconds
         clip = {True: "on", False: "OFF (plain-ReLU source ANN)", None: "n/a"}[report.threshold_clip_on]
         rank_zero_info(
@@ -316,7 +331,7 @@ class SNNConversion(pl.Callback):
             f"{report.num_test_images} test images, {report.calibration_images} calibration images, "
             f"threshold ReLU clip {clip})\n{report.table()}\n"
             f"  time: calibration {s['calibration']:.1f}s, correction {s.get('correction', 0.0):.1f}s, "
-            f"simulation {s['simulation']:.1f}s\n  results: {path}"
+            f"simulation {s['simulation']:.1f}s"
         )
         metrics = {"snn/ann_acc": report.ann_acc}
         for t in report.timesteps:
@@ -333,14 +348,20 @@ class SNNConversion(pl.Callback):
             logger.log_metrics(metrics, step=trainer.global_step)
             if isinstance(logger, WandbLogger):
                 self._log_wandb(logger, report)
+        path = Path(self.results_file)
         try:
+            claimed = claimed or self._claim(trainer)  # claimed in setup; here for a direct call
+            path = claimed[0]
             write_json_atomic(path, results)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
+            release(claimed)
             raise OSError(
                 f"the SNN results above were printed and logged, but writing {str(path)!r} failed: {exc}"
             ) from exc
-        if report.diagnostics is not None:
-            self._dashboard(trainer, results, path.with_name("snn_report.png"))
+        rank_zero_info(f"  results: {path}")
+        if report.diagnostics is not None and len(claimed) > 1:
+            self._dashboard(trainer, results, claimed[1])
+        release(claimed[1:])
 
     def _dashboard(self, trainer: pl.Trainer, results: dict[str, Any], png: Path) -> None:
         """The PNG dashboard beside the results (and in W&B); the numbers are saved already, so a
@@ -348,6 +369,7 @@ class SNNConversion(pl.Callback):
         try:
             write_dashboard(results, png)
         except Exception as exc:  # matplotlib or the file system: the JSON holds every number
+            release([png])
             rank_zero_warn(f"could not draw the SNN dashboard {str(png)!r}: {type(exc).__name__}: {exc}")
             return
         rank_zero_info(f"  dashboard: {png}")

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 import pytorch_lightning as pl
 import torch
-from lightning_snn.callbacks.run_files import MARKER, check_writable, claim_dir, free_path
+from lightning_snn.callbacks.run_files import MARKER, claim_dir, claim_files
 from lightning_snn.callbacks.snn_conversion import (
     SigtermFlag,
     SNNConversion,
@@ -96,17 +96,17 @@ def test_a_claimed_directory_is_never_handed_to_a_second_run(tmp_path):
     assert all((d / MARKER).is_file() for d in (first, second, third))
 
 
-def test_free_path_moves_a_second_file_into_a_new_folder(tmp_path):
-    assert free_path(tmp_path, "snn_results.json") == tmp_path / "snn_results.json"
-    (tmp_path / "snn_results.json").write_text("{}")
-    moved = free_path(tmp_path, "snn_results.json")
-    assert moved.parent.parent == tmp_path and not moved.exists()
+def test_a_second_claim_moves_into_a_new_folder(tmp_path):
+    (first,) = claim_files(tmp_path, ["snn_results.json"], "snn.results_file")
+    assert first == tmp_path / "snn_results.json"
+    (moved,) = claim_files(tmp_path, ["snn_results.json"], "snn.results_file")
+    assert moved.parent.parent == tmp_path and moved != first
 
 
 def test_unwritable_results_path_is_refused_with_the_setting_named(tmp_path):
     (tmp_path / "a_file").write_text("")
     with pytest.raises(ValueError, match="snn.results_file: cannot write"):
-        check_writable(tmp_path / "a_file" / "snn_results.json", "snn.results_file")
+        claim_files(tmp_path, [tmp_path / "a_file" / "snn_results.json"], "snn.results_file")
 
 
 class FakeLogger:
