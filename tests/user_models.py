@@ -1,4 +1,4 @@
-"""A user's own network, importable as ``tests.user_models.SmallResNet`` (the CLI's model.arch)."""
+"""A user's own networks, importable as ``tests.user_models.SmallResNet`` (the CLI's model.arch)."""
 
 from __future__ import annotations
 
@@ -30,3 +30,16 @@ class SmallResNet(nn.Module):
         out = F.relu(self.conv3(out))
         out = torch.flatten(self.pool(out), 1)
         return self.fc2(torch.relu(self.fc1(out)))
+
+
+class UpsamplingNet(nn.Module):
+    """A user's classifier with nn.Upsample, which the converter does not allow (refused before training)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.up = nn.Upsample(scale_factor=2)
+        self.fc = nn.Linear(4 * 32 * 32, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.up(torch.relu(self.conv(x))), 1))
