@@ -443,7 +443,7 @@ def run(args: argparse.Namespace) -> dict:
 
         if "signed" in args.method_set:
             signed = evaluator([T], "auto", "signed")
-            warm = lambda: simulate(signed.snns[None], x, [min(T, 2 * auto_chunk)], auto_chunk)  # noqa: E731
+            warm = lambda: simulate(signed.snns[0], x, [min(T, 2 * auto_chunk)], auto_chunk)  # noqa: E731
             rows.append(Row("ours_signed_auto", lambda: signed(x), warm, time_chunk=auto_chunk))
 
         # --- the textbook per-step reference ------------------------------------------------------

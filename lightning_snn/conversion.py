@@ -37,6 +37,7 @@ from lightning_snn.graph import (
     set_submodule,
 )
 from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, StatefulModule
+from lightning_snn.snn import ConvertedSNN
 
 #: Key of the output layer's maximum (the spiking readout's threshold) in a thresholds dict.
 OUTPUT_KEY = "<output>"
@@ -328,18 +329,6 @@ def _percentiles(gm, sites, batches, device, high: torch.Tensor, percentile: flo
     return values
 
 
-class SpikingReadout(nn.Module):
-    """The paper's spiking output layer: an IF neuron after the network's last layer."""
-
-    def __init__(self, body: nn.Module, neuron: IFNeuron) -> None:
-        super().__init__()
-        self.body = body
-        self.neuron = neuron
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.neuron(self.body(x))
-
-
 def _shift_terms(v_threshold: torch.Tensor, shift: str, timesteps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(initial membrane, bias current) of one neuron under a shift mode."""
     zero = torch.zeros_like(v_threshold)
@@ -378,7 +367,7 @@ def convert(
     timesteps: int | None = None,
     readout: str = "analog",
     neuron: str = "if",
-) -> nn.Module:
+) -> ConvertedSNN:
     """Build the SNN from the model's prepared graph; ``model`` itself is never modified.
 
     Args:
@@ -399,7 +388,8 @@ def convert(
             A gated spiking max-pool needs positive spikes, so a model with one is refused.
 
     Returns:
-        The SNN (a ``torch.fx.GraphModule``), in eval mode, on the model's device. Run it with
+        The SNN (a :class:`~lightning_snn.snn.ConvertedSNN`: the body graph, the readout, the
+        shift and the thresholds), in eval mode, on the model's device. Run it with
         :func:`lightning_snn.simulation.simulate`.
 
     Raises:
@@ -432,10 +422,20 @@ def convert(
         _refuse_signed_pools(spike_pools)
     for name, pool in spike_pools.items():
         set_submodule(snn, name, SpikingMaxPool2d.from_max_pool(pool))
+    readout_neuron = None
     if readout == "spiking":
         if OUTPUT_KEY not in thresholds:
             raise ValueError("readout='spiking' needs the max logit: calibrate with include_output=True.")
-        snn = SpikingReadout(snn, IFNeuron(float(thresholds[OUTPUT_KEY]), name=OUTPUT_KEY))
+        readout_neuron = IFNeuron(float(thresholds[OUTPUT_KEY]), name=OUTPUT_KEY)
+    used = [*sites, OUTPUT_KEY] if readout == "spiking" else list(sites)
+    snn = ConvertedSNN(
+        snn,
+        readout_neuron,
+        shift=shift,
+        timesteps=int(timesteps) if shift == "bias" else None,
+        thresholds={name: thresholds[name] for name in used},
+        neuron=neuron,
+    )
     param = next(model.parameters(), None)
     return snn.to(param.device if param is not None else "cpu").eval()
 
@@ -456,6 +456,7 @@ __all__ = [
     "READOUTS",
     "SHIFT_MODES",
     "ConversionError",
+    "ConvertedSNN",
     "activation_layers",
     "calibrate_thresholds",
     "check_calibration",

@@ -64,11 +64,12 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_snn.conversion import OUTPUT_KEY, SpikingReadout
+from lightning_snn.conversion import OUTPUT_KEY
 from lightning_snn.graph import BATCH_NORMS, activation_sites, prepare
 from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, _per_channel
 from lightning_snn.physical import check_physical
 from lightning_snn.simulation import rows_as_asked, simulate, validate_timesteps
+from lightning_snn.snn import ConvertedSNN
 
 #: Energy per accumulate and per multiply-accumulate in pJ (32-bit float, 45 nm; Horowitz 2014).
 E_AC_PJ = 0.9
@@ -282,8 +283,8 @@ class _FanoutInterpreter(fx.Interpreter):
 
 
 def _body(snn: nn.Module) -> tuple[fx.GraphModule, IFNeuron | None]:
-    if isinstance(snn, SpikingReadout):
-        return snn.body, snn.neuron
+    if isinstance(snn, ConvertedSNN):
+        return snn.body, snn.readout_neuron
     if not isinstance(snn, fx.GraphModule):
         raise TypeError(
             f"diagnostics read a converted SNN (lightning_snn.conversion.convert), got {type(snn).__name__}."
@@ -659,8 +660,8 @@ class DiagnosticsProbe:
     Only the spiking max-pools' outputs are summed step by step (forward hooks).
 
     Args:
-        snns: the SNN, or ``{T or None: SNN}`` as :class:`lightning_snn.simulation.SpikingEvaluator`
-            holds them (``None``: one SNN simulated to ``T_max``; ``T``: bias mode, one SNN per T).
+        snns: the SNN, or the SNNs of a :class:`lightning_snn.simulation.SpikingEvaluator` (one SNN
+            simulated to ``T_max``, or in bias mode one SNN per T), or ``{T or None: SNN}``.
         ann: the source ANN the SNN was converted from (for its activations and MACs).
         timesteps: the simulation lengths T.
         time_chunk: as in :func:`~lightning_snn.simulation.simulate`.
@@ -669,13 +670,15 @@ class DiagnosticsProbe:
 
     def __init__(
         self,
-        snns: nn.Module | Mapping[int | None, nn.Module],
+        snns: nn.Module | Sequence[ConvertedSNN] | Mapping[int | None, nn.Module],
         ann: nn.Module,
         timesteps: Sequence[int],
         time_chunk: int | str = "auto",
         energy: EnergyModel | None = None,
     ) -> None:
         self.timesteps = validate_timesteps(timesteps)
+        if isinstance(snns, Sequence):  # SpikingEvaluator.snns: each SNN knows the T it is built for
+            snns = {snn.timesteps: snn for snn in snns}
         self.snns = dict(snns) if isinstance(snns, Mapping) else {None: snns}
         if set(self.snns) != {None} and set(self.snns) != set(self.timesteps):
             raise ValueError(f"one SNN per T needs exactly the T list {self.timesteps}, got {sorted(self.snns)}.")

@@ -261,7 +261,7 @@ def evaluate_conversion(
         t_conversion = time.perf_counter() - t0
         t0 = time.perf_counter()
         if correction == "light":
-            correct_bias(model, evaluator.snns[None], batches, correction_timesteps, device, time_chunk)
+            correct_bias(model, evaluator.snns[0], batches, correction_timesteps, device, time_chunk)
         t_correction = time.perf_counter() - t0
 
         t0 = time.perf_counter()

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from lightning_snn.conversion import SpikingReadout
 from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d
+from lightning_snn.snn import ConvertedSNN
 
 
 class _StepInterpreter(fx.Interpreter):
@@ -73,8 +73,8 @@ def if_step(neuron: IFNeuron, current: torch.Tensor, state: dict[str, torch.Tens
 def simulate_reference(snn: nn.Module, x: torch.Tensor, timesteps: int) -> torch.Tensor:
     """The SNN's output averaged over ``timesteps`` steps, one whole pass through the graph per step."""
     readout: IFNeuron | None = None
-    if isinstance(snn, SpikingReadout):
-        snn, readout = snn.body, snn.neuron
+    if isinstance(snn, ConvertedSNN):
+        snn, readout = snn.body, snn.readout_neuron
     if not isinstance(snn, fx.GraphModule):
         raise TypeError("simulate_reference runs an SNN from lightning_snn.conversion.convert (a GraphModule).")
     state: dict[str, torch.Tensor] = {}

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from lightning_snn.conversion import convert, stateful_modules
+from lightning_snn.snn import ConvertedSNN
 
 #: time_chunk chosen by ``"auto"``: ``(device type) -> (batch size -> steps per chunk)``,
 #: from the time_chunk sweeps of benchmarks/simulation_speed.py (docs/BENCHMARKS.md). On the
@@ -164,14 +165,23 @@ class SpikingEvaluator:
     ) -> None:
         self.timesteps = validate_timesteps(timesteps)
         self.time_chunk = time_chunk
+        #: the converted SNNs: one valid at every T, or (bias mode) one per T, each knowing its T
+        self.snns: list[ConvertedSNN]
         if shift == "bias":
-            self.snns = {t: convert(model, thresholds, "bias", t, readout, neuron) for t in self.timesteps}
+            self.snns = [convert(model, thresholds, "bias", t, readout, neuron) for t in self.timesteps]
         else:
-            self.snns = {None: convert(model, thresholds, shift, None, readout, neuron)}
+            self.snns = [convert(model, thresholds, shift, None, readout, neuron)]
+
+    def snn_at(self, timesteps: int) -> ConvertedSNN:
+        """The SNN whose simulation of ``timesteps`` steps is the conversion at that T."""
+        for snn in self.snns:
+            if snn.valid_at(timesteps):
+                return snn
+        raise ValueError(f"no SNN for T = {timesteps}: this evaluator was built for T in {self.timesteps}.")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Time-averaged outputs ``[len(timesteps), B, ...]``, one row per T of ``self.timesteps``
         (sorted and de-duplicated)."""
-        if None in self.snns:
-            return simulate(self.snns[None], x, self.timesteps, self.time_chunk)
-        return torch.cat([simulate(snn, x, [t], self.time_chunk) for t, snn in self.snns.items()])
+        if len(self.snns) == 1 and self.snns[0].timesteps is None:
+            return simulate(self.snns[0], x, self.timesteps, self.time_chunk)
+        return torch.cat([simulate(snn, x, [snn.timesteps], self.time_chunk) for snn in self.snns])

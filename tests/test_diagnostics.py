@@ -249,7 +249,7 @@ def test_counts_at_every_T_equal_the_engines_own_spike_counts(vgg, time_chunk, n
     for t in ts:
         simulate(snn, x, [t], time_chunk=time_chunk, record_spikes=True)
         for layer in diag.layers:
-            counted = float(snn.get_submodule(layer).spike_count.sum())
+            counted = float(snn.body.get_submodule(layer).spike_count.sum())
             assert rates[t]["layers"][layer] * diag.neurons[layer] * t * x.shape[0] == pytest.approx(counted, rel=1e-9)
 
 
@@ -331,9 +331,9 @@ def test_bias_mode_reads_each_T_from_its_own_snn(vgg):
     assert torch.equal(out, evaluator(x))
     rates = diag.firing_rates()
     for t in (4, 16):
-        snn = evaluator.snns[t]
+        snn = evaluator.snn_at(t)
         simulate(snn, x, [t], time_chunk=4, record_spikes=True)
-        counted = sum(float(snn.get_submodule(n).spike_count.sum()) for n in diag.layers)
+        counted = sum(float(snn.body.get_submodule(n).spike_count.sum()) for n in diag.layers)
         neurons = sum(diag.neurons.values())
         assert rates[t]["network"] * neurons * t * x.shape[0] == pytest.approx(counted, rel=1e-9)
 

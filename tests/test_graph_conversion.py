@@ -195,7 +195,7 @@ def test_spiking_max_pool_rate_converges_to_the_max_rate():
     # the max-pool gates spikes (on the analog input it would be moved before the neuron, exact)
     model = nn.Sequential(nn.Identity(), nn.ReLU(), nn.Identity(), nn.ReLU(), nn.MaxPool2d(2)).eval()
     snn = convert(model, {"1": 1.0, "3": 1.0}, shift="membrane")
-    assert isinstance(snn.get_submodule("4"), SpikingMaxPool2d)
+    assert isinstance(snn.body.get_submodule("4"), SpikingMaxPool2d)
     errs = [(simulate(snn, z, [t])[0] - F.max_pool2d(z, 2)).abs().mean().item() for t in (8, 64, 512)]
     assert errs[2] < errs[0] and errs[2] < 0.01, errs
 
@@ -311,7 +311,7 @@ def test_torchvision_resnet18_converts_as_shipped():
     snn = convert(model, calibrate_thresholds(model, [x]))
     # the stem's max-pool follows conv -> BN -> ReLU on the analog input: moved before the IF layer, exact
     assert not any(isinstance(m, SpikingMaxPool2d) for m in snn.modules())
-    assert isinstance(snn.get_submodule("maxpool"), nn.MaxPool2d)
+    assert isinstance(snn.body.get_submodule("maxpool"), nn.MaxPool2d)
     assert simulate(snn, x, [4]).shape == (1, 4, 10)
 
 
@@ -341,7 +341,7 @@ def test_max_pool_after_a_spiking_layer_stays_gated():
     gm = prepare(model)
     assert list(max_pool_sites(gm)) == ["4"]
     snn = convert(model, {"1": 1.0, "3": 1.0})
-    assert isinstance(snn.get_submodule("4"), SpikingMaxPool2d)
+    assert isinstance(snn.body.get_submodule("4"), SpikingMaxPool2d)
 
 
 def test_signed_neurons_cannot_feed_a_gated_max_pool_and_are_refused_by_name():

@@ -63,7 +63,7 @@ def converted(request, cifar_batches):
         outputs.append(simulate(snn, x, [T], record_spikes=True)[0])
         errors = {}
         for layer, a in acts.items():
-            neuron = snn.get_submodule(layer)
+            neuron = snn.body.get_submodule(layer)
             assert isinstance(neuron, IFNeuron)
             vth = neuron.v_threshold.item()
             rate = neuron.spike_count / T * vth  # spikes carry amplitude V_th
@@ -138,7 +138,7 @@ def test_the_neuron_after_the_residual_add_gets_the_shift(shortcut):
     bias = convert(model, thresholds, shift="bias", timesteps=32)
     for name in add_neurons:
         vth = thresholds[name]
-        m, b = membrane.get_submodule(name), bias.get_submodule(name)
+        m, b = membrane.body.get_submodule(name), bias.body.get_submodule(name)
         assert isinstance(m, IFNeuron) and isinstance(b, IFNeuron)
         assert m.v_threshold.item() == pytest.approx(vth) == b.v_threshold.item()
         assert m.v_init.item() == pytest.approx(vth / 2)  # membrane shift: V_th / 2
