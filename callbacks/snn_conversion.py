@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from lightning_snn.conversion import check_convertible, check_neuron
 from lightning_snn.diagnostics import EnergyModel
 from lightning_snn.evaluation import ConversionReport, evaluate_conversion, validate_conversion_settings
+from lightning_snn.export import check_export_settings, check_model_exportable, export_nir
 from lightning_snn.report import wandb_payload, write_dashboard
 from lightning_snn.results import dashboard_name
 
@@ -135,6 +136,12 @@ class SNNConversion(pl.Callback):
             a relative path that leads out of the run's directory). The dashboard goes beside it,
             named after it (``snn_results.json`` -> ``snn_report.png``,
             :func:`lightning_snn.results.dashboard_name`); both are claimed before training.
+        export: ``"nir"``: also write the SNN as ``snn.nir`` beside the results, for other
+            simulators (:mod:`lightning_snn.export`; needs ``pip install -e ".[nir]"``).
+        export_timesteps: the T the file is for (the membrane shift is written as the bias shift
+            ``V_th / (2T)``); required with ``export``.
+        export_options: ``{pooling: avg|sum|conv, integrator: true|false}`` for
+            :func:`lightning_snn.export.export_nir` (docs/EXPORT.md says which importer needs which).
         on_fit: run at the end of fit.
         on_test: run at the end of test.
     """
@@ -160,10 +167,17 @@ class SNNConversion(pl.Callback):
         results_file: str = "snn_results.json",
         on_fit: bool = True,
         on_test: bool = True,
+        export: str | None = None,
+        export_timesteps: int | None = None,
+        export_options: dict[str, Any] | None = None,
     ) -> None:
         self.timesteps = validate_conversion_settings(
             timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron
         )
+        check_export_settings(
+            export, export_timesteps, export_options, shift=shift, simulated=self.timesteps, neuron=neuron
+        )
+        self.export, self.export_timesteps, self.export_options = export, export_timesteps, dict(export_options or {})
         self.calibration, self.percentile, self.neuron = calibration, percentile, neuron
         self.correction, self.correction_timesteps = correction, correction_timesteps
         if not isinstance(diagnostics, bool):
@@ -204,6 +218,8 @@ class SNNConversion(pl.Callback):
         model = pl_module.model if hasattr(pl_module, "model") else pl_module
         check_convertible(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
         check_neuron(self.neuron, model)
+        if self.export is not None:
+            check_model_exportable(model, self.shift, self.readout)
         if trainer.is_global_zero:
             self._release()
             self._claimed = self._claim(trainer)  # the files this evaluation will write, or a refusal now
@@ -240,10 +256,13 @@ class SNNConversion(pl.Callback):
 
     # ---- the work ------------------------------------------------------------------------
     def _claim(self, trainer: pl.Trainer) -> list[Path]:
-        """Claim the results file and, with the diagnostics, its dashboard beside it (an absolute
-        results_file replaces the run's folder; ``run_files.claim_files`` refuses a taken one)."""
+        """Claim the results file and, with the diagnostics, its dashboard beside it, and with an
+        export the NIR file last (an absolute results_file replaces the run's folder;
+        ``run_files.claim_files`` refuses a taken one)."""
         name = Path(self.results_file)
         names = [name, name.with_name(dashboard_name(name.name))] if self.diagnostics else [name]
+        if self.export is not None:  # snn_results.json -> snn.nir; a.json -> a.nir
+            names.append(name.with_name("snn.nir" if name.name == "snn_results.json" else f"{name.stem}.nir"))
         return claim_files(run_dir(trainer), names, "snn.results_file")
 
     def _loader(self, dataset: Dataset, trainer: pl.Trainer, datamodule, flag: SigtermFlag) -> Repeatable:
@@ -278,6 +297,7 @@ class SNNConversion(pl.Callback):
     def _evaluate(self, trainer: pl.Trainer, model, datamodule, stage: str, device) -> dict[str, Any]:
         calibration = datamodule.calibration_set(self.calibration_samples, self.calibration_seed)
         test_set = datamodule.test_set
+        self._input_shape = tuple(test_set[0][0].shape)  # for the export
         if self.max_test_samples is not None and self.max_test_samples < len(test_set):
             test_set = Subset(test_set, range(self.max_test_samples))
         rank_zero_info(
@@ -361,7 +381,19 @@ class SNNConversion(pl.Callback):
         rank_zero_info(f"  results: {path}")
         if report.diagnostics is not None and len(claimed) > 1:
             self._dashboard(trainer, results, claimed[1])
+        if self.export is not None:
+            self._export(report, claimed[-1])
         release(claimed[1:])
+
+    def _export(self, report: ConversionReport, path: Path) -> None:
+        """The SNN as a NIR file beside the results (written and logged already)."""
+        t = self.export_timesteps
+        snn = next(s for s in report.snns if s.valid_at(t))
+        try:
+            export_nir(snn, path, self._input_shape, t, **self.export_options)
+        except Exception as exc:
+            raise type(exc)(f"the SNN results were written, but the NIR export failed: {exc}") from exc
+        rank_zero_info(f"  NIR export (T = {t}): {path}")
 
     def _dashboard(self, trainer: pl.Trainer, results: dict[str, Any], png: Path) -> None:
         """The PNG dashboard beside the results (and in W&B); the numbers are saved already, so a

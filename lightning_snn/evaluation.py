@@ -32,6 +32,7 @@ from lightning_snn.correction import CORRECTIONS, correct_bias
 from lightning_snn.diagnostics import Diagnostics, DiagnosticsProbe, EnergyModel
 from lightning_snn.results import RESULTS_SCHEMA_VERSION, SCHEMA_KEY
 from lightning_snn.simulation import SpikingEvaluator, validate_timesteps
+from lightning_snn.snn import ConvertedSNN
 
 
 @dataclass
@@ -57,6 +58,7 @@ class ConversionReport:
         neuron: ``"if"`` or ``"signed"`` (:func:`~lightning_snn.conversion.convert`).
         diagnostics: firing rates, synaptic operations, energy and per-layer errors at every T
             (:class:`~lightning_snn.diagnostics.Diagnostics`), if requested.
+        snns: the simulated :class:`~lightning_snn.snn.ConvertedSNN` (s), e.g. to export one.
     """
 
     timesteps: list[int]
@@ -80,6 +82,8 @@ class ConversionReport:
     correction_timesteps: int | None = None
     neuron: str = "if"
     diagnostics: Diagnostics | None = None
+    #: the converted SNNs that were simulated (one, or one per T in bias mode); not in the JSON
+    snns: list[ConvertedSNN] = field(default_factory=list, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (T keys as strings, accuracies rounded to 1e-6): the keys of
@@ -322,6 +326,7 @@ def evaluate_conversion(
         correction_timesteps=correction_timesteps if correction != "none" else None,
         neuron=neuron,
         diagnostics=diag,
+        snns=evaluator.snns,
     )
 
 
