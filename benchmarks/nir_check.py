@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -58,7 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--fix-sets",
         choices=["each", "all"],
         default="each",
-        help="'each': as imported, every fix alone, all fixes; 'all': as imported and all fixes",
+        help="'each': also each fix alone and all but each one; 'all': as imported, what it needs to run, all fixes",
     )
     p.add_argument("--cli-nir", default=None, help="also check a snn.nir written by the CLI (snn.export: nir)")
     p.add_argument("--out", default=str(REPO / "docs" / "export.json"))
@@ -87,8 +88,16 @@ def batched(runner, path: str, x: torch.Tensor, t: int, fixes: frozenset[str], b
     return torch.cat([runner(path, part, t, fixes) for part in x.split(batch)])
 
 
-def fix_sets(names: list[str], mode: str) -> list[tuple[str, ...]]:
-    sets = [()] + ([(n,) for n in names] if mode == "each" else []) + [tuple(names)]
+def fix_sets(name: str, mode: str) -> list[tuple[str, ...]]:
+    """As imported; with only the fixes it needs to run; ``each``: plus each other fix alone, and all
+    fixes but each one (what each difference costs by itself); all fixes."""
+    names, required = list(nir_targets.FIXES[name]), nir_targets.REQUIRED[name]
+    others = [n for n in names if n not in required]
+    sets = [(), tuple(required)]
+    if mode == "each":
+        sets += [(*required, n) for n in others]
+        sets += [tuple(n for n in names if n != left) for left in others]
+    sets.append(tuple(names))
     return list(dict.fromkeys(sets))
 
 
@@ -158,8 +167,13 @@ def check_ours(args, model, thresholds, snn, x, y, ours, tmp) -> dict:
         "agreement_with_convert_bias_T": agreement(exported, bias),
     }
     if args.cli_nir:
-        cli = predict(import_nir(args.cli_nir), x, t, args.batch_size)
-        row["cli_file"] = {"path": args.cli_nir, "agreement": agreement(cli, ours)}
+        cli_snn = import_nir(args.cli_nir)
+        cli = predict(cli_snn, x, t, args.batch_size)
+        rel = max(
+            float((torch.as_tensor(v) - torch.as_tensor(thresholds[k])).abs().max() / torch.as_tensor(v).abs().max())
+            for k, v in cli_snn.thresholds.items()
+        )
+        row["cli_file"] = {"path": args.cli_nir, "agreement": agreement(cli, ours), "threshold_max_rel_diff": rel}
     print(
         f"ours: acc {row['acc']:.2f}%, round trip agreement {row['round_trip']['agreement']:.2f}% "
         f"(max |output diff| {diff:.3g}); the file's bias-shift network: acc {row['file_network']['acc']:.2f}%, "
@@ -170,8 +184,13 @@ def check_ours(args, model, thresholds, snn, x, y, ours, tmp) -> dict:
 
 def check_target(args, name, path, x, y, exported, ours) -> dict:
     runner = nir_targets.RUNNERS[name]
-    row: dict = {"installed": True, "export_options": nir_targets.EXPORT_OPTIONS[name], "runs": []}
-    for fixes in fix_sets(list(nir_targets.FIXES[name]), args.fix_sets):
+    row: dict = {
+        "installed": True,
+        "versions": {p: version(p) for p in (name, "nir", "nirtorch")},
+        "export_options": nir_targets.EXPORT_OPTIONS[name],
+        "runs": [],
+    }
+    for fixes in fix_sets(name, args.fix_sets):
         t0 = time.perf_counter()
         run = {"fixes": list(fixes)}
         try:

@@ -120,6 +120,13 @@ def run_norse(path: str, x: torch.Tensor, timesteps: int, fixes: frozenset[str] 
     return total.argmax(-1)
 
 
+#: The fixes without which the imported network does not run at all (the others change numbers).
+REQUIRED: dict[str, tuple[str, ...]] = {
+    "sinabs": (),
+    "snntorch": ("hidden_state", "batch_flatten"),
+    "norse": ("batch_flatten",),
+}
+
 RUNNERS: dict[str, Callable[..., torch.Tensor]] = {"sinabs": run_sinabs, "snntorch": run_snntorch, "norse": run_norse}
 #: The export options each importer needs to read the file at all (nodes it does not know).
 EXPORT_OPTIONS = {

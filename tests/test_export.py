@@ -169,6 +169,27 @@ def test_residual_sums_scales_and_per_channel_thresholds(tmp_path):
     )
 
 
+def test_a_neuron_fed_only_by_spikes_gets_its_shift_from_a_bias_node(tmp_path):
+    class SumOfSpikes(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(2)
+            self.a, self.b, self.head = nn.Conv2d(3, 4, 3), nn.Conv2d(3, 4, 3), nn.Linear(4 * 6 * 6, 3)
+
+        def forward(self, x):
+            return self.head(F.relu(F.relu(self.a(x)) + F.relu(self.b(x))).flatten(1))
+
+    model, x = SumOfSpikes().eval(), images()
+    snn = convert(model, dyadic_thresholds(model, x), shift="membrane")
+    graph = to_nir(snn, (3, 8, 8), 8)
+    (bias_node,) = [k for k in graph.nodes if k.endswith("_bias")]
+    assert isinstance(graph.nodes[bias_node], nir.Conv2d) and np.any(graph.nodes[bias_node].bias != 0)
+    nir.write(str(tmp_path / "s.nir"), graph)
+    assert torch.equal(simulate(import_nir(tmp_path / "s.nir"), x, [2, 8]), simulate(snn, x, [2, 8]))
+    exported = simulate(import_nir(tmp_path / "s.nir", restore=False), x, [8])[0]
+    torch.testing.assert_close(nir_reference(graph, x, 8), exported, rtol=0, atol=1e-5)
+
+
 def test_if_nodes_carry_their_semantics_and_the_shift_at_T(tmp_path):
     model, x = vgg_like(), images()
     th = calibrate_thresholds(model, [x])
@@ -185,6 +206,19 @@ def test_if_nodes_carry_their_semantics_and_the_shift_at_T(tmp_path):
         carrier = graph.nodes[meta["bias_shift_in"]]  # V_th / (2T) added to the bias feeding the neuron
         assert np.allclose(carrier.bias - meta["source_bias_of_carrier"], vth / 128, atol=1e-6)
         assert [d for s, d in graph.edges if s == meta["bias_shift_in"]] == [name]
+
+
+def test_the_files_node_order_is_an_execution_order(tmp_path):
+    """nir.read returns the nodes sorted by name (HDF5); readers that walk them in that order
+    (nirtorch 2.0.2's nir_to_torch, snnTorch's importer) must meet every node after its inputs."""
+    model, x = Residual().eval(), images()
+    snn = convert(model, calibrate_thresholds(model, [x]), shift="membrane")
+    path = export_nir(snn, tmp_path / "r.nir", (3, 8, 8), 8)
+    graph = nir.read(str(path))
+    seen: set[str] = set()
+    for name in sorted(graph.nodes):
+        assert all(s in seen for s, d in graph.edges if d == name), name
+        seen.add(name)
 
 
 def test_a_bias_shift_snn_exports_at_its_own_T_only(tmp_path):

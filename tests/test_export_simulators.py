@@ -32,7 +32,7 @@ T = 32
 def exported(trained_vgg, cifar_batches):
     (train_x, _), (test_x, test_y) = cifar_batches
     snn = convert(trained_vgg, calibrate_thresholds(trained_vgg, [train_x[:1024]]), shift="membrane")
-    return snn, test_x[:256], test_y[:256]
+    return snn, test_x[:128], test_y[:128]
 
 
 @pytest.mark.parametrize("simulator", ["sinabs", "snntorch"])
@@ -70,3 +70,22 @@ def test_the_cli_writes_snn_nir_that_reproduces_its_own_results(cifar10_dir, tmp
     y = torch.stack([torch.as_tensor(dm.test_set[i][1]) for i in range(results["num_test_images"])])
     correct = int((simulate(back, x, [16])[0].argmax(-1) == y).sum())
     assert correct == results["snn_correct"]["16"]  # the file is the SNN the run measured
+
+    # the study script on the run's checkpoint: every installed simulator, as imported and with its settings
+    from tests.test_benchmarks import BENCH, run_script
+
+    (ckpt,) = [p for p in tmp_path.rglob("last.ckpt")]
+    out = tmp_path / "export.json"
+    targets = ["ours", *[t for t in ("sinabs", "snntorch") if nir_targets.available(t)]]
+    run_script(
+        [sys.executable, str(BENCH / "nir_check.py"), "--checkpoint", str(ckpt), "--data-dir", str(cifar10_dir)]
+        + "--timesteps 16 --test-samples 32 --calibration-samples 128 --batch-size 32 --fix-sets all".split()
+        + ["--targets", *targets, "--out", str(out), "--cli-nir", str(results_json.with_name("snn.nir"))],
+        timeout=600,
+    )
+    study = json.loads(out.read_text())
+    assert study["targets"]["ours"]["round_trip"]["agreement"] == 100.0
+    assert study["targets"]["ours"]["file_network"]["agreement_with_convert_bias_T"] == 100.0
+    for name in targets[1:]:
+        runs = study["targets"][name]["runs"]
+        assert runs[-1]["fixes"] == list(nir_targets.FIXES[name]) and runs[-1]["agreement_with_file_network"] >= 99

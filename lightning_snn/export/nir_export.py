@@ -48,7 +48,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_snn.export.nir_common import (
-    IF_SEMANTICS,
     NAMESPACE,
     POOLINGS,
     ExportError,
@@ -221,21 +220,10 @@ class _Exporter(GraphBuilder):
         v_init, current = full(m.v_init, shape), full(m.bias_current, shape)
         # the membrane shift as the bias shift at T: the same charge V_th/2 by step T (float32, as the SNN runs)
         shift = (torch.from_numpy(current) + torch.from_numpy(v_init) / self.t).numpy()
-        meta = {
-            "role": "neuron",
-            "site": m.name,
-            "semantics": IF_SEMANTICS,
-            "reset": "subtract",
-            "fires_at": ">=",
-            "max_spikes_per_step": 1,
-            "initial_potential": 0.0,
-            "dt": 1.0,
-            "timesteps": self.t,
-            "source_v_init": v_init,
-            "source_bias_current": current,
-            "bias_shift": shift,
-        }
-        name = self.add(m.name.replace(".", "_") or node.name, self._if(vth, shape, meta), inputs, shape)
+        nir_node = self.if_node(
+            vth, "neuron", site=m.name, source_v_init=v_init, source_bias_current=current, bias_shift=shift
+        )
+        name = self.add(m.name.replace(".", "_") or node.name, nir_node, inputs, shape)
         self.shifts[name] = shift
         return [Term(name, vth)]
 

@@ -107,28 +107,29 @@ class GraphBuilder:
             return self.materialise([Term(t.node, scale) for t in terms], shape), None
         return terms, channel
 
-    def _if(self, vth: np.ndarray, shape: tuple[int, ...], meta: dict[str, Any]) -> Any:
-        node = self.nir.IF(r=np.ones(shape, np.float32), v_threshold=vth)  # NIR's default v_reset: 0 (unused)
-        node.metadata = {NAMESPACE: meta}
+    def if_node(self, vth: np.ndarray, role: str, **meta: Any) -> Any:
+        """A NIR IF node with its threshold and our neuron's exact semantics in its metadata."""
+        node = self.nir.IF(r=np.ones(vth.shape, np.float32), v_threshold=vth)  # NIR's default v_reset: 0 (unused)
+        semantics = {
+            "role": role,
+            "semantics": IF_SEMANTICS,
+            "reset": "subtract",
+            "fires_at": ">=",
+            "max_spikes_per_step": 1,
+            "initial_potential": 0.0,
+            "dt": 1.0,
+            "timesteps": self.t,
+        }
+        node.metadata = {NAMESPACE: {**semantics, **meta}}
         return node
 
     def finish(self, output_terms: list[Term], shape: tuple[int, ...], integrator: bool) -> Any:
         inputs = self.materialise(output_terms, shape)
         readout = self.snn.readout_neuron
         if readout is not None:
-            vth = full(readout.v_threshold, shape)
-            meta = {
-                "role": "spiking readout",
-                "semantics": IF_SEMANTICS,
-                "reset": "subtract",
-                "fires_at": ">=",
-                "max_spikes_per_step": 1,
-                "initial_potential": 0.0,
-                "dt": 1.0,
-                "timesteps": self.t,
-                "note": "outputs unit spikes: the prediction is the argmax of the spike counts",
-            }
-            inputs = [Term(self.add("readout", self._if(vth, shape, meta), inputs, shape))]
+            note = "outputs unit spikes: the prediction is the argmax of the spike counts"
+            node = self.if_node(full(readout.v_threshold, shape), "spiking readout", note=note)
+            inputs = [Term(self.add("readout", node, inputs, shape))]
         elif integrator:
             node = self.nir.I(r=np.ones(shape, np.float32))
             node.metadata = {
