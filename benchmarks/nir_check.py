@@ -137,6 +137,7 @@ def main(argv=None) -> dict:
             )
             exported = predict(import_nir(path, restore=False), x, t, args.batch_size)
             rows[name] = check_target(args, name, path, x, y, exported, ours)
+            rows[name]["default_file"] = read_default_file(name, snn, x, t, tmp)
     results.setdefault("targets", {}).update(rows)
     results["ann_acc"] = 100.0 * float((ann == y).float().mean())
     results["ours_acc"] = 100.0 * float((ours == y).float().mean())
@@ -180,6 +181,17 @@ def check_ours(args, model, thresholds, snn, x, y, ours, tmp) -> dict:
         f"agreement with the membrane SNN {row['file_network']['agreement_with_membrane_snn']:.2f}%"
     )
     return row
+
+
+def read_default_file(name: str, snn, x: torch.Tensor, t: int, tmp: str) -> str:
+    """Whether the simulator reads the file the CLI writes by default (AvgPool2d, the integrator I):
+    'ok', or the error it raises (a refusal, not a silent change, is what is checked here)."""
+    path = str(export_nir(snn, Path(tmp) / f"{name}_default.nir", tuple(x.shape[1:]), t))
+    try:
+        nir_targets.RUNNERS[name](path, x[:2], 2, frozenset(nir_targets.FIXES[name]))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+    return "ok"
 
 
 def check_target(args, name, path, x, y, exported, ours) -> dict:

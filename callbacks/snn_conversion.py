@@ -393,7 +393,14 @@ class SNNConversion(pl.Callback):
             export_nir(snn, path, self._input_shape, t, **self.export_options)
         except Exception as exc:
             raise type(exc)(f"the SNN results were written, but the NIR export failed: {exc}") from exc
-        rank_zero_info(f"  NIR export (T = {t}): {path}")
+        note = ""
+        if snn.shift == "membrane":  # NIR has no initial potential: say which network the file holds
+            note = (
+                f"\n    (it holds the bias-shift SNN at T = {t}, a relative of the membrane-shift SNN measured above: "
+                "NIR has no initial potential; import_nir restores the membrane shift; shift: bias exports the "
+                "measured SNN itself; docs/EXPORT.md)"
+            )
+        rank_zero_info(f"  NIR export (T = {t}): {path}{note}")
 
     def _dashboard(self, trainer: pl.Trainer, results: dict[str, Any], png: Path) -> None:
         """The PNG dashboard beside the results (and in W&B); the numbers are saved already, so a
