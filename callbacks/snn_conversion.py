@@ -379,11 +379,13 @@ class SNNConversion(pl.Callback):
                 f"the SNN results above were printed and logged, but writing {str(path)!r} failed: {exc}"
             ) from exc
         rank_zero_info(f"  results: {path}")
-        if report.diagnostics is not None and len(claimed) > 1:
-            self._dashboard(trainer, results, claimed[1])
-        if self.export is not None:
-            self._export(report, claimed[-1])
-        release(claimed[1:])
+        try:
+            if report.diagnostics is not None and len(claimed) > 1:
+                self._dashboard(trainer, results, claimed[1])
+            if self.export is not None:
+                self._export(report, claimed[-1])
+        finally:
+            release(claimed[1:])  # a claimed file never written (a failed export) does not stay behind
 
     def _export(self, report: ConversionReport, path: Path) -> None:
         """The SNN as a NIR file beside the results (written and logged already)."""

@@ -346,3 +346,20 @@ def test_the_callback_refuses_an_unexportable_model_before_training(tmp_path):
         SNNConversion(export="nir")
     with pytest.raises(ValueError, match="one of them"):
         SNNConversion(timesteps=[16, 32], shift="bias", export="nir", export_timesteps=64)
+
+
+def test_a_failed_export_keeps_the_results_and_leaves_no_empty_file(tmp_path, monkeypatch):
+    import lightning_snn.callbacks.snn_conversion as callback_module
+    from lightning_snn.callbacks.snn_conversion import SNNConversion
+
+    from tests.test_callback import fake_trainer, tiny_module
+
+    def refuse(*args, **kwargs):
+        raise ExportError("cannot export to NIR: planted")
+
+    monkeypatch.setattr(callback_module, "export_nir", refuse)
+    trainer = fake_trainer(tmp_path)
+    with pytest.raises(ExportError, match="results were written, but the NIR export failed: cannot export"):
+        SNNConversion(timesteps=[4], export="nir", export_timesteps=4).evaluate(trainer, tiny_module(), stage="test")
+    (results,) = list(tmp_path.rglob("snn_results.json"))
+    assert results.stat().st_size > 0 and not list(tmp_path.rglob("*.nir"))
