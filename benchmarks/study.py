@@ -1,5 +1,7 @@
-"""What the study scripts (fidelity.py, low_latency.py) share: a quiet Lightning fit, the
-checkpoint hash, and the fixed calibration / test images every variant is evaluated on.
+"""What the study scripts share: a quiet Lightning fit, trained weights and finished results kept in
+the work dir so that the same command goes on where a killed run stopped (:class:`StudyState`,
+:func:`train_or_load`), the fixed calibration / test images every variant is evaluated on, and
+the results JSON they write (the docs are rendered from it by ``benchmarks/render.py``).
 
 Imported as ``study`` by the scripts beside it (``python benchmarks/<script>.py`` puts this
 folder on ``sys.path``); not part of the installed library.
@@ -8,12 +10,17 @@ folder on ``sys.path``); not part of the installed library.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import platform
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, Subset
 
 from lightning_snn.data import CIFAR10DataModule
@@ -31,9 +38,70 @@ def portable(args) -> dict:
     return out
 
 
+def machine(threads: int | None = None) -> str:
+    """The processor, torch threads and torch version, recorded beside a study's wall times."""
+    threads = torch.get_num_threads() if threads is None else threads
+    return f"{platform.processor() or platform.machine()}, {threads} threads, torch {torch.__version__}"
+
+
 def sha256(path: Path) -> str:
     """Hex sha256 of a file (the checkpoint identity recorded in the docs)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write ``payload`` atomically (a killed run leaves the old file or the new one, never half)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+class StudyState:
+    """A study's record in its work dir (``<work>/<name>_state.json``), saved after every finished
+    piece (a trained network, a variant's numbers), so that the same command goes on where a
+    killed run stopped and a rerun only computes what is missing.
+
+    ``recipe`` holds the settings every stored piece depends on: a state stored with another
+    recipe is refused, naming what differs (a rerun with the stored settings goes on; another
+    ``--work-dir`` starts anew). ``defaults`` give the value of recipe keys added after a state was
+    stored. Results that depend on more than the recipe are stored with :meth:`results`.
+    """
+
+    def __init__(self, path: Path, recipe: dict, defaults: dict | None = None) -> None:
+        self.path = Path(path)
+        self.data = {"recipe": dict(recipe)}
+        if self.path.exists():
+            stored = json.loads(self.path.read_text())
+            stored["recipe"] = {**(defaults or {}), **stored["recipe"]}
+            if stored["recipe"] != self.data["recipe"]:
+                diff = {k: (stored["recipe"].get(k), v) for k, v in recipe.items() if stored["recipe"].get(k) != v}
+                raise SystemExit(
+                    f"{self.path} holds a study run with other settings {diff} (stored, asked): rerun with the "
+                    "stored settings to go on, or pass another --work-dir to start a new study."
+                )
+            self.data = stored
+
+    def entry(self, *keys: str) -> dict:
+        """The nested dict ``data[keys[0]][keys[1]]...``, created empty where missing."""
+        node = self.data
+        for key in keys:
+            node = node.setdefault(key, {})
+        return node
+
+    def results(self, entry: dict, depends_on: dict) -> dict:
+        """``entry["results"]``: what was stored there with the same ``depends_on`` (e.g. the
+        evaluation settings and the weights' sha256), or a fresh empty dict where they changed."""
+        if entry.get("results_depend_on") != depends_on:
+            entry["results_depend_on"], entry["results"] = depends_on, {}
+        return entry["results"]
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        os.replace(tmp, self.path)
 
 
 def fit_quietly(
@@ -72,6 +140,36 @@ def fit_quietly(
     return trainer, time.perf_counter() - t0
 
 
+def train_or_load(
+    module: pl.LightningModule, args, state: StudyState, entry: dict, name: str, callbacks: list | None = None
+) -> pl.LightningModule:
+    """``module`` trained by :func:`fit_quietly`, or its weights loaded from ``<work>/<name>.ckpt``
+    where ``entry`` (a piece of ``state``) recorded them: a checkpoint that changed since is
+    refused. Training goes on from ``<work>/<name>_epochs/last.ckpt`` after a killed run (its epoch
+    is recorded in ``resumed_at_epoch``). Records ``train_seconds``, ``checkpoint``, ``sha256`` and
+    ``parameters`` in ``entry`` and saves the state. The checkpoint holds the weights alone (a
+    Lightning checkpoint: ``train.py test --ckpt_path`` takes it)."""
+    work = state.path.parent
+    ckpt, resume = work / f"{name}.ckpt", work / f"{name}_epochs"
+    if ckpt.exists() and "sha256" in entry:
+        if sha256(ckpt) != entry["sha256"]:
+            raise SystemExit(f"{ckpt} changed since the study recorded it: delete it (and its entry) to retrain.")
+        module.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"])
+        print(f"   loaded {ckpt} (trained in {entry['train_seconds'] / 60:.1f} min)", flush=True)
+        return module
+    if (resume / "last.ckpt").exists():
+        epoch = torch.load(resume / "last.ckpt", map_location="cpu", weights_only=False)["epoch"]
+        entry.setdefault("resumed_at_epoch", []).append(int(epoch) + 1)
+    print(f"== training {name} ({args.epochs} epochs)", flush=True)
+    trainer, seconds = fit_quietly(module, args, work, resume_dir=resume, callbacks=callbacks)
+    trainer.save_checkpoint(ckpt, weights_only=True)
+    entry["train_seconds"] = entry.get("train_seconds", 0.0) + seconds
+    entry.update(checkpoint=os.path.relpath(ckpt.resolve(), REPO), sha256=sha256(ckpt))
+    entry["parameters"] = sum(p.numel() for p in module.parameters())
+    state.save()
+    return module
+
+
 def evaluation_images(args, calibration: bool = True) -> tuple[list[torch.Tensor] | None, list]:
     """The calibration batches (``args.calibration_samples`` fixed, seeded, un-augmented training
     images; ``None`` where ``calibration`` is false) and the test batches (the first
@@ -85,3 +183,38 @@ def evaluation_images(args, calibration: bool = True) -> tuple[list[torch.Tensor
     calib = dm.calibration_set(args.calibration_samples, seed=0)
     calib_x = list(torch.stack([calib[i][0] for i in range(len(calib))]).split(args.batch_size))
     return calib_x, list(DataLoader(test, batch_size=args.batch_size))
+
+
+def cifar10_tensors(data_dir: str, train: int, test: int) -> tuple[torch.Tensor, ...]:
+    """``(x_train, y_train, x_test, y_test)``: ``train`` un-augmented training images in the
+    data module's seeded calibration order and the first ``test`` test images, as tensors (for
+    the studies that train outside Lightning: converter_agreement.py, resnet18_probe.py)."""
+    dm = CIFAR10DataModule(data_dir, download=False, num_workers=0)
+    dm.setup("fit")
+    calib = dm.calibration_set()  # un-augmented, normalised training images
+    xtr = torch.stack([calib[i][0] for i in range(train)])
+    ytr = torch.stack([torch.as_tensor(calib[i][1]) for i in range(train)])
+    xte = torch.stack([dm.test_set[i][0] for i in range(test)])
+    yte = torch.stack([torch.as_tensor(dm.test_set[i][1]) for i in range(test)])
+    return xtr, ytr, xte, yte
+
+
+def batches(x: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
+    for i in range(0, x.shape[0], size):
+        yield x[i : i + size]
+
+
+def train_one_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, lr: float, seed: int) -> float:
+    """One epoch of Adam over ``(x, y)`` in a seeded order; returns its wall time in seconds."""
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(x.shape[0], generator=gen)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    t0 = time.perf_counter()
+    for i in range(0, x.shape[0], batch):
+        idx = order[i : i + batch]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0

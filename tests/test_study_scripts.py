@@ -1,5 +1,6 @@
-"""The study scripts (benchmarks/fidelity.py, benchmarks/low_latency.py and what they share in
-benchmarks/study.py) run end to end at a tiny size, so they do not rot."""
+"""The study scripts (benchmarks/fidelity.py, low_latency.py, converter_agreement.py, resnet18_probe.py
+and what they share in benchmarks/study.py) run end to end at a tiny size, so they do not rot; the
+docs rendered from their JSON (benchmarks/render.py) are what the committed JSON says."""
 
 from __future__ import annotations
 
@@ -47,8 +48,17 @@ def test_fidelity_script_tiny(cifar10_dir, tmp_path):
     assert (tmp_path / "docs" / "results_tiny_acc_vs_T.png").stat().st_size > 1000
 
 
+def render_page(page: str, out, **data) -> str:
+    """docs/<page> rendered with the given JSON files in place of the committed ones, into ``out``."""
+    subst = [f"{name.replace('__', '.')}={path}" for name, path in data.items()]
+    cmd = [sys.executable, str(REPO / "benchmarks" / "render.py"), str(REPO / "docs" / page), "--out", str(out)]
+    proc = subprocess.run([*cmd, "--data", *subst], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out.read_text()
+
+
 @pytest.mark.slow  # ~2-3 min on 2 cores (four source ANNs, thirteen conversions); CI runs the slow tests too
-def test_low_latency_script_tiny(cifar10_dir, tmp_path):
+def test_low_latency_script_tiny_renders_and_resumes(cifar10_dir, tmp_path):
     run_tiny("low_latency.py", cifar10_dir, tmp_path)
     data = json.loads((tmp_path / "docs" / "low_latency_tiny.json").read_text())
     results = data["results"]
@@ -57,9 +67,63 @@ def test_low_latency_script_tiny(cifar10_dir, tmp_path):
         assert len(src["sha256"]) == 64
     converted = [v for v in results["variants"].values() if "error" not in v]
     assert converted and all(len(v["snn_acc"]) == 7 for v in converted)
-    doc = (tmp_path / "docs" / "LOW_LATENCY_tiny.md").read_text()
-    assert "Published anchors" in doc and "targets met" in doc
-    assert (tmp_path / "docs" / "low_latency_tiny_acc_vs_T.png").stat().st_size > 1000
+    doc = render_page(
+        "LOW_LATENCY.md",
+        tmp_path / "out" / "LOW_LATENCY_tiny.md",
+        low_latency__json=tmp_path / "docs" / "low_latency_tiny.json",
+    )
+    assert "Published anchors" in doc and "targets met" in doc and "width 0.0625" in doc
+    assert (tmp_path / "out" / "low_latency_acc_vs_T.png").stat().st_size > 1000
+
+    # the rerun trains and converts nothing: every network and variant is in the work dir's state
+    proc = run_tiny("low_latency.py", cifar10_dir, tmp_path)
+    assert "== training" not in proc.stdout and proc.stdout.count("stored in the work dir") == len(results["variants"])
+    assert json.loads((tmp_path / "docs" / "low_latency_tiny.json").read_text())["results"] == results
+    # another training recipe in the same work dir is refused by name; another test size converts again
+    proc = run_tiny("low_latency.py", cifar10_dir, tmp_path, "--seed", "1", ok=False)
+    assert proc.returncode != 0 and "'seed': (0, 1)" in proc.stderr
+
+
+def test_committed_docs_are_rendered_from_their_json():
+    """Every generated block in docs/ is what benchmarks/render.py makes of the JSON it names (no figures drawn)."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "render.py"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_render_keeps_the_hand_written_text_and_refuses_unknown_sections(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import render
+
+    (tmp_path / "a.json").write_text(json.dumps({"refusals": {"x": "no"}}))
+    block = "<!-- generated: converter.refusals from a.json -->\n{}<!-- end generated -->\n"
+    page = "Hand text.\n" + block.format("stale\n") + "More hand text.\n"
+    got = render.render(page, tmp_path, render.Page())
+    assert got == "Hand text.\n" + block.format("- x: `no`\n") + "More hand text.\n"
+    assert render.render(got, tmp_path, render.Page()) == got  # idempotent
+    with pytest.raises(ValueError, match="unknown section 'fidelity.table'"):
+        render.render(page.replace("converter.refusals", "fidelity.table"), tmp_path, render.Page())
+    with pytest.raises(ValueError, match="has no section 'nope'"):
+        render.render(page.replace("converter.refusals", "converter.nope"), tmp_path, render.Page())
+
+
+def test_study_state_refuses_another_recipe_and_drops_results_whose_inputs_changed(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import study
+
+    path = tmp_path / "s_state.json"
+    state = study.StudyState(path, {"seed": 0, "lr": 0.1})
+    entry = state.entry("sources", "a")
+    state.results(entry, {"test_samples": 10})["v1"] = {"acc": 50.0}
+    state.save()
+    again = study.StudyState(path, {"seed": 0, "lr": 0.1})
+    entry = again.entry("sources", "a")
+    assert again.results(entry, {"test_samples": 10}) == {"v1": {"acc": 50.0}}
+    assert again.results(entry, {"test_samples": 20}) == {}  # other evaluation settings: converted again
+    assert study.StudyState(path, {"seed": 0, "lr": 0.1, "new": 1}, defaults={"new": 1}).data["recipe"]["new"] == 1
+    with pytest.raises(SystemExit, match=r"'seed': \(0, 1\)"):
+        study.StudyState(path, {"seed": 1, "lr": 0.1})
 
 
 @pytest.mark.slow  # ~2 min on 2 cores: two tiny trainings, 3 variants x 2 batches each, then a resumed rerun
