@@ -8,9 +8,10 @@ training images, the same seed), converted with the membrane shift three ways:
   the converter did before; reproduced here by switching the move off);
 * ``exact max-pool, percentile 99.99``: tighter thresholds.
 
-Prints agreement with the ANN at T = 16, 64, 256, 1024 and, per IF layer at T = 256 and 1024, the
+Prints agreement with the ANN at T = 16, 64, 256, 1024 and, per IF layer at the last two T, the
 relative error ``|rate x V_th - a| / mean a`` and its ratio to the layer's own quantisation
-prediction (lightning_snn.diagnostics), and writes them to --json.
+prediction (lightning_snn.diagnostics), and writes them to --json (docs/CONVERTER.md renders
+its agreement table: python benchmarks/render.py docs/CONVERTER.md).
 
     python benchmarks/resnet18_probe.py --data-dir ../shared/data/cifar10 --test-images 200   # ~15 min, 2 cores
 """
@@ -18,17 +19,16 @@ prediction (lightning_snn.diagnostics), and writes them to --json.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torchvision
-from converter_agreement import batches, train_one_epoch
+from study import batches, cifar10_tensors, train_one_epoch, write_json
 
 import lightning_snn.graph as graph
 from lightning_snn.conversion import calibrate_thresholds, convert
-from lightning_snn.data import CIFAR10DataModule
 from lightning_snn.diagnostics import simulate_with_diagnostics
 
 TIMESTEPS = [16, 64, 256, 1024]
@@ -40,21 +40,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--test-images", type=int, default=200)
+    p.add_argument("--train-images", type=int, default=10000, help="the one epoch's (as converter_agreement.py)")
+    p.add_argument("--timesteps", type=int, nargs="+", default=TIMESTEPS, help="increasing T")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default="docs/resnet18_probe.json")
     args = p.parse_args()
-    dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=0)
-    dm.setup("fit")
-    calib = dm.calibration_set()
-    xtr = torch.stack([calib[i][0] for i in range(10000)])
-    ytr = torch.tensor([int(calib[i][1]) for i in range(10000)])
-    xte = torch.stack([dm.test_set[i][0] for i in range(args.test_images)])
+    xtr, ytr, xte, _ = cifar10_tensors(args.data_dir, args.train_images, args.test_images)
     torch.manual_seed(args.seed)
     model = torchvision.models.resnet18(num_classes=10)
     train_one_epoch(model, xtr, ytr, 128, 1e-3, args.seed)  # as converter_agreement.py
     model.eval()
     exact = graph._commute_analog_max_pools
-    out = {"command": "python benchmarks/resnet18_probe.py " + f"--test-images {args.test_images}", "variants": {}}
+    out = {"command": " ".join(["python", "benchmarks/resnet18_probe.py", *sys.argv[1:]]), "variants": {}}
     try:
         for label, move_pool, method in VARIANTS:
             graph._commute_analog_max_pools = exact if move_pool else (lambda gm: None)
@@ -65,24 +62,23 @@ def main() -> None:
             with torch.no_grad():
                 ann = torch.cat([model(b).argmax(1) for b in batches(xte, 100)])
                 for b in batches(xte, 100):
-                    o, d = simulate_with_diagnostics(snn, model, b, TIMESTEPS)
+                    o, d = simulate_with_diagnostics(snn, model, b, args.timesteps)
                     preds.append(o.argmax(-1))
                     diag = d if diag is None else diag.merge(d)
             pred = torch.cat(preds, 1)
-            agree = {t: 100 * (pred[i] == ann).double().mean().item() for i, t in enumerate(TIMESTEPS)}
+            agree = {t: 100 * (pred[i] == ann).double().mean().item() for i, t in enumerate(args.timesteps)}
             errors = diag.layer_errors()
             layers = {
                 t: {k: [v["relative"], v["mae"] / max(v["predicted_mae"], 1e-12)] for k, v in errors[t].items()}
-                for t in (256, 1024)
+                for t in args.timesteps[-2:]
             }
             out["variants"][label] = {"agreement": agree, "layers": layers, "seconds": time.perf_counter() - t0}
             print(label, "agreement", {t: round(a, 1) for t, a in agree.items()}, flush=True)
-            for t in (256, 1024):
+            for t in args.timesteps[-2:]:
                 print(f"  T={t}", " ".join(f"{k}:{r:.3f}/{x:.1f}x" for k, (r, x) in layers[t].items()), flush=True)
     finally:
         graph._commute_analog_max_pools = exact
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(out, indent=2))
+    write_json(Path(args.json), out)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,29 @@ def test_low_latency_script_tiny_renders_and_resumes(cifar10_dir, tmp_path):
     assert proc.returncode != 0 and "'seed': (0, 1)" in proc.stderr
 
 
+@pytest.mark.slow  # ~1 min on 2 cores: four networks trained on 256 images, 8 test images to T = 16
+def test_converter_agreement_and_resnet18_probe_tiny(cifar10_dir, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    common = [f"--data-dir={cifar10_dir}", "--train-images", "256", "--test-images", "8", "--timesteps", "4", "16"]
+    agree, probe = tmp_path / "agree.json", tmp_path / "probe.json"
+    for script, extra in (
+        ("converter_agreement.py", ["--calibration-images", "64", "--batch-size", "8", "--json", str(agree)]),
+        ("resnet18_probe.py", ["--json", str(probe)]),
+    ):
+        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *common, *extra], env=env,
+                              capture_output=True, text=True)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    data = json.loads(agree.read_text())
+    assert data["models"]["torchvision_resnet18"]["activation_sites"] == 17
+    assert all(r["ann_state_dict_unchanged"] for r in data["models"].values())
+    assert all("allow-list" in m or "time-varying" in m for m in data["refusals"].values())
+    doc = render_page(
+        "CONVERTER.md", tmp_path / "CONVERTER.md", converter_agreement__json=agree, resnet18_probe__json=probe
+    )
+    assert "first 256 training images" in doc and "What this shows" in doc  # the hand-written notes are kept
+    assert doc.count("| exact max-pool, max |") == 1
+
+
 def test_committed_docs_are_rendered_from_their_json():
     """Every generated block in docs/ is what benchmarks/render.py makes of the JSON it names (no figures drawn)."""
     proc = subprocess.run(
