@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
-from study import REPO, batches, cifar10_tensors, machine, train_one_epoch, write_json
+from study import REPO, cifar10_tensors, machine, train_one_epoch, write_json
 from torch import nn
 
 from lightning_snn.conversion import calibrate_thresholds, convert
@@ -112,10 +112,10 @@ def measure(name: str, args, train, test) -> dict:
     model.eval()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
-    thresholds = calibrate_thresholds(model, batches(xtr[: args.calibration_images], 250))
+    thresholds = calibrate_thresholds(model, xtr[: args.calibration_images].split(250))
     t_calibrate = time.perf_counter() - t0
     with torch.no_grad():
-        ann_pred = torch.cat([model(xb).argmax(1) for xb in batches(xte, args.batch_size)])
+        ann_pred = torch.cat([model(xb).argmax(1) for xb in xte.split(args.batch_size)])
     by_neuron = {}
     for neuron in args.neurons.split(","):  # the same thresholds for every neuron model
         try:
@@ -125,7 +125,7 @@ def measure(name: str, args, train, test) -> dict:
             continue
         t0, ts = time.perf_counter(), args.timesteps
         with torch.no_grad():
-            snn_pred = torch.cat([simulate(snn, xb, ts).argmax(-1) for xb in batches(xte, args.batch_size)], 1)
+            snn_pred = torch.cat([simulate(snn, xb, ts).argmax(-1) for xb in xte.split(args.batch_size)], 1)
         by_neuron[neuron] = {
             "snn_acc": {t: 100 * (snn_pred[i] == yte).double().mean().item() for i, t in enumerate(ts)},
             "agreement": {t: 100 * (snn_pred[i] == ann_pred).double().mean().item() for i, t in enumerate(ts)},

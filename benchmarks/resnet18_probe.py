@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 import torchvision
-from study import batches, cifar10_tensors, train_one_epoch, write_json
+from study import cifar10_tensors, train_one_epoch, write_json
 
 import lightning_snn.graph as graph
 from lightning_snn.conversion import calibrate_thresholds, convert
@@ -56,12 +56,12 @@ def main() -> None:
         for label, move_pool, method in VARIANTS:
             graph._commute_analog_max_pools = exact if move_pool else (lambda gm: None)
             t0 = time.perf_counter()
-            thresholds = calibrate_thresholds(model, list(batches(xtr[:2000], 250)), method=method, percentile=99.99)
+            thresholds = calibrate_thresholds(model, xtr[:2000].split(250), method=method, percentile=99.99)
             snn = convert(model, thresholds, shift="membrane")
             preds, diag = [], None
             with torch.no_grad():
-                ann = torch.cat([model(b).argmax(1) for b in batches(xte, 100)])
-                for b in batches(xte, 100):
+                ann = torch.cat([model(b).argmax(1) for b in xte.split(100)])
+                for b in xte.split(100):
                     o, d = simulate_with_diagnostics(snn, model, b, args.timesteps)
                     preds.append(o.argmax(-1))
                     diag = d if diag is None else diag.merge(d)

@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -197,11 +196,6 @@ def cifar10_tensors(data_dir: str, train: int, test: int) -> tuple[torch.Tensor,
     xte = torch.stack([dm.test_set[i][0] for i in range(test)])
     yte = torch.stack([torch.as_tensor(dm.test_set[i][1]) for i in range(test)])
     return xtr, ytr, xte, yte
-
-
-def batches(x: torch.Tensor, size: int) -> Iterator[torch.Tensor]:
-    for i in range(0, x.shape[0], size):
-        yield x[i : i + size]
 
 
 def train_one_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, lr: float, seed: int) -> float:
