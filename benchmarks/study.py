@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -22,9 +23,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Subset
 
-from lightning_snn.data import CIFAR10DataModule
-
 REPO = Path(__file__).resolve().parents[1]
+# python benchmarks/<script>.py puts benchmarks/ first on sys.path, not the checkout: without this an installed
+# lightning_snn (e.g. another checkout's editable install) would be the one measured
+sys.path.insert(0, str(REPO))
+from lightning_snn.data import CIFAR10DataModule  # noqa: E402
 
 
 def portable(args) -> dict:
