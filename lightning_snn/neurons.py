@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_snn import fused
+
 
 class StatefulModule(nn.Module):
     """A layer with state across time steps; :func:`lightning_snn.simulation.simulate` drives it.
@@ -139,6 +141,9 @@ class IFNeuron(StatefulModule):
         self.v = self.net_count = self.negative_count = None
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
+        out = fused.if_forward(self, current)  # one pass per chunk where a kernel is available
+        if out is not None:
+            return out
         feature_dims = current.dim() - 1
         if self.has_bias:
             current = current + _per_channel(self.bias_current.to(current.dtype), feature_dims)
@@ -159,8 +164,8 @@ class IFNeuron(StatefulModule):
                 torch.ge(v, vth, out=spike)
                 v.sub_(spike.mul_(vth))  # spike now holds its amplitude V_th
         self.v = v
-        if self.record_spikes:  # every spike, whatever its sign
-            counts = (out.abs() if self.signed else out).sum(0) / vth
+        if self.record_spikes:  # every spike, whatever its sign, counted exactly (a whole number)
+            counts = out.ne(0).sum(0, dtype=out.dtype)
             self.spike_count = counts if self.spike_count is None else self.spike_count + counts
         return out.view(-1, *current.shape[1:])
 

@@ -20,18 +20,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from lightning_snn.chunking import auto_time_chunk, largest_state_bytes
 from lightning_snn.conversion import convert, stateful_modules
 from lightning_snn.snn import ConvertedSNN
-
-#: time_chunk chosen by ``"auto"``: ``(device type) -> (batch size -> steps per chunk)``,
-#: from the time_chunk sweeps of benchmarks/simulation_speed.py (docs/BENCHMARKS.md). On the
-#: CPU, batches of 128 and more run fastest one step per chunk (folded tensors of chunk x batch
-#: rows fall out of cache); smaller batches gain from folding (chunk 8 was within ~15% of the
-#: best chunk at batch 8, 32 and 64). On CUDA larger kernels win (benchmarks/gpu.sh sweeps it).
-AUTO_TIME_CHUNK = {
-    "cpu": lambda batch: 1 if batch >= 128 else 8,
-    "cuda": lambda batch: 32,
-}
 
 
 def validate_timesteps(timesteps: Sequence[int]) -> list[int]:
@@ -49,15 +40,22 @@ def validate_timesteps(timesteps: Sequence[int]) -> list[int]:
     return ts
 
 
-def resolve_time_chunk(time_chunk: int | str, device: torch.device, batch_size: int = 256) -> int:
-    """Steps per chunk: ``time_chunk`` itself, or for ``"auto"`` the measured choice for this
-    device type and batch size (:data:`AUTO_TIME_CHUNK`)."""
+def resolve_time_chunk(
+    time_chunk: int | str, device: torch.device, batch_size: int = 256, bytes_per_sample: int | None = None
+) -> int:
+    """Steps per chunk: ``time_chunk`` itself, or for ``"auto"`` the memory rule
+    (:func:`lightning_snn.chunking.auto_time_chunk`) for this device, batch size and largest
+    activation per sample (``bytes_per_sample``; ``None``: not known yet, 1 step)."""
     if time_chunk == "auto":
-        rule = AUTO_TIME_CHUNK.get(torch.device(device).type)
-        return rule(batch_size) if rule is not None else 8
-    if int(time_chunk) <= 0:
-        raise ValueError(f"time_chunk must be a positive int or 'auto', got {time_chunk!r}.")
-    return int(time_chunk)
+        return 1 if bytes_per_sample is None else auto_time_chunk(device, batch_size, bytes_per_sample)
+    message = f"time_chunk must be a positive int or 'auto', got {time_chunk!r}."
+    try:
+        chunk = int(time_chunk)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if isinstance(time_chunk, bool) or chunk <= 0 or chunk != time_chunk and not isinstance(time_chunk, str):
+        raise ValueError(message)
+    return chunk
 
 
 def reset_snn(snn: nn.Module) -> None:
@@ -81,7 +79,8 @@ def simulate(
         snn: from :func:`lightning_snn.conversion.convert`.
         x: one batch of analog inputs ``[B, ...]`` (presented at every step).
         timesteps: the T values at which to read the output.
-        time_chunk: steps folded into one forward pass (``"auto"``: per device type).
+        time_chunk: steps folded into one forward pass (``"auto"``: one step, then as many as the
+            memory rule of :mod:`lightning_snn.chunking` gives for the activations' sizes).
         record_spikes: keep each neuron's total spike count (``neuron.spike_count``) after the
             run, e.g. to compare firing rates with ANN activations.
         on_timestep: called as ``on_timestep(T)`` right after step ``T`` for every T of the list,
@@ -129,6 +128,8 @@ def simulate(
                 next_i += 1
             total = cumulative[-1]
             t_done += steps
+            if time_chunk == "auto" and t_done == steps:  # after the first chunk the activations' sizes are known
+                chunk = resolve_time_chunk("auto", x.device, batch, largest_state_bytes(all_neurons, batch))
             if on_timestep is not None and ts[next_i - 1] == t_done:
                 on_timestep(t_done)
     finally:

@@ -54,6 +54,9 @@ def test_simulation_speed_writes_every_row_and_ratio(tiny_result):
         "curve_one_pass",
         "curve_per_T_runs",
         "ours_signed_auto",
+        "ours_eager_auto",
+        "ours_before",
+        "ours_signed_eager_auto",
     }
     assert expected_rows <= set(times)
     assert all(times[k]["median"] > 0 for k in times)
@@ -64,6 +67,8 @@ def test_simulation_speed_writes_every_row_and_ratio(tiny_result):
         "curve_one_pass_over_one_T_max_run",
         "curve_one_pass_over_per_T_runs",
         "signed_over_if_time",
+        "fused_over_eager_time",
+        "ours_over_before_time",
     ):
         assert result["ratios"][key] > 0
     assert {"cpu_model", "torch_num_threads", "torch", "python", "spikingjelly"} <= set(result["machine"])
@@ -77,6 +82,8 @@ def test_simulation_speed_engines_agree(tiny_result):
     assert checks["ours_vs_reference"]["max_abs_diff"] < 1e-9
     assert checks["ours_chunked_vs_per_step"]["predictions_equal"]
     assert checks["curve_equals_per_T_runs"]
+    # the fused IF update gives the eager update's spikes, so its outputs bit for bit
+    assert checks["fused_vs_eager"]["bit_identical"] and checks["signed_fused_vs_eager"]["bit_identical"]
 
 
 def test_spikingjelly_rows_or_a_note(tiny_result):

@@ -80,12 +80,15 @@ def test_bad_time_chunk_is_refused(small_snn):
         simulate(convert(model, thresholds), x, [4], time_chunk=0)
 
 
-def test_auto_time_chunk_follows_device_and_batch():
+def test_time_chunk_values():
     from lightning_snn.simulation import resolve_time_chunk
 
-    assert resolve_time_chunk("auto", torch.device("cpu"), 256) == 1  # measured fastest at large batches
-    assert resolve_time_chunk("auto", torch.device("cpu"), 16) == 8
+    assert resolve_time_chunk("auto", torch.device("cpu"), 256) == 1  # sizes unknown: the first chunk is one step
     assert resolve_time_chunk(5, torch.device("cpu"), 16) == 5
+    assert resolve_time_chunk("auto", torch.device("cpu"), 8, bytes_per_sample=2**18) == 4  # 8 MiB / (8 x 256 KiB)
+    for bad in (0, -2, 2.5, True, "x"):
+        with pytest.raises(ValueError, match="time_chunk"):
+            resolve_time_chunk(bad, torch.device("cpu"), 8)
 
 
 @pytest.mark.parametrize("shift", ["none", "membrane", "bias"])
