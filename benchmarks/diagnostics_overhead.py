@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from lightning_snn.activations import set_threshold_enabled
+from lightning_snn.chunking import largest_activation_bytes
 from lightning_snn.conversion import calibrate_thresholds, convert
 from lightning_snn.diagnostics import DiagnosticsProbe, _PoolSum, synapse_map
 from lightning_snn.models import create_model
@@ -202,7 +203,8 @@ def main(argv: list[str] | None = None) -> dict:
         "width": args.width,
         "batch_size": args.batch_size,
         "timesteps": ts,
-        "time_chunk": resolve_time_chunk(args.time_chunk, device, args.batch_size),
+        # "auto": one step, then this (the memory rule on the largest activation of a sample)
+        "time_chunk": resolve_time_chunk(args.time_chunk, device, args.batch_size, largest_activation_bytes(model, x)),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(),
         **measure(args, snn, model, x, ts, device),

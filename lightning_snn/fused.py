@@ -222,37 +222,40 @@ def _compiler_version(cc: str) -> str:
         return ""
 
 
-def _build_cpu_library() -> ctypes.CDLL:
-    """Compile (or load the cached) CPU kernel library; raises RuntimeError saying why not."""
+def build_c_library(source: str, tag: str, info: dict | None = None) -> ctypes.CDLL:
+    """Compile C ``source`` into a shared library (or load the one built before, by any process,
+    from :func:`cache_dir`) and load it; ``tag`` names the file. Raises RuntimeError saying why not.
+    ``info`` receives what it cost (seconds, cached or built, the flags)."""
+    info = {} if info is None else info
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found ($CC, cc, gcc, clang)")
     key = hashlib.sha256(
         "\n".join(
-            [C_SOURCE, cc, _compiler_version(cc), _cpu_fingerprint(), repr(_CFLAGS), repr(_OPTIONAL_FLAGS)]
+            [source, cc, _compiler_version(cc), _cpu_fingerprint(), repr(_CFLAGS), repr(_OPTIONAL_FLAGS)]
         ).encode()
     ).hexdigest()[:16]
     t0 = time.perf_counter()
     folders = [cache_dir(), Path(tempfile.gettempdir()) / f"lightning_snn_{getattr(os, 'getuid', lambda: 0)()}"]
     for folder in folders:
-        lib = folder / f"if_kernels_{key}.so"
+        lib = folder / f"{tag}_{key}.so"
         if lib.is_file():  # built before, by this or another process
             with contextlib.suppress(OSError):
                 handle = ctypes.CDLL(str(lib))
-                BUILD_INFO["cpu"] = {"seconds": time.perf_counter() - t0, "cached": True, "library": str(lib)}
+                info.update(seconds=time.perf_counter() - t0, cached=True, library=str(lib))
                 return handle
     errors = []
     for folder in folders:  # the cache folder, else (not writable) the temp folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            src = folder / f".if_kernels_{key}.{os.getpid()}.{threading.get_ident()}.c"
-            src.write_text(C_SOURCE)
+            src = folder / f".{tag}_{key}.{os.getpid()}.{threading.get_ident()}.c"
+            src.write_text(source)
         except OSError as exc:
             errors.append(f"{folder}: {exc}")
             continue
-        lib = folder / f"if_kernels_{key}.so"
+        lib = folder / f"{tag}_{key}.so"
         for extra in _OPTIONAL_FLAGS:  # the fastest flags this compiler accepts
-            tmp = folder / f".if_kernels_{key}.{os.getpid()}.{threading.get_ident()}.so"
+            tmp = folder / f".{tag}_{key}.{os.getpid()}.{threading.get_ident()}.so"
             cmd = [cc, *_CFLAGS, *extra, str(src), "-o", str(tmp)]
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
@@ -272,12 +275,7 @@ def _build_cpu_library() -> ctypes.CDLL:
                 continue
             with contextlib.suppress(OSError):
                 src.unlink()
-            BUILD_INFO["cpu"] = {
-                "seconds": time.perf_counter() - t0,
-                "cached": False,
-                "library": str(lib),
-                "flags": [*_CFLAGS, *extra],
-            }
+            info.update(seconds=time.perf_counter() - t0, cached=False, library=str(lib), flags=[*_CFLAGS, *extra])
             return handle
     raise RuntimeError("the C kernel did not build: " + " | ".join(errors[-3:]))
 
@@ -300,7 +298,7 @@ def cpu_kernels() -> ctypes.CDLL | None:
         with _lock:
             if _cpu_lib is None and _cpu_error is None:
                 try:
-                    lib = _build_cpu_library()
+                    lib = build_c_library(C_SOURCE, "if_kernels", BUILD_INFO.setdefault("cpu", {}))
                     _declare(lib)
                     _cpu_lib = lib
                 except Exception as exc:  # any failure means: run eager, and say why
