@@ -27,6 +27,13 @@ output's scale; the float sums run in another order, so not bit for bit).
 
     python benchmarks/sparse_crossover.py --json benchmarks/results/sparse_crossover_cpu.json
 
+``--network-checkpoint PATH`` (with ``--data-dir``) adds the test on a real network: the
+quickstart's VGG-11 at width 1/4 (trained for one epoch on ``--network-train`` CIFAR-10 images
+and saved to PATH if PATH does not exist), simulated on real test images with the dense layers
+and with :func:`lightning_snn.sparse.make_event_driven` (the default crossovers), interleaved:
+CPU time, each layer's input density and share of event-driven calls, T x ANN forwards, and
+whether the two SNNs agree (predictions, spike counts).
+
 Timings only; nothing here asserts a speed. Results and conclusions: docs/BENCHMARKS.md.
 """
 
@@ -203,16 +210,135 @@ def report(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# ---- a real network ------------------------------------------------------------------------------------
+def cifar(data_dir: str, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from lightning_snn.data import CIFAR10_MEAN, CIFAR10_STD, load_npz_split
+
+    images, labels = load_npz_split(Path(data_dir), split)
+    mean, std = torch.tensor(CIFAR10_MEAN).view(1, -1, 1, 1), torch.tensor(CIFAR10_STD).view(1, -1, 1, 1)
+    return (images[:n].float() / 255.0 - mean) / std, labels[:n]
+
+
+def quickstart_network(args) -> tuple[torch.nn.Module, dict]:
+    """The quickstart's VGG-11 (width 1/4, threshold ReLU), thresholds calibrated on 1000 training
+    images: loaded from ``args.network_checkpoint``, else trained one epoch (Adam 2e-3, batch 128,
+    the threshold on throughout) on ``args.network_train`` images and saved there."""
+    from lightning_snn.activations import set_threshold_enabled
+    from lightning_snn.conversion import calibrate_thresholds
+    from lightning_snn.models import create_model
+
+    torch.manual_seed(args.seed)
+    model = create_model("vgg11", width=0.25, conv_dropout=0.0, fc_dropout=0.2)
+    set_threshold_enabled(model, True)
+    path = Path(args.network_checkpoint)
+    if not path.is_file():
+        x, y = cifar(args.data_dir, "train", args.network_train)
+        opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+        model.train()
+        for i in range(0, x.shape[0], 128):
+            loss = F.cross_entropy(model(x[i : i + 128]), y[i : i + 128])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        with torch.no_grad():
+            thresholds = calibrate_thresholds(model, [x[:1000]])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": model.state_dict(), "thresholds": thresholds, "train_images": x.shape[0]}, path)
+    saved = torch.load(path)
+    model.load_state_dict(saved["state"])
+    return model.eval(), saved["thresholds"]
+
+
+def study_network(args) -> dict:
+    """Dense vs event-driven layers in the quickstart's SNN on real images (see the docstring)."""
+    model, thresholds = quickstart_network(args)  # may train: outside inference mode
+    with torch.inference_mode():
+        return _study_network(args, model, thresholds)
+
+
+def _study_network(args, model, thresholds) -> dict:
+    from lightning_snn.conversion import convert
+    from lightning_snn.neurons import IFNeuron
+    from lightning_snn.simulation import simulate
+    from lightning_snn.sparse import CROSSOVER, event_share, make_event_driven
+
+    x, y = cifar(args.data_dir, "test", args.network_images)
+    T, chunk = args.network_T, "auto"
+    dense_snn = convert(model, thresholds, shift="membrane")
+    event_snn = convert(model, thresholds, shift="membrane")
+    make_event_driven(event_snn)
+    densities: dict[str, list[float]] = {}
+
+    def record(name):
+        def hook(_m, inputs):
+            densities.setdefault(name, []).append(float(torch.count_nonzero(inputs[0])) / inputs[0].numel())
+
+        return hook
+
+    layers = {n: m for n, m in dense_snn.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    handles = [m.register_forward_pre_hook(record(n)) for n, m in layers.items()]
+    outputs, counts = {}, {}
+    for name, snn in (("dense", dense_snn), ("event", event_snn)):
+        outputs[name] = simulate(snn, x, [T], chunk, record_spikes=True)[0]
+        counts[name] = [m.spike_count.clone() for m in snn.modules() if isinstance(m, IFNeuron)]
+        if name == "dense":
+            for h in handles:
+                h.remove()
+    methods = {
+        "dense": lambda: simulate(dense_snn, x, [T], chunk),
+        "event": lambda: simulate(event_snn, x, [T], chunk),
+        "ann_x_T": lambda: [model(x) for _ in range(T)],
+    }
+    for m in event_snn.modules():  # count the timed calls only
+        if hasattr(m, "event_calls"):
+            m.event_calls = m.dense_calls = 0
+    times = measure(methods, args.repeats)
+    same = [bool(torch.equal(a, b)) for a, b in zip(counts["dense"], counts["event"])]
+    flips = sum(int((a != b).sum()) for a, b in zip(counts["dense"], counts["event"]))
+    total = sum(int(a.sum()) for a in counts["dense"])
+    pred = {k: o.argmax(-1) for k, o in outputs.items()}
+    return {
+        "network": "vgg11 width 0.25 (the quickstart's), membrane shift, analog readout",
+        "checkpoint": args.network_checkpoint,
+        "images": x.shape[0],
+        "T": T,
+        "time_chunk": chunk,
+        "crossover": CROSSOVER,
+        "cpu_time_s": times,
+        "event_over_dense": times["event"] / times["dense"],
+        "dense_over_ann_x_T": times["dense"] / times["ann_x_T"],
+        "event_over_ann_x_T": times["event"] / times["ann_x_T"],
+        "input_density": {n: statistics.mean(v) for n, v in densities.items()},
+        "event_share_of_calls": event_share(event_snn),
+        "accuracy": {
+            "ann": float((model(x).argmax(-1) == y).float().mean()),
+            **{f"snn_{k}": float((p == y).float().mean()) for k, p in pred.items()},
+        },
+        "predictions_equal": bool(torch.equal(pred["dense"], pred["event"])),
+        "max_abs_output_diff": float((outputs["dense"] - outputs["event"]).abs().max()),
+        "layers_with_identical_spike_counts": f"{sum(same)} of {len(same)}",
+        "spike_count_differences": {"neurons_x_images_differing_total": flips, "spikes_total": total},
+    }
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rates", default="0.001,0.003,0.01,0.03,0.1,0.3")
     p.add_argument("--linear-rows", type=int, default=256, help="rows (batch x steps folded) of a linear layer")
     p.add_argument("--conv-rows", type=int, default=32, help="rows (batch x steps folded) of a convolution")
-    p.add_argument("--layers", default="all", help="'all', 'linear', 'conv' or comma-separated names' substrings")
+    p.add_argument(
+        "--layers", default="all", help="'all', 'linear', 'conv', 'none' or comma-separated substrings of names"
+    )
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--unfold-csr", action="store_true", help="also time im2col + CSR matmul for the convs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="a folder with train.npz/test.npz (the network test)")
+    p.add_argument("--network-checkpoint", default=None, help="the real-network test's weights (trained if missing)")
+    p.add_argument("--network-train", type=int, default=8192, help="training images if it must train")
+    p.add_argument("--network-images", type=int, default=256, help="test images (one batch)")
+    p.add_argument("--network-T", type=int, default=32)
     p.add_argument("--json", default=None)
     return p.parse_args(argv)
 
@@ -227,7 +353,12 @@ def main(argv: list[str] | None = None) -> dict:
     wanted = args.layers.split(",")
 
     def selected(name: str, kind: str) -> bool:
+        if args.layers == "none":
+            return False
         return args.layers == "all" or args.layers == kind or any(w and w in name for w in wanted)
+
+    if args.network_checkpoint and not args.data_dir:
+        raise SystemExit("--network-checkpoint needs --data-dir (a folder with train.npz/test.npz)")
 
     with torch.inference_mode():
         kernels()  # built (or loaded) before any timing
@@ -239,6 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
             if selected(name, "conv"):
                 results.append(study_conv(name, size, args.conv_rows, rates, args, gen))
                 print(report(results[-1:]).splitlines()[2], flush=True)
+    network = study_network(args) if args.network_checkpoint else None
     out = {
         "config": vars(args),
         "machine": {
@@ -248,9 +380,13 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "results": results,
+        "network": network,
     }
     print()
-    print(report(results))
+    if results:
+        print(report(results))
+    if network:
+        print("real network: " + json.dumps(network, indent=1))
     print(f"load average (1 min) before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
