@@ -448,7 +448,8 @@ def if_forward(neuron, current: torch.Tensor) -> torch.Tensor | None:
         v0 = neuron.v_init.to(device=device, dtype=dtype)
         if v0.dim() == 1 and len(features) > 1:
             v0 = v0.view(-1, *([1] * (len(features) - 1)))
-        neuron.v = v0.expand(batch, *features).contiguous()
+        # a copy, always: expand(...).contiguous() of a one-element state would alias the v_init buffer
+        neuron.v = v0.expand(batch, *features).clone(memory_format=torch.contiguous_format)
     v = neuron.v
     if neuron.signed and neuron.net_count is None:
         neuron.net_count = torch.zeros_like(v)

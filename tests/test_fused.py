@@ -74,6 +74,17 @@ def test_fused_update_is_bit_identical_to_eager(dtype, signed):
     assert_same(run_chunks(neuron, currents, 2, 4, "on"), run_chunks(neuron, currents, 2, 4, "off"), "linear")
 
 
+def test_the_state_never_aliases_the_neurons_buffers():
+    """A one-sample, one-feature state must be a copy: the kernel writes it in place."""
+    for per_channel in (False, True):
+        neuron = IFNeuron(torch.ones(1) if per_channel else 1.0, v_init=torch.full((1,), 0.25) if per_channel else 0.25)
+        first = run_chunks(neuron, [torch.tensor([[0.6]])], 2, 1, "on")
+        assert neuron.v_init.tolist() == (
+            [0.25] if per_channel else 0.25
+        ) and neuron.v_threshold.flatten().tolist() == [1.0]
+        assert_same(run_chunks(neuron, [torch.tensor([[0.6]])], 2, 1, "on"), first, "second run")
+
+
 def test_spike_counts_are_whole_numbers_for_any_threshold():
     neuron = IFNeuron(0.3, v_init=0.15)  # 0.3 is not a binary fraction: summing amplitudes then dividing was not exact
     currents = [torch.rand(6 * 2, 4, dtype=torch.float64) * 0.6 for _ in range(4)]
