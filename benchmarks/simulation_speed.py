@@ -20,9 +20,9 @@ median and minimum wall time and the median process CPU time are reported):
   spikes; a longer per-step recurrence).
 * ``ours_eager_auto`` / ``ours_signed_eager_auto``: the same with the eager IF update (four
   element-wise passes per step, eight for signed) instead of the fused kernel
-  (:mod:`lightning_snn.fused`); ``ours_before``: the engine before the fused kernel and the memory
-  rule, i.e. the eager update with the old batch-only "auto" (chunk 1 at batch >= 128, else 8;
-  32 on CUDA). Method ``eager`` (in the default list).
+  (:mod:`lightning_snn.fused`); ``ours_before``: the engine before issue 22, i.e. the eager update,
+  the old batch-only "auto" (chunk 1 at batch >= 128, else 8; 32 on CUDA) and the first layer
+  run every chunk (:mod:`lightning_snn.constant_input` off). Method ``eager`` (in the default list).
 
 Every ``ours*`` row except these runs the fused update (``--fused on``: it must be available);
 the build or compile time of the kernel is measured apart (``fused_build``), never in a timed row.
@@ -56,6 +56,7 @@ from torch import nn
 from lightning_snn import fused
 from lightning_snn.activations import CONVERTIBLE_ACTIVATIONS, set_threshold_enabled
 from lightning_snn.chunking import auto_time_chunk, largest_activation_bytes
+from lightning_snn.constant_input import constant_prefix
 from lightning_snn.conversion import calibrate_thresholds, convert
 from lightning_snn.models import create_model
 from lightning_snn.reference import simulate_reference
@@ -415,6 +416,17 @@ def eager(fn: Callable[[], object]) -> Callable[[], object]:
     return run_eager
 
 
+def before(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run as the engine before issue 22: the eager IF update, and the layers that see only
+    the constant input run every chunk (the old "auto" chunk is chosen by the row itself)."""
+
+    def run_before():
+        with fused.fused_mode("off"), constant_prefix(False):
+            return fn()
+
+    return run_before
+
+
 def fused_build_info(device: torch.device, dtype: torch.dtype, fresh_processes: bool = False) -> dict:
     """What the fused kernel costs before the first simulation: on the CPU the C library's build
     with an empty cache (in a fresh process, so nothing is shared) and its load from the cache; on
@@ -521,8 +533,8 @@ def run(args: argparse.Namespace) -> dict:
             rows.append(
                 Row("ours_eager_auto", eager(lambda: ev(x)), eager(warm_ours(auto_chunk)), time_chunk=auto_chunk)
             )
-            before = evaluator([T], old_chunk)
-            rows.append(Row("ours_before", eager(lambda: before(x)), eager(warm_ours(old_chunk)), time_chunk=old_chunk))
+            old = evaluator([T], old_chunk)
+            rows.append(Row("ours_before", before(lambda: old(x)), before(warm_ours(old_chunk)), time_chunk=old_chunk))
         if "ours" in args.method_set:
             for c in args.chunk_list:
                 e = evaluator([T], c)
@@ -568,6 +580,11 @@ def run(args: argparse.Namespace) -> dict:
         if "ours_eager_auto" in out:  # the fused update is exact: the same spikes, so the same outputs
             checks["fused_vs_eager"] = agreement(ours_out, out["ours_eager_auto"][0])
             checks["fused_vs_eager"]["bit_identical"] = bool(torch.equal(ours_out, out["ours_eager_auto"][0]))
+        if "ours_before" in out:  # bit-identical where both run the same chunks (else float rounding)
+            checks["ours_vs_before"] = {
+                **agreement(ours_out, out["ours_before"][0]),
+                "bit_identical": bool(torch.equal(ours_out, out["ours_before"][0])),
+            }
         if "ours_signed_eager_auto" in out and "ours_signed_auto" in out:
             a, b = out["ours_signed_auto"][0], out["ours_signed_eager_auto"][0]
             checks["signed_fused_vs_eager"] = {**agreement(a, b), "bit_identical": bool(torch.equal(a, b))}

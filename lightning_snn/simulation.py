@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from lightning_snn.chunking import auto_time_chunk, largest_state_bytes
+from lightning_snn.constant_input import chunk_runner
 from lightning_snn.conversion import convert, stateful_modules
 from lightning_snn.snn import ConvertedSNN
 
@@ -112,13 +113,14 @@ def simulate(
     total: torch.Tensor | None = None
     t_done, next_i = 0, 0
     try:
+        run_chunk = chunk_runner(snn, x)  # the layers that see only the constant input run once, here
         while t_done < ts[-1]:
             steps = min(chunk, ts[-1] - t_done)
             if on_timestep is not None:
                 steps = min(steps, ts[next_i] - t_done)  # the callback reads the state at step T
             for n in all_neurons:
                 n.steps = steps
-            out = snn(x)
+            out = run_chunk()
             out = out.unsqueeze(0).expand(steps, *out.shape) if out.shape[0] == batch and steps > 1 else out
             out = out.reshape(steps, batch, *out.shape[1:])
             # read the requested T inside this chunk from a running (cumulative) sum
