@@ -30,9 +30,13 @@ from torch import nn
 
 from lightning_snn.fused import build_c_library
 
-#: input density below which the event-driven layer is faster than the dense one on the CPU these
-#: were measured on (benchmarks/sparse_crossover.py; docs/BENCHMARKS.md, the crossover table)
-CROSSOVER = {"conv2d": 0.03, "linear": 0.01}
+#: input density below which the event-driven layer is faster than the dense one, the lowest
+#: crossover measured over VGG-16's layer shapes on this project's CPU (one thread;
+#: benchmarks/sparse_crossover.py, docs/BENCHMARKS.md): 3x3 convolutions 8.5-29%, linear layers
+#: with >= 128 outputs 5.2-32%; a linear layer with fewer outputs (a classifier head, where the dense
+#: matmul costs next to nothing) 1.7%: ``NARROW_LINEAR``
+CROSSOVER = {"conv2d": 0.08, "linear": 0.05}
+NARROW_LINEAR = (128, 0.015)  # (outputs below which, crossover)
 
 C_SOURCE = r"""
 #include <stdint.h>
@@ -252,6 +256,8 @@ def make_event_driven(snn: nn.Module, crossover: dict[str, float] | None = None)
             continue
         m.__class__ = cls
         m.crossover = rates["conv2d" if cls is EventConv2d else "linear"]
+        if cls is EventLinear and m.out_features < NARROW_LINEAR[0] and "linear" not in (crossover or {}):
+            m.crossover = min(m.crossover, NARROW_LINEAR[1])
         m.event_calls = m.dense_calls = 0
         switched += 1
     return switched
