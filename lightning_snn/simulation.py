@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from lightning_snn import sparse
 from lightning_snn.chunking import auto_time_chunk, largest_state_bytes
 from lightning_snn.constant_input import chunk_runner
 from lightning_snn.conversion import convert, stateful_modules
@@ -174,6 +175,8 @@ class SpikingEvaluator:
             self.snns = [convert(model, thresholds, "bias", t, readout, neuron) for t in self.timesteps]
         else:
             self.snns = [convert(model, thresholds, shift, None, readout, neuron)]
+        for snn in self.snns:  # event-driven layers where lightning_snn.sparse's mode says so
+            sparse.apply_mode(snn)
 
     def snn_at(self, timesteps: int) -> ConvertedSNN:
         """The SNN whose simulation of ``timesteps`` steps is the conversion at that T."""

@@ -23,12 +23,21 @@ so a neuron exactly at its threshold may fire one step apart. Off by default for
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
+import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 from lightning_snn.fused import build_c_library
+
+MODES = ("off", "auto")
+_mode = os.environ.get("LIGHTNING_SNN_SPARSE", "off").strip().lower() or "off"
+if _mode not in MODES:
+    raise ValueError(f"LIGHTNING_SNN_SPARSE must be one of {MODES}, got {_mode!r}.")
 
 #: input density below which the event-driven layer is faster than the dense one, the lowest
 #: crossover measured over VGG-16's layer shapes on this project's CPU (one thread;
@@ -271,6 +280,42 @@ def make_dense(snn: nn.Module) -> None:
         elif isinstance(m, EventLinear):
             m.__class__ = nn.Linear
         m.__dict__.pop("_event_weight", None)
+
+
+def set_sparse_mode(mode: str) -> None:
+    """``"off"`` (default: dense layers, bit for bit the engine's results before this module) or
+    ``"auto"``: :class:`~lightning_snn.simulation.SpikingEvaluator` (so the conversion callback)
+    makes its SNNs event-driven (:func:`make_event_driven`). Also ``$LIGHTNING_SNN_SPARSE``."""
+    global _mode
+    if mode not in MODES:
+        raise ValueError(f"sparse mode must be one of {MODES}, got {mode!r}.")
+    _mode = mode
+
+
+@contextlib.contextmanager
+def sparse_mode(mode: str) -> Iterator[None]:
+    """Run a block with another sparse mode."""
+    previous = _mode
+    set_sparse_mode(mode)
+    try:
+        yield
+    finally:
+        set_sparse_mode(previous)
+
+
+def apply_mode(snn: nn.Module) -> bool:
+    """Make ``snn`` event-driven if the mode is ``"auto"`` (warning once, and leaving it dense, if
+    the kernels cannot be built). Returns whether it did."""
+    if _mode == "off":
+        return False
+    try:
+        make_event_driven(snn)
+        return True
+    except RuntimeError as exc:
+        warnings.warn(
+            f"lightning_snn: event-driven layers not used (dense instead): {exc}", RuntimeWarning, stacklevel=2
+        )
+        return False
 
 
 def event_share(snn: nn.Module) -> dict[str, float]:

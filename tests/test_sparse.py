@@ -91,3 +91,17 @@ def test_event_driven_snn_fires_the_dense_snns_spikes(small, shift, neuron):
     shares = sparse.event_share(snn)
     assert shares["features.0"] == 0.0  # the analog image has no zeros: the first layer stays dense
     assert sum(s > 0 for s in shares.values()) >= len(shares) - 1
+
+
+def test_sparse_mode_makes_the_evaluators_snns_event_driven(small):
+    from lightning_snn.simulation import SpikingEvaluator
+
+    model, thresholds, x = small
+    with sparse.sparse_mode("auto"):
+        ev = SpikingEvaluator(model, thresholds, [8], shift="bias")
+    assert all(isinstance(m, sparse.EventConv2d) for m in ev.snns[8].modules() if isinstance(m, nn.Conv2d))
+    dense = SpikingEvaluator(model, thresholds, [8], shift="bias")  # the default mode: off
+    assert not any(isinstance(m, sparse.EventConv2d) for m in dense.snns[8].modules())
+    assert torch.allclose(ev(x), dense(x), atol=1e-9)
+    with pytest.raises(ValueError, match="sparse mode"):
+        sparse.set_sparse_mode("on")
