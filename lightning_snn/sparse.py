@@ -8,7 +8,7 @@ its value times the weights it reaches:
 * conv2d: every non-zero ``x[n, c, y, x]`` adds ``x * W[:, c, ky, kx]`` to each output position its
   window reaches, accumulated channels-last in a per-sample buffer (in cache), then written NCHW.
 
-Both are small C kernels built like the fused IF update's (:func:`lightning_snn.fused.build_c_library`).
+Both are small C kernels built like the fused IF update's (:func:`lightning_snn.cbuild.build_c_library`).
 Per call, a layer counts its input's non-zeros and runs event-driven only when their share is
 below its **crossover** (the density at which the two take the same time on this CPU, measured by
 ``benchmarks/sparse_crossover.py``, docs/BENCHMARKS.md); otherwise, and for the analog first layer,
@@ -32,7 +32,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from lightning_snn.fused import build_c_library
+from lightning_snn.cbuild import build_c_library
 
 MODES = ("off", "auto")
 _mode = os.environ.get("LIGHTNING_SNN_SPARSE", "off").strip().lower() or "off"

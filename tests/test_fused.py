@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_snn import fused
+from lightning_snn import cbuild, fused
 from lightning_snn.activations import set_threshold_enabled
 from lightning_snn.conversion import calibrate_thresholds, convert
 from lightning_snn.models import create_model
@@ -123,7 +123,7 @@ def broken_compiler(monkeypatch, tmp_path):
     """No usable C compiler (``$CC`` fails) and an empty kernel cache: the build must fail."""
     monkeypatch.setenv("CC", "/bin/false")
     monkeypatch.setenv("LIGHTNING_SNN_CACHE", str(tmp_path))
-    monkeypatch.setattr(fused.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(cbuild.tempfile, "gettempdir", lambda: str(tmp_path))
     fused.reset_state_for_tests()
     yield
     fused.reset_state_for_tests()  # the next test builds (or loads) the real kernel again
