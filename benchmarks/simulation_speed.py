@@ -340,8 +340,31 @@ def profile_top_ops(fn: Callable[[], object], device: torch.device, rows: int = 
         return float(e.self_cpu_time_total)
 
     families = {"dense (conv/linear/pool)": 0.0, "elementwise (IF neuron, clamp)": 0.0, "readout": 0.0, "other": 0.0}
-    dense = ("conv", "mkldnn", "addmm", "aten::mm", "avg_pool", "gemm", "cudnn", "cutlass", "xmma", "sm90", "sm80")
-    elementwise = ("aten::add", "aten::sub", "aten::mul", "aten::ge", "aten::clamp", "aten::relu", "elementwise")
+    dense = (
+        "conv",
+        "mkldnn",
+        "addmm",
+        "aten::mm",
+        "avg_pool",
+        "gemm",
+        "cudnn",
+        "cutlass",
+        "xmma",
+        "sm90",
+        "sm80",
+        "event_",
+    )
+    elementwise = (
+        "aten::add",
+        "aten::sub",
+        "aten::mul",
+        "aten::ge",
+        "aten::clamp",
+        "aten::relu",
+        "elementwise",
+        "fused_if",  # our fused IF kernel (CPU: named by record_function; CUDA: the Triton kernel if_kernel)
+        "if_kernel",
+    )
     readout = ("aten::cumsum", "aten::div", "aten::stack", "scan")
     total = 0.0
     for e in averages:

@@ -209,7 +209,8 @@ class EventConv2d(nn.Conv2d):
         if x.dim() == 4 and _usable(x, self) and _density(x) < self.crossover:
             self.event_calls += 1
             wr = _cached(self, "_event_weight", lambda w: w.permute(1, 2, 3, 0))
-            return event_conv2d(x.contiguous(), wr, self.bias, self.stride, self.padding)
+            with torch.profiler.record_function("lightning_snn::event_conv2d"):
+                return event_conv2d(x.contiguous(), wr, self.bias, self.stride, self.padding)
         self.dense_calls += 1
         return super().forward(x)
 
@@ -226,7 +227,8 @@ class EventLinear(nn.Linear):
         if x.dim() == 2 and _usable(x, self) and _density(x) < self.crossover:
             self.event_calls += 1
             wt = _cached(self, "_event_weight", lambda w: w.t())
-            return event_linear(x.contiguous(), wt, self.bias)
+            with torch.profiler.record_function("lightning_snn::event_linear"):
+                return event_linear(x.contiguous(), wt, self.bias)
         self.dense_calls += 1
         return super().forward(x)
 
