@@ -140,6 +140,7 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path):
     assert len(files) <= 8
     sim = json.loads((out / "sim_b2.json").read_text())
     assert sim["checks"]["ours_vs_reference"]["predictions_equal"]
+    assert sim["checks"]["fused_vs_eager"]["bit_identical"] and sim["fused_build"]["unavailable_reason"] is None
     train = json.loads((out / "train_snn_results.json").read_text())
     assert set(train["snn_acc"]) == {"4", "8"}
     # the same checkpoint, converted again with diagnostics by `test`
