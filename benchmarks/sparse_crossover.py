@@ -46,6 +46,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,8 +55,11 @@ import torch.nn.functional as F
 
 from lightning_snn.sparse import event_conv2d, event_linear, kernels
 
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+
 
 def csr_linear(x: torch.Tensor, wt: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``torch.sparse.mm`` of the input converted to CSR (each call) and ``wt`` = ``W.T``."""
     out = torch.sparse.mm(x.to_sparse_csr(), wt)
     return out + bias if bias is not None else out
 

@@ -160,3 +160,25 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path):
     assert got["training"]["epochs_done"] == 1
     assert got["conversion"]["snn_acc"] == train["snn_acc"] and set(got["diagnostics"]["per_t"]) == {"4", "8"}
     assert [s["exit"] for s in got["steps"]] == [0, 0, 0, 0]
+
+
+def test_sparse_crossover_study_runs_tiny(tmp_path, cifar10_dir):
+    """The crossover study and its real-network test at toy sizes: every key the docs read, and the
+    event-driven SNN's spikes equal the dense one's."""
+    study = load_script("sparse_crossover")
+    out = study.main(
+        [
+            *("--layers", "fc 128->128,16->16", "--rates", "0.01,0.2", "--repeats", "1"),
+            *("--linear-rows", "4", "--conv-rows", "2", "--data-dir", str(cifar10_dir)),
+            *("--network-checkpoint", str(tmp_path / "net.pt"), "--network-train", "256"),
+            *("--network-images", "8", "--network-T", "4", "--json", str(tmp_path / "sparse.json")),
+        ]
+    )
+    assert [r["layer"].split(" (")[0] for r in out["results"]] == ["fc 128->128", "conv 16->16 @32"]
+    for r in out["results"]:
+        assert len(r["ratio_to_dense"]["event_c"]) == 2 and r["crossover"]["event_c"]
+        assert max(r["max_rel_diff"].values()) < 1e-5  # the same products, summed in another order
+    net = out["network"]
+    assert net["predictions_equal"] and net["layers_with_identical_spike_counts"] == "10 of 10"
+    assert net["input_density"]["features.0"] == 1.0 and net["event_share_of_calls"]["features.0"] == 0.0
+    assert json.loads((tmp_path / "sparse.json").read_text())["network"]["T"] == 4
