@@ -17,7 +17,6 @@ the memory bound keeps ``LIVE_TENSORS`` folded tensors of the largest size withi
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable
 
 import torch
@@ -69,24 +68,6 @@ def auto_time_chunk(
     if available is not None:
         chunk = min(chunk, max(1, int(MEMORY_SHARE * available) // (LIVE_TENSORS * per_step)))
     return int(chunk)
-
-
-#: per SNN, the largest activation per sample seen for an input shape and dtype (so that only an
-#: SNN's first batch runs a one-step chunk to measure it)
-_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _input_key(x: torch.Tensor) -> tuple:
-    return (tuple(x.shape[1:]), x.dtype, x.device.type)
-
-
-def remembered_bytes(snn: nn.Module, x: torch.Tensor) -> int | None:
-    """The largest activation per sample ``snn`` had on an input like ``x`` (``None``: not seen yet)."""
-    return _seen.get(snn, {}).get(_input_key(x))
-
-
-def remember_bytes(snn: nn.Module, x: torch.Tensor, bytes_per_sample: int) -> None:
-    _seen.setdefault(snn, {})[_input_key(x)] = bytes_per_sample
 
 
 def largest_state_bytes(modules: Iterable[nn.Module], batch: int) -> int:

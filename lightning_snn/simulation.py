@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lightning_snn import sparse
-from lightning_snn.chunking import auto_time_chunk, largest_state_bytes, remember_bytes, remembered_bytes
+from lightning_snn.chunking import auto_time_chunk, largest_state_bytes
 from lightning_snn.constant_input import chunk_runner
 from lightning_snn.conversion import convert, stateful_modules
 from lightning_snn.snn import ConvertedSNN
@@ -81,9 +81,8 @@ def simulate(
         snn: from :func:`lightning_snn.conversion.convert`.
         x: one batch of analog inputs ``[B, ...]`` (presented at every step).
         timesteps: the T values at which to read the output.
-        time_chunk: steps folded into one forward pass (``"auto"``: as many as the memory rule of
-            :mod:`lightning_snn.chunking` gives for the activations' sizes; on an SNN's first batch
-            (of an input shape) a first chunk of one step measures them).
+        time_chunk: steps folded into one forward pass (``"auto"``: one step, then as many as the
+            memory rule of :mod:`lightning_snn.chunking` gives for the activations' sizes).
         record_spikes: keep each neuron's total spike count (``neuron.spike_count``) after the
             run, e.g. to compare firing rates with ANN activations.
         on_timestep: called as ``on_timestep(T)`` right after step ``T`` for every T of the list,
@@ -98,8 +97,7 @@ def simulate(
     """
     ts = validate_timesteps(timesteps)
     rows = rows_as_asked(timesteps, ts)
-    known = remembered_bytes(snn, x) if time_chunk == "auto" else None  # else a first chunk of one step measures it
-    chunk = resolve_time_chunk(time_chunk, x.device, x.shape[0], known)
+    chunk = resolve_time_chunk(time_chunk, x.device, x.shape[0])
     batch = x.shape[0]
     all_neurons = stateful_modules(snn)
     if not all_neurons:
@@ -133,10 +131,8 @@ def simulate(
                 next_i += 1
             total = cumulative[-1]
             t_done += steps
-            if time_chunk == "auto" and known is None:  # after the first chunk the activations' sizes are known
-                known = largest_state_bytes(all_neurons, batch)
-                remember_bytes(snn, x, known)
-                chunk = resolve_time_chunk("auto", x.device, batch, known)
+            if time_chunk == "auto" and t_done == steps:  # after the first chunk the activations' sizes are known
+                chunk = resolve_time_chunk("auto", x.device, batch, largest_state_bytes(all_neurons, batch))
             if on_timestep is not None and ts[next_i - 1] == t_done:
                 on_timestep(t_done)
     finally:
