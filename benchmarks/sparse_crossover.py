@@ -280,7 +280,7 @@ def _study_network(args, model, thresholds) -> dict:
 
         return hook
 
-    layers = {n: m for n, m in dense_snn.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    layers = {n: m for n, m in dense_snn.body.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
     handles = [m.register_forward_pre_hook(record(n)) for n, m in layers.items()]
     outputs, counts = {}, {}
     for name, snn in (("dense", dense_snn), ("event", event_snn)):

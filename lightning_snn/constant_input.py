@@ -78,9 +78,9 @@ def chunk_runner(snn: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
     """A callable that runs one chunk of ``snn`` on the constant input ``x``: ``snn(x)``, with the
     constant prefix of its graph computed here, once. Falls back to plain ``snn(x)`` per chunk
     for a model that is not an fx graph, has hooks on the whole model, or has no constant prefix."""
-    from lightning_snn.conversion import SpikingReadout
+    from lightning_snn.snn import ConvertedSNN
 
-    body, head = (snn.body, snn.neuron) if isinstance(snn, SpikingReadout) else (snn, None)
+    body, head = (snn.body, snn.readout_neuron) if isinstance(snn, ConvertedSNN) else (snn, None)
     hooked = any(getattr(m, attr) for m in (snn, body) for attr in ("_forward_hooks", "_forward_pre_hooks"))
     if not _enabled or not isinstance(body, fx.GraphModule) or hooked:
         return lambda: snn(x)

@@ -321,9 +321,10 @@ def apply_mode(snn: nn.Module) -> bool:
 
 
 def event_share(snn: nn.Module) -> dict[str, float]:
-    """Per event-driven layer: the share of its calls that ran event-driven."""
+    """Per event-driven layer (named as in the ANN): the share of its calls that ran event-driven."""
+    root = getattr(snn, "body", snn)  # a ConvertedSNN's layers by their names in the ANN
     return {
         name: m.event_calls / max(1, m.event_calls + m.dense_calls)
-        for name, m in snn.named_modules()
+        for name, m in root.named_modules()
         if isinstance(m, (EventConv2d, EventLinear))
     }

@@ -92,3 +92,13 @@ def test_state_bytes_after_a_chunk_equal_the_anns_largest_activation(tiny):
     finally:
         handle.remove()
     assert seen[0] == largest_activation_bytes(model, x) == 4 * 32 * 32 * 8  # vgg11 / 16: 4 channels at 32 x 32
+
+
+def test_auto_chunks_every_call_alike():
+    """The same SNN and batch twice: the same chunks, so (float32) bit-identical outputs."""
+    torch.manual_seed(1)
+    model = create_model("vgg11", width=0.0625).eval()
+    set_threshold_enabled(model, True)
+    x = torch.randn(4, 3, 32, 32)
+    snn = convert(model, calibrate_thresholds(model, [x]), shift="membrane")
+    assert torch.equal(simulate(snn, x, [7, 20], "auto"), simulate(snn, x, [7, 20], "auto"))

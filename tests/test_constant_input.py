@@ -40,6 +40,6 @@ def test_first_layer_runs_once_per_batch_and_nothing_changes():
 
 def test_split_keeps_only_the_constant_layers_in_the_prefix():
     snn, _ = small_snn()
-    prefix, rest = _split(snn)
+    prefix, rest = _split(snn.body)
     assert [n.target for n in prefix.graph.nodes if n.op == "call_module"] == ["features.0"]
     assert "features.0" not in [n.target for n in rest.graph.nodes if n.op == "call_module"]

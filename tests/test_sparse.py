@@ -99,9 +99,9 @@ def test_sparse_mode_makes_the_evaluators_snns_event_driven(small):
     model, thresholds, x = small
     with sparse.sparse_mode("auto"):
         ev = SpikingEvaluator(model, thresholds, [8], shift="bias")
-    assert all(isinstance(m, sparse.EventConv2d) for m in ev.snns[8].modules() if isinstance(m, nn.Conv2d))
+    assert all(isinstance(m, sparse.EventConv2d) for m in ev.snn_at(8).modules() if isinstance(m, nn.Conv2d))
     dense = SpikingEvaluator(model, thresholds, [8], shift="bias")  # the default mode: off
-    assert not any(isinstance(m, sparse.EventConv2d) for m in dense.snns[8].modules())
+    assert not any(isinstance(m, sparse.EventConv2d) for m in dense.snn_at(8).modules())
     assert torch.allclose(ev(x), dense(x), atol=1e-9)
     with pytest.raises(ValueError, match="sparse mode"):
         sparse.set_sparse_mode("on")
