@@ -38,125 +38,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_snn.activations import CONVERTIBLE_ACTIVATIONS, ThresholdReLU
+from lightning_snn.allow_list import (
+    ADDITIVE,
+    ADDITIVE_METHODS,
+    BATCH_NORMS,
+    CLAMP_FUNCTIONS,
+    CLAMP_METHODS,
+    DIM_FUNCTIONS,
+    DIM_METHODS,
+    HINT,
+    LINEAR_FUNCTIONS,
+    LINEAR_METHODS,
+    LINEAR_MODULES,
+    MAX_POOLS,
+    META_METHODS,
+    RELU_FUNCTIONS,
+    RELU_METHODS,
+    SCALING,
+    SCALING_METHODS,
+)
 
 
 class ConversionError(TypeError):
     """The model holds something the converter cannot turn into an exact SNN."""
-
-
-# ---- the allow-list -----------------------------------------------------------------------
-#: Modules that are linear (affine) and time-invariant: run unchanged on spikes.
-LINEAR_MODULES: tuple[type[nn.Module], ...] = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.Linear,
-    nn.AvgPool1d,
-    nn.AvgPool2d,
-    nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveAvgPool3d,
-    nn.Flatten,
-    nn.Unflatten,
-    nn.Dropout,
-    nn.Dropout1d,
-    nn.Dropout2d,
-    nn.Dropout3d,
-    nn.AlphaDropout,
-    nn.Identity,
-    nn.ZeroPad1d,
-    nn.ZeroPad2d,
-    nn.ZeroPad3d,
-)
-BATCH_NORMS: tuple[type[nn.Module], ...] = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
-#: Clipped-ReLU modules converted as ``clamp(x, 0, max)``.
-CLIPPED_RELU_MODULES: tuple[type[nn.Module], ...] = (nn.ReLU6, nn.Hardtanh)
-MAX_POOLS: tuple[type[nn.Module], ...] = (nn.MaxPool2d,)
-
-_RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_, F.relu_}
-_CLAMP_FUNCTIONS = {torch.clamp, torch.clip, torch.clamp_min}
-_RELU_METHODS = {"relu", "relu_"}
-_CLAMP_METHODS = {"clamp", "clamp_", "clip", "clip_", "clamp_min", "clamp_min_"}
-
-# Functions / methods that are linear in their tensor input and keep the batch dimension.
-_LINEAR_FUNCTIONS = {
-    torch.flatten,
-    torch.reshape,
-    torch.cat,
-    torch.concat,
-    torch.squeeze,
-    torch.unsqueeze,
-    torch.transpose,
-    torch.permute,
-    torch.mean,
-    torch.sum,
-    torch.chunk,
-    torch.split,
-    F.avg_pool1d,
-    F.avg_pool2d,
-    F.avg_pool3d,
-    F.adaptive_avg_pool1d,
-    F.adaptive_avg_pool2d,
-    F.adaptive_avg_pool3d,
-    F.dropout,
-    F.dropout1d,
-    F.dropout2d,
-    F.dropout3d,
-    F.pad,
-    F.conv1d,
-    F.conv2d,
-    F.conv3d,
-    F.linear,
-    operator.neg,
-    operator.pos,
-    torch.neg,
-}
-_LINEAR_METHODS = {
-    "view",
-    "reshape",
-    "flatten",
-    "contiguous",
-    "permute",
-    "transpose",
-    "unsqueeze",
-    "squeeze",
-    "mean",
-    "sum",
-    "chunk",
-    "split",
-    "neg",
-    "float",
-    "to",
-    "type_as",
-    "clone",
-}
-_ADDITIVE = {operator.add, operator.sub, operator.iadd, operator.isub, torch.add, torch.sub}
-_ADDITIVE_METHODS = {"add", "sub", "add_", "sub_"}
-_SCALING = {operator.mul, operator.imul, operator.truediv, operator.itruediv, torch.mul, torch.div}
-_SCALING_METHODS = {"mul", "mul_", "div", "div_"}
-_META_METHODS = {"size", "dim", "numel"}
-# Linear ops whose dim argument must not be 0, the (time-folded) batch dimension.
-_DIM_FUNCTIONS = {
-    torch.cat,
-    torch.concat,
-    torch.squeeze,
-    torch.unsqueeze,
-    torch.mean,
-    torch.sum,
-    torch.chunk,
-    torch.split,
-    torch.transpose,
-    torch.permute,
-}
-_DIM_METHODS = {"unsqueeze", "squeeze", "mean", "sum", "chunk", "split", "transpose", "permute"}
-
-_HINT = (
-    "The converter accepts ReLU-like activations (nn.ReLU, ThresholdReLU, F.relu, clamp(min=0)) and "
-    "operations that are linear and time-invariant (conv, linear, average pooling, batch norm in eval, "
-    "flatten/view, cat, add of branches, scaling by a constant, dropout); max pooling directly after an "
-    "activation. Replace it by one of these, or keep it out of the network you convert."
-)
 
 
 # ---- tracing --------------------------------------------------------------------------------
@@ -207,7 +111,7 @@ def _activation_for_clamp(node: fx.Node, lo, hi) -> nn.Module:
     if isinstance(lo, bool) or not isinstance(lo, (int, float)) or lo != 0:
         raise ConversionError(
             f"fx node {node.name!r} clamps with min={lo!r}: only clamp(min=0[, max > 0]) is a ReLU that IF "
-            f"neurons reproduce. {_HINT}"
+            f"neurons reproduce. {HINT}"
         )
     if hi is None:
         return nn.ReLU()
@@ -219,18 +123,18 @@ def _activation_for_clamp(node: fx.Node, lo, hi) -> nn.Module:
 def _functional_activation(node: fx.Node) -> nn.Module | None:
     """The module equivalent of a functional ReLU-like node, or None if the node is not one."""
     if node.op == "call_function":
-        if node.target in _RELU_FUNCTIONS:
+        if node.target in RELU_FUNCTIONS:
             return nn.ReLU()
-        if node.target in _CLAMP_FUNCTIONS:
+        if node.target in CLAMP_FUNCTIONS:
             return _activation_for_clamp(node, *_clamp_bounds(node))
         if node.target is F.relu6:
             return ThresholdReLU(y_th=6.0, enabled=True)
         if node.target is F.hardtanh:
             return _activation_for_clamp(node, _arg(node, 1, "min_val", -1.0), _arg(node, 2, "max_val", 1.0))
     if node.op == "call_method":
-        if node.target in _RELU_METHODS:
+        if node.target in RELU_METHODS:
             return nn.ReLU()
-        if node.target in _CLAMP_METHODS:
+        if node.target in CLAMP_METHODS:
             return _activation_for_clamp(node, *_clamp_bounds(node))
     return None
 
@@ -417,7 +321,7 @@ def _kinds(gm: fx.GraphModule) -> dict[fx.Node, str]:
             kinds[node] = "varying"
         elif node.op == "get_attr":
             kinds[node] = "constant"
-        elif (node.op == "call_method" and node.target in _META_METHODS) or (
+        elif (node.op == "call_method" and node.target in META_METHODS) or (
             node.op == "call_function" and node.target is getattr
         ):
             kinds[node] = "meta"
@@ -485,9 +389,9 @@ def _check_node(
         varying = [a for a in node.args if isinstance(a, fx.Node) and kinds[a] == "varying"]
         if kinds[node] != "varying" or node.target is getattr:
             return  # shape arithmetic or constants: evaluated the same way at every step
-        if node.target in _ADDITIVE:
+        if node.target in ADDITIVE:
             return
-        if node.target in _SCALING:
+        if node.target in SCALING:
             divisor_varying = node.target in (operator.truediv, operator.itruediv, torch.div) and (
                 isinstance(node.args[1], fx.Node) and kinds[node.args[1]] == "varying"
             )
@@ -502,8 +406,8 @@ def _check_node(
             if first == slice(None) or first is Ellipsis:
                 return
             refuse = "indexes the batch dimension (dimension 0 carries time x batch in the simulation)"
-        elif node.target in _LINEAR_FUNCTIONS:
-            if node.target in _DIM_FUNCTIONS and _dim_is_batch(node):
+        elif node.target in LINEAR_FUNCTIONS:
+            if node.target in DIM_FUNCTIONS and _dim_is_batch(node):
                 refuse = "works along dimension 0, which carries time x batch in the simulation"
             elif node.target is torch.flatten and _arg(node, 1, "start_dim", 0) == 0:
                 refuse = "flattens the batch dimension; use torch.flatten(x, 1)"
@@ -518,18 +422,18 @@ def _check_node(
         else:
             refuse = "is not on the converter's allow-list"
     elif node.op == "call_method":
-        if kinds[node] != "varying" or node.target in _META_METHODS:
+        if kinds[node] != "varying" or node.target in META_METHODS:
             return
-        if node.target in _ADDITIVE_METHODS:
+        if node.target in ADDITIVE_METHODS:
             return
-        if node.target in _SCALING_METHODS:
+        if node.target in SCALING_METHODS:
             other = _arg(node, 1, "other")
             other_varying = isinstance(other, fx.Node) and kinds[other] == "varying"
             if not other_varying:
                 return
             refuse = "multiplies or divides two time-varying tensors (not linear: a product of spike trains)"
-        elif node.target in _LINEAR_METHODS:
-            if node.target in _DIM_METHODS and _dim_is_batch(node):
+        elif node.target in LINEAR_METHODS:
+            if node.target in DIM_METHODS and _dim_is_batch(node):
                 refuse = "works along dimension 0, which carries time x batch in the simulation"
             elif node.target == "flatten" and _arg(node, 1, "start_dim", 0) == 0:
                 refuse = "flattens the batch dimension; use x.flatten(1)"
@@ -539,7 +443,7 @@ def _check_node(
             refuse = "is not on the converter's allow-list"
     else:  # placeholder, get_attr, output
         return
-    raise ConversionError(f"{_describe(node, gm)} {refuse}. {_HINT}")
+    raise ConversionError(f"{_describe(node, gm)} {refuse}. {HINT}")
 
 
 def _returns_tuple(node: fx.Node) -> bool:
