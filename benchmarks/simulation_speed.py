@@ -475,11 +475,11 @@ def fused_build_info(device: torch.device, dtype: torch.dtype, fresh_processes: 
     elif (
         device.type == "cuda" and info["unavailable_reason"] is None
     ):  # every Triton variant once: (IF, signed) x (bias, none), recorded
-        from lightning_snn.neurons import IFNeuron
+        from lightning_snn.neurons import IFNeuron, SignedIFNeuron
 
         t0 = time.perf_counter()
         for signed, bias, record in ((False, 0.0, False), (False, 0.1, False), (True, 0.0, False), (True, 0.1, True)):
-            n = IFNeuron(1.0, bias_current=bias, signed=signed).to(device)
+            n = (SignedIFNeuron if signed else IFNeuron)(1.0, bias_current=bias).to(device)
             n.batch_size, n.steps, n.record_spikes = 2, 2, record
             with fused.fused_mode("on"):
                 n(torch.ones(4, 8, device=device, dtype=dtype))

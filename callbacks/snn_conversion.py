@@ -125,7 +125,8 @@ class SNNConversion(pl.Callback):
             curve still comes from one simulation, every T with the same corrected SNN.
         neuron: ``"if"`` (the paper's integrate-and-fire neuron) or ``"signed"`` (it also fires
             negative spikes that take back early ones, so its spike count depends only on the
-            total input, not on when it came: fewer errors at T <= 8; not with a gated max-pool).
+            total input, not on when it came: fewer errors at T <= 8; not with a gated max-pool), or
+            another registered neuron model or its import path (docs/EXTENDING.md).
         diagnostics: also report firing rates, synaptic operations, energy per image and per-layer
             errors at every T, from the same simulation (at most a few % more time), and draw
             ``snn_report.png`` beside the results (:mod:`lightning_snn.diagnostics`, :mod:`lightning_snn.report`).

@@ -36,7 +36,7 @@ from lightning_snn.graph import (
     prepare,
     set_submodule,
 )
-from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, StatefulModule
+from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, StatefulModule, neuron_class
 from lightning_snn.snn import ConvertedSNN
 
 #: Key of the output layer's maximum (the spiking readout's threshold) in a thresholds dict.
@@ -339,24 +339,21 @@ def _shift_terms(v_threshold: torch.Tensor, shift: str, timesteps: int | None) -
     return zero, zero
 
 
-NEURONS = ("if", "signed")
-
-
 def check_neuron(neuron: str, model: nn.Module | None = None) -> None:
-    """Refuse an unknown neuron model by name, and (given the model) a signed neuron that would
-    feed a gated spiking max-pool, before any training or calibration."""
-    if neuron not in NEURONS:
-        raise ValueError(f"unknown neuron {neuron!r}; choose one of {list(NEURONS)}.")
-    if model is not None and neuron == "signed":
-        _refuse_signed_pools(max_pool_sites(prepare(model)))
+    """Refuse an unknown neuron model by name (:data:`~lightning_snn.neurons.NEURONS`), and (given
+    the model) one that emits negative spikes into a gated spiking max-pool, before any training or
+    calibration."""
+    cls = neuron_class(neuron)
+    if model is not None and cls.emits_negative:
+        _refuse_negative_spikes_into_pools(neuron, max_pool_sites(prepare(model)))
 
 
-def _refuse_signed_pools(spike_pools: dict) -> None:
+def _refuse_negative_spikes_into_pools(neuron: str, spike_pools: dict) -> None:
     if spike_pools:
         raise ConversionError(
             f"max-pool(s) {sorted(spike_pools)} gate spike trains by their counts, which needs positive spikes: "
-            "signed neurons cannot feed them. Convert with neuron='if', or replace the max-pool by an average "
-            "pool (or move it before the activation, where it is exact)."
+            f"{neuron!r} neurons fire negative ones and cannot feed them. Convert with neuron='if', or replace the "
+            "max-pool by an average pool (or move it before the activation, where it is exact)."
         )
 
 
@@ -382,10 +379,12 @@ def convert(
         readout: ``"analog"`` (the last layer accumulates its input currents; predictions =
             argmax of the summed output) or ``"spiking"`` (the paper's IF output layer with
             threshold = max logit, no shift, as in the paper's appendix A.2).
-        neuron: ``"if"`` (the paper's integrate-and-fire neuron, soft reset) or ``"signed"``
-            (an IF neuron that also fires negative spikes to take back early ones;
-            :class:`~lightning_snn.neurons.IFNeuron` ``signed=True``): fewer errors at short T.
-            A gated spiking max-pool needs positive spikes, so a model with one is refused.
+        neuron: a registered neuron model (:data:`~lightning_snn.neurons.NEURONS`): ``"if"``
+            (the paper's integrate-and-fire neuron, soft reset), ``"signed"``
+            (:class:`~lightning_snn.neurons.SignedIFNeuron`, which also fires negative spikes to
+            take back early ones: fewer errors at short T), or one added with
+            :func:`~lightning_snn.neurons.register_neuron`. A gated spiking max-pool needs positive
+            spikes, so a model with one is refused for a neuron that emits negative spikes.
 
     Returns:
         The SNN (a :class:`~lightning_snn.snn.ConvertedSNN`: the body graph, the readout, the
@@ -402,7 +401,7 @@ def convert(
         raise ValueError(f"unknown readout {readout!r}; choose one of {list(READOUTS)}.")
     if shift == "bias" and (timesteps is None or int(timesteps) <= 0):
         raise ValueError("shift='bias' adds V_th/(2T) to the bias: pass the simulation length timesteps=T > 0.")
-    check_neuron(neuron)
+    make = neuron_class(neuron)
     snn = prepare(model)
     sites = activation_sites(snn)
     spike_pools = max_pool_sites(snn)  # before the sites become IF neurons: it looks for the sites
@@ -417,9 +416,9 @@ def convert(
         v_init, bias = _shift_terms(vth, shift, timesteps)
         if isinstance(act, ThresholdReLU):
             bias = bias - act.shift  # the source ANN computed clamp(x - shift, 0, y_th)
-        set_submodule(snn, name, IFNeuron(vth, v_init=v_init, bias_current=bias, name=name, signed=neuron == "signed"))
-    if neuron == "signed":
-        _refuse_signed_pools(spike_pools)
+        set_submodule(snn, name, make(vth, v_init=v_init, bias_current=bias, name=name))
+    if make.emits_negative:
+        _refuse_negative_spikes_into_pools(neuron, spike_pools)
     for name, pool in spike_pools.items():
         set_submodule(snn, name, SpikingMaxPool2d.from_max_pool(pool))
     readout_neuron = None

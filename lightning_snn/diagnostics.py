@@ -347,35 +347,9 @@ def _per_element(value: torch.Tensor, features: torch.Size, dtype=torch.float32)
 
 
 def spike_counts(neuron: IFNeuron, mean_current: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each neuron's spike count after ``t`` steps, from its membrane potential now (step ``t``),
-    and how many of the counts could not be recovered.
-
-    Soft reset conserves charge: ``v_t = v_0 + sum_s (I_s + bias) - V_th N_t``, so
-    ``N_t = (v_0 + t (mean(I) + bias) - v_t) / V_th``, rounded (it is a whole number; the
-    rounding removes the float error of the sums). A neuron fires at most once per step, so the
-    true count lies in ``[0, t]`` and this recovery lands within ``[-1/2, t + 1/2]`` whenever its
-    float error is below ``V_th / 2``: a value outside proves the error larger (currents far above
-    ``V_th``, as in a network whose training diverged, leave float32 no digits for the count). Such
-    counts are clamped to ``[0, t]`` (every rate stays physical) and counted as lost, which
-    :meth:`Diagnostics.to_json` refuses loudly. A signed neuron counts its net spikes itself
-    (``net_count``, never negative: it takes a spike back only after it has fired): taken as is.
-    ``mean_current``: ``[B, ...]``, the input current averaged over the ``t`` steps.
-
-    Returns:
-        ``(counts [B, ...], lost)``: ``lost`` a 0-d tensor, the number of counts out of range.
-    """
-    if neuron.signed and neuron.net_count is not None:
-        return neuron.net_count.to(mean_current.dtype).clone(), mean_current.new_zeros(())
-    dims = mean_current.dim() - 1
-    dtype = mean_current.dtype
-    vth = _per_channel(neuron.v_threshold.to(dtype), dims)
-    charge = _per_channel(neuron.v_init.to(dtype), dims) - neuron.v
-    charge = charge.add_(mean_current, alpha=t)
-    if neuron.has_bias:
-        charge = charge.add_(_per_channel(neuron.bias_current.to(dtype), dims), alpha=t)
-    counts = charge.div_(vth)
-    lost = torch.count_nonzero((counts < -0.5) | (counts > t + 0.5))
-    return counts.round_().clamp_(0, t), lost
+    """Each neuron's net spike count after ``t`` steps and how many counts could not be recovered:
+    the neuron model's own reading (:meth:`lightning_snn.neurons.IFNeuron.spike_counts`)."""
+    return neuron.spike_counts(mean_current, t)
 
 
 class _PoolSum:
@@ -511,9 +485,7 @@ class DiagnosticsProbe:
         def read_neuron(name: str, neuron: IFNeuron, mean_current: torch.Tensor) -> torch.Tensor:
             counts, lost = spike_counts(neuron, mean_current, t)  # net: positive minus negative spikes
             diag.per_t[self.layers.index(name), i, _LOST] += lost.to(torch.float64)
-            # every spike is an event, whatever its sign: a signed neuron's events are its net
-            # count plus twice its negative spikes
-            events = counts if not neuron.signed else counts + 2 * neuron.negative_count.to(counts.dtype)
+            events = neuron.events(counts)  # every spike is an event, whatever its sign
             reduce(self.synapses.credited_to[name], events, self.synapses.fanout[name], True)
             vth = _per_channel(neuron.v_threshold.to(counts.dtype), counts.dim() - 1)
             mean_out = counts.mul_(vth / t)  # rate x V_th; counts are used up

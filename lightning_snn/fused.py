@@ -345,7 +345,7 @@ def if_forward(neuron, current: torch.Tensor) -> torch.Tensor | None:
         # a copy, always: expand(...).contiguous() of a one-element state would alias the v_init buffer
         neuron.v = v0.expand(batch, *features).clone(memory_format=torch.contiguous_format)
     v = neuron.v
-    if neuron.signed and neuron.net_count is None:
+    if neuron.emits_negative and neuron.net_count is None:
         neuron.net_count = torch.zeros_like(v)
         neuron.negative_count = torch.zeros_like(v)
     if neuron.record_spikes and neuron.spike_count is None:
@@ -354,7 +354,7 @@ def if_forward(neuron, current: torch.Tensor) -> torch.Tensor | None:
     bias = _per_feature(neuron, neuron.bias_current, features, current, "bias") if neuron.has_bias else None
     out = torch.empty((steps, batch, *features), dtype=dtype, device=device)
     count = neuron.spike_count if neuron.record_spikes else None
-    state = (neuron.net_count, neuron.negative_count) if neuron.signed else None
+    state = (neuron.net_count, neuron.negative_count) if neuron.emits_negative else None
     with torch.profiler.record_function("lightning_snn::fused_if"):  # named in profiles (ctypes is invisible)
         _LAUNCHERS[device.type](current, stride_t, bias, th, v, out, count, state, steps, batch, n_feat)
     return out.view(-1, *features)

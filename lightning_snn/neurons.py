@@ -13,6 +13,10 @@ constant input), so it was computed once and is broadcast over the chunk here.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -69,10 +73,20 @@ def _as_tensor(value: float | torch.Tensor, name: str) -> torch.Tensor:
 
 
 class IFNeuron(StatefulModule):
-    """Integrate-and-fire neuron, soft reset, spike amplitude ``v_threshold``.
+    """Integrate-and-fire neuron, soft reset, spike amplitude ``v_threshold`` (the paper's neuron,
+    ``neuron: if``), and the base of every neuron model the converter can build (:data:`NEURONS`).
 
     Per step ``t``: ``v += I(t) + bias_current``; ``s = v >= v_threshold``;
     ``v -= s * v_threshold``; output ``s * v_threshold``.
+
+    A neuron model is a subclass registered under a name (:func:`register_neuron`); it says what
+    differs from this one and nothing else: its recurrence over a chunk (:meth:`_steps`), how its
+    spike counts are read back for the diagnostics (:meth:`spike_counts`), how many synaptic
+    events its counts make (:meth:`events`) and whether it emits negative spikes
+    (:attr:`emits_negative`). Threshold, initial membrane, bias current, time folding, spike
+    recording and validation are the base's. A subclass with its own recurrence must also say how
+    its counts are read (soft reset's charge conservation is this class's alone), and runs the eager
+    update (the fused kernels are this class's and :class:`SignedIFNeuron`'s only).
 
     Args:
         v_threshold: firing threshold: a scalar (one per layer, the calibrated maximum
@@ -82,17 +96,21 @@ class IFNeuron(StatefulModule):
         bias_current: constant current added every step (``v_threshold / (2T)`` in bias-shift
             mode, minus the source activation's shift, if any), scalar or ``[C]``.
         name: the activation site this neuron replaces, for error messages.
-        signed: also fire *negative* spikes (Wang et al. 2022, "signed neuron with memory"):
-            when ``v < 0`` and the neuron's net spike count so far is positive, it emits
-            ``-v_threshold`` and ``v += v_threshold``. Its net count after ``t`` steps is then a
-            function of the total charge alone, not of when it arrived: if every step's input
-            satisfies ``|I + bias_current| <= v_threshold``,
-            ``N_t = clamp(floor((v_init + sum_s (I_s + bias)) / v_threshold), 0, t)`` exactly
-            (the plain IF neuron only reaches that for inputs that are constant in time). This
-            removes the error of early spikes that later input would have cancelled (the
-            "unevenness error" of Bu et al. 2022), which dominates at T <= 8. Downstream layers
-            receive signed spikes (an event either way), so a gated spiking max-pool cannot follow.
     """
+
+    #: the name ``snn.neuron`` and ``convert(neuron=...)`` use (set by :func:`register_neuron`)
+    kind: ClassVar[str] = "if"
+    #: negative spikes: then no gated spiking max-pool may follow, and NIR cannot hold the neuron
+    emits_negative: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_steps" in cls.__dict__ and "spike_counts" not in cls.__dict__:
+            raise TypeError(
+                f"{cls.__name__} has its own recurrence (_steps) but not its own spike_counts: the base reads "
+                "counts back from soft reset's charge conservation, which another recurrence need not keep. "
+                "Define spike_counts (e.g. return a count the recurrence keeps)."
+            )
 
     def __init__(
         self,
@@ -100,7 +118,6 @@ class IFNeuron(StatefulModule):
         v_init: float | torch.Tensor = 0.0,
         bias_current: float | torch.Tensor = 0.0,
         name: str = "",
-        signed: bool = False,
     ) -> None:
         super().__init__()
         layer = f"layer {name!r}" if name else "this layer"
@@ -120,10 +137,7 @@ class IFNeuron(StatefulModule):
         self.register_buffer("v_init", _as_tensor(v_init, "v_init"))
         self.register_buffer("bias_current", _as_tensor(bias_current, "bias_current"))
         self.has_bias = bool(self.bias_current.ne(0).any())  # skip a whole-tensor add per chunk when 0
-        self.signed = bool(signed)
         self.v: torch.Tensor | None = None
-        self.net_count: torch.Tensor | None = None  # signed: positive minus negative spikes so far
-        self.negative_count: torch.Tensor | None = None  # signed: negative spikes so far (events)
         self.record_spikes = False
         self.spike_count: torch.Tensor | None = None  # total spikes per neuron, when recorded
 
@@ -134,14 +148,15 @@ class IFNeuron(StatefulModule):
 
     def reset(self) -> None:
         """Forget the membrane state and spike counts (before each new batch)."""
-        self.v = self.net_count = self.negative_count = None
+        self.free_state()
         self.spike_count = None
 
     def free_state(self) -> None:
-        self.v = self.net_count = self.negative_count = None
+        self.v = None
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
-        out = fused.if_forward(self, current)  # one pass per chunk where a kernel is available
+        # one pass per chunk where a kernel exists: the two built-in models (a subclass has its own recurrence)
+        out = fused.if_forward(self, current) if type(self) in _FUSED else None
         if out is not None:
             return out
         feature_dims = current.dim() - 1
@@ -153,24 +168,95 @@ class IFNeuron(StatefulModule):
             self.v = v0.expand(per_step.shape[1:]).clone()
         vth = _per_channel(self.v_threshold.to(current.dtype), feature_dims)
         out = torch.empty_like(per_step)
-        v = self.v
-        if self.signed:
-            self._signed_steps(per_step, out, vth)
-        else:
-            # in place: ~5x faster on CPU than the out-of-place form, and as fast as torch.compile
-            for t in range(per_step.shape[0]):
-                v.add_(per_step[t])
-                spike = out[t]
-                torch.ge(v, vth, out=spike)
-                v.sub_(spike.mul_(vth))  # spike now holds its amplitude V_th
-        self.v = v
+        self._steps(per_step, out, vth)
         if self.record_spikes:  # every spike, whatever its sign, counted exactly (a whole number)
             counts = out.ne(0).sum(0, dtype=out.dtype)
             self.spike_count = counts if self.spike_count is None else self.spike_count + counts
         return out.view(-1, *current.shape[1:])
 
-    def _signed_steps(self, per_step: torch.Tensor, out: torch.Tensor, vth: torch.Tensor) -> None:
-        """The signed neuron's recurrence over one chunk (``self.v`` in place, ``out`` filled).
+    def _steps(self, per_step: torch.Tensor, out: torch.Tensor, vth: torch.Tensor) -> None:
+        """The recurrence over one chunk: ``per_step`` ``[steps, B, ...]`` currents (bias included),
+        ``self.v`` updated in place, ``out[t]`` filled with step ``t``'s output (amplitudes)."""
+        v = self.v
+        # in place: ~5x faster on CPU than the out-of-place form, and as fast as torch.compile
+        for t in range(per_step.shape[0]):
+            v.add_(per_step[t])
+            spike = out[t]
+            torch.ge(v, vth, out=spike)
+            v.sub_(spike.mul_(vth))  # spike now holds its amplitude V_th
+
+    def spike_counts(self, mean_current: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each neuron's spike count after ``t`` steps, from its membrane potential now (step ``t``),
+        and how many of the counts could not be recovered.
+
+        Soft reset conserves charge: ``v_t = v_0 + sum_s (I_s + bias) - V_th N_t``, so
+        ``N_t = (v_0 + t (mean(I) + bias) - v_t) / V_th``, rounded (it is a whole number; the
+        rounding removes the float error of the sums). A neuron fires at most once per step, so the
+        true count lies in ``[0, t]`` and this recovery lands within ``[-1/2, t + 1/2]`` whenever its
+        float error is below ``V_th / 2``: a value outside proves the error larger (currents far above
+        ``V_th``, as in a network whose training diverged, leave float32 no digits for the count). Such
+        counts are clamped to ``[0, t]`` (every rate stays physical) and counted as lost, which
+        :meth:`~lightning_snn.diagnostics.Diagnostics.to_json` refuses loudly.
+
+        Args:
+            mean_current: ``[B, ...]``, the input current averaged over the ``t`` steps.
+
+        Returns:
+            ``(counts [B, ...], lost)``: net counts (positive minus negative spikes); ``lost`` a 0-d
+            tensor, the number of counts out of range.
+        """
+        dims = mean_current.dim() - 1
+        dtype = mean_current.dtype
+        vth = _per_channel(self.v_threshold.to(dtype), dims)
+        charge = _per_channel(self.v_init.to(dtype), dims) - self.v
+        charge = charge.add_(mean_current, alpha=t)
+        if self.has_bias:
+            charge = charge.add_(_per_channel(self.bias_current.to(dtype), dims), alpha=t)
+        counts = charge.div_(vth)
+        lost = torch.count_nonzero((counts < -0.5) | (counts > t + 0.5))
+        return counts.round_().clamp_(0, t), lost
+
+    def events(self, counts: torch.Tensor) -> torch.Tensor:
+        """Synaptic events (spikes of either sign) behind the net ``counts`` of :meth:`spike_counts`."""
+        return counts
+
+    def extra_repr(self) -> str:
+        def show(t: torch.Tensor) -> str:
+            return f"{t.item():.4g}" if t.dim() == 0 else f"[{t.numel()} channels]"
+
+        return (
+            f"v_threshold={show(self.v_threshold)}, v_init={show(self.v_init)}, bias_current={show(self.bias_current)}"
+        )
+
+
+class SignedIFNeuron(IFNeuron):
+    """An IF neuron that also fires *negative* spikes (Wang et al. 2022, "signed neuron with
+    memory"; ``neuron: signed``).
+
+    When ``v < 0`` and the neuron's net spike count so far is positive, it emits ``-v_threshold``
+    and ``v += v_threshold``. Its net count after ``t`` steps is then a function of the total
+    charge alone, not of when it arrived: if every step's input satisfies
+    ``|I + bias_current| <= v_threshold``,
+    ``N_t = clamp(floor((v_init + sum_s (I_s + bias)) / v_threshold), 0, t)`` exactly (the plain IF
+    neuron only reaches that for inputs that are constant in time). This removes the error of early
+    spikes that later input would have cancelled (the "unevenness error" of Bu et al. 2022), which
+    dominates at T <= 8. Downstream layers receive signed spikes (an event either way), so a gated
+    spiking max-pool cannot follow. Arguments as :class:`IFNeuron`.
+    """
+
+    emits_negative: ClassVar[bool] = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.net_count: torch.Tensor | None = None  # positive minus negative spikes so far
+        self.negative_count: torch.Tensor | None = None  # negative spikes so far (events)
+
+    def free_state(self) -> None:
+        super().free_state()
+        self.net_count = self.negative_count = None
+
+    def _steps(self, per_step: torch.Tensor, out: torch.Tensor, vth: torch.Tensor) -> None:
+        """The signed recurrence over one chunk (``self.v`` in place, ``out`` filled).
 
         Per step, in place and without allocating: ``+1`` where ``v >= V_th``; ``-1`` where
         ``v < 0`` and the net count is positive (0/1 float masks multiplied); the negative
@@ -192,15 +278,72 @@ class IFNeuron(StatefulModule):
             v.sub_(spike.mul_(vth))  # spike now holds its amplitude +-V_th
         self.negative_count.add_((out < 0).sum(0, dtype=out.dtype))
 
-    def extra_repr(self) -> str:
-        def show(t: torch.Tensor) -> str:
-            return f"{t.item():.4g}" if t.dim() == 0 else f"[{t.numel()} channels]"
+    def spike_counts(self, mean_current: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The net count the neuron keeps itself (never negative: it takes a spike back only after it
+        has fired), as is; nothing is lost."""
+        return self.net_count.to(mean_current.dtype).clone(), mean_current.new_zeros(())
 
-        signed = ", signed" if self.signed else ""
-        return (
-            f"v_threshold={show(self.v_threshold)}, v_init={show(self.v_init)}, "
-            f"bias_current={show(self.bias_current)}{signed}"
+    def events(self, counts: torch.Tensor) -> torch.Tensor:
+        """Every spike is an event, whatever its sign: the net count plus twice the negative spikes."""
+        return counts + 2 * self.negative_count.to(counts.dtype)
+
+
+#: The neuron models by name (``snn.neuron``, ``convert(neuron=...)``): ``"if"`` and ``"signed"``
+#: here; :func:`register_neuron` adds more, from any module.
+NEURONS: dict[str, type[IFNeuron]] = {}
+
+
+def register_neuron(kind: str) -> Callable[[type[IFNeuron]], type[IFNeuron]]:
+    """Class decorator: make a subclass of :class:`IFNeuron` available under ``kind``.
+
+    Example (a neuron that resets to zero instead of subtracting the threshold)::
+
+        @register_neuron("reset_to_zero")
+        class ResetToZero(IFNeuron):
+            def _steps(self, per_step, out, vth): ...
+            def spike_counts(self, mean_current, t): ...
+    """
+    if not isinstance(kind, str) or not kind:
+        raise ValueError(f"a neuron kind is a non-empty string, got {kind!r}.")
+
+    def add(cls: type[IFNeuron]) -> type[IFNeuron]:
+        if not (isinstance(cls, type) and issubclass(cls, IFNeuron)):
+            raise TypeError(f"register_neuron({kind!r}) takes a subclass of IFNeuron, got {cls!r}.")
+        taken = NEURONS.get(kind)
+        if taken is not None and taken is not cls:
+            raise ValueError(f"neuron kind {kind!r} is already {taken.__module__}.{taken.__qualname__}.")
+        cls.kind = kind
+        NEURONS[kind] = cls
+        return cls
+
+    return add
+
+
+def neuron_class(kind: str) -> type[IFNeuron]:
+    """The neuron model registered under ``kind``, or, for a dotted name not registered, the
+    :class:`IFNeuron` subclass at that import path (``my_package.neurons.ResetToZero``: a config
+    names it as it names a model class). Anything else is refused with the known names."""
+    cls = NEURONS.get(kind) if isinstance(kind, str) else None
+    if cls is None and isinstance(kind, str) and "." in kind.strip("."):
+        module, _, attr = kind.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"neuron {kind!r} cannot be imported ({err}); is its package installed?") from err
+        if not (isinstance(cls, type) and issubclass(cls, IFNeuron)):
+            raise TypeError(f"neuron {kind!r} is {cls!r}, not a subclass of lightning_snn.neurons.IFNeuron.")
+    if cls is None:
+        raise ValueError(
+            f"unknown neuron {kind!r}; choose one of {sorted(NEURONS)}, register your own with "
+            "lightning_snn.neurons.register_neuron, or give its import path (package.module.Class)."
         )
+    return cls
+
+
+register_neuron("if")(IFNeuron)
+register_neuron("signed")(SignedIFNeuron)
+#: the models the fused kernels implement (exactly these classes, not their subclasses)
+_FUSED = (IFNeuron, SignedIFNeuron)
 
 
 class SpikingMaxPool2d(StatefulModule):

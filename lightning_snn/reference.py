@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d
+from lightning_snn.neurons import IFNeuron, SignedIFNeuron, SpikingMaxPool2d
 from lightning_snn.snn import ConvertedSNN
 
 
@@ -55,13 +55,18 @@ def if_step(neuron: IFNeuron, current: torch.Tensor, state: dict[str, torch.Tens
     """One step of an IF neuron with soft reset: integrate, fire at ``v >= V_th``, subtract ``V_th``.
     A signed neuron also fires ``-V_th`` at ``v < 0`` if it has more positive than negative
     spikes so far, and adds ``V_th``."""
+    if type(neuron) not in (IFNeuron, SignedIFNeuron):  # its own textbook, not the engine's code
+        raise TypeError(
+            f"the reference simulator steps the IF and signed IF neurons only, not {type(neuron).__name__} "
+            f"({neuron.kind!r}): test another neuron model against its own theory."
+        )
     vth = _channel(neuron.v_threshold, current)
     v = state.get(key)
     if v is None:
         v = torch.zeros_like(current) + _channel(neuron.v_init, current)
     v = v + current + _channel(neuron.bias_current, current)
     spikes = (v >= vth).to(current.dtype)
-    if neuron.signed:
+    if isinstance(neuron, SignedIFNeuron):
         fired = state.get(key + "/net", torch.zeros_like(current))
         spikes = torch.where((v < 0) & (fired > 0), -torch.ones_like(spikes), spikes)
         state[key + "/net"] = fired + spikes

@@ -19,7 +19,7 @@ from lightning_snn import cbuild, fused
 from lightning_snn.activations import set_threshold_enabled
 from lightning_snn.conversion import calibrate_thresholds, convert
 from lightning_snn.models import create_model
-from lightning_snn.neurons import IFNeuron
+from lightning_snn.neurons import IFNeuron, SignedIFNeuron
 from lightning_snn.simulation import simulate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,8 @@ def run_chunks(neuron: IFNeuron, currents: list[torch.Tensor], steps: int, batch
         for current in currents:
             neuron.steps = steps
             outs.append(neuron(current))
-    state = [neuron.v, neuron.spike_count] + ([neuron.net_count, neuron.negative_count] if neuron.signed else [])
+    signed_state = [neuron.net_count, neuron.negative_count] if neuron.emits_negative else []
+    state = [neuron.v, neuron.spike_count, *signed_state]
     return outs, [s.clone() for s in state]
 
 
@@ -47,11 +48,10 @@ def random_neuron(signed: bool, per_channel: bool, bias: bool, channels: int = 5
     def value(scalar: float, vector: torch.Tensor) -> float | torch.Tensor:
         return vector if per_channel else scalar
 
-    return IFNeuron(
+    return (SignedIFNeuron if signed else IFNeuron)(
         value(0.7, torch.rand(channels) + 0.3),
         v_init=value(0.35, torch.rand(channels) * 0.5),
         bias_current=value(0.05, torch.randn(channels) * 0.1) if bias else 0.0,
-        signed=signed,
     )
 
 

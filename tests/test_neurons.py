@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_snn.neurons import IFNeuron
+from lightning_snn.neurons import IFNeuron, SignedIFNeuron
 from lightning_snn.simulation import simulate
 
 VTH = 0.75
@@ -102,7 +102,7 @@ def test_signed_counts_depend_only_on_the_total_charge(time_chunk, v_init):
     gen = torch.Generator().manual_seed(0)
     steps, n = 16, 3000
     currents = torch.randint(-64, 65, (steps, n), generator=gen).double() / 64 * VTH  # dyadic: exact sums
-    neuron = IFNeuron(VTH, v_init=v_init, signed=True).double()
+    neuron = SignedIFNeuron(VTH, v_init=v_init).double()
     counts = _run_sequence(neuron, currents, time_chunk)
     charge = v_init + currents.cumsum(0)
     t = torch.arange(1, steps + 1, dtype=torch.float64).view(-1, 1)
@@ -115,7 +115,7 @@ def test_signed_counts_depend_only_on_the_total_charge(time_chunk, v_init):
 
 
 def test_signed_neuron_takes_back_an_early_spike():
-    neuron = IFNeuron(VTH, v_init=VTH / 2, signed=True).double()
+    neuron = SignedIFNeuron(VTH, v_init=VTH / 2).double()
     currents = torch.tensor([[VTH], [-VTH], [0.0], [0.0]], dtype=torch.float64)  # total charge 0: round(0) = 0
     spikes = _run_sequence(neuron, currents, 1)
     assert spikes[:, 0].tolist() == [1.0, 0.0, 0.0, 0.0]  # +1 at t=1, -1 at t=2
@@ -125,6 +125,6 @@ def test_signed_neuron_takes_back_an_early_spike():
 
 def test_signed_neuron_never_goes_below_zero_spikes_and_equals_if_for_constant_input():
     for offset in (0.0, VTH / 2):
-        signed = spike_counts(IFNeuron(VTH, v_init=offset, signed=True), TS)
+        signed = spike_counts(SignedIFNeuron(VTH, v_init=offset), TS)
         plain = spike_counts(IFNeuron(VTH, v_init=offset), TS)
         assert torch.equal(signed, plain)  # constant currents: nothing to take back

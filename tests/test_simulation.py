@@ -9,7 +9,7 @@ from torch import nn
 from lightning_snn.activations import set_threshold_enabled
 from lightning_snn.conversion import calibrate_thresholds, convert
 from lightning_snn.models import create_model
-from lightning_snn.neurons import IFNeuron
+from lightning_snn.neurons import IFNeuron, SignedIFNeuron
 from lightning_snn.reference import simulate_reference
 from lightning_snn.simulation import SpikingEvaluator, simulate, validate_timesteps
 
@@ -95,7 +95,7 @@ def test_time_chunk_values():
 def test_signed_neurons_fast_path_equals_per_step_reference(small_snn, shift):
     model, thresholds, x = small_snn
     snn = convert(model, thresholds, shift=shift, timesteps=24, neuron="signed")
-    assert all(m.signed for m in snn.modules() if isinstance(m, IFNeuron))
+    assert all(type(m) is SignedIFNeuron for m in snn.modules() if isinstance(m, IFNeuron))
     ref = simulate_reference(snn, x, 24)
     for chunk in (1, 5, 24):
         fast = simulate(snn, x, [24], time_chunk=chunk)[0]

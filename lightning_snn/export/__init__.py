@@ -17,6 +17,7 @@ from lightning_snn.conversion import OUTPUT_KEY, activation_layers, convert
 from lightning_snn.export.nir_common import POOLINGS, ExportError, require_nir
 from lightning_snn.export.nir_export import check_nir_exportable, export_nir, to_nir
 from lightning_snn.export.nir_import import from_nir, import_nir
+from lightning_snn.neurons import IFNeuron, neuron_class
 
 #: Export formats the conversion callback knows (``snn.export``).
 EXPORT_FORMATS = ("nir",)
@@ -58,8 +59,11 @@ def check_export_settings(
             f"shift: bias builds one SNN per simulated T {simulated}: snn.export_timesteps must be one of them, "
             f"got {timesteps}."
         )
-    if neuron == "signed":
-        raise ExportError("cannot export to NIR: signed neurons fire negative spikes, which NIR's IF cannot.")
+    model = neuron_class(neuron)
+    if model.emits_negative:
+        raise ExportError(f"cannot export to NIR: {neuron!r} neurons fire negative spikes, which NIR's IF cannot.")
+    if model is not IFNeuron:
+        raise ExportError(f"cannot export to NIR: NIR's IF is the soft-reset IF neuron 'if', not {neuron!r}.")
     require_nir()
 
 

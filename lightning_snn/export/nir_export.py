@@ -90,11 +90,11 @@ def _refusal(node: fx.Node, body: fx.GraphModule) -> str | None:
         if isinstance(m, nn.MaxPool2d):
             return "is a max pooling of the input: NIR has no max-pool (use average pooling in the ANN)"
         if isinstance(m, IFNeuron):
-            return (
-                "fires negative spikes (neuron 'signed'): NIR's IF cannot; convert with neuron 'if'"
-                if m.signed
-                else None
-            )
+            if m.emits_negative:
+                return "fires negative spikes (neuron 'signed'): NIR's IF cannot; convert with neuron 'if'"
+            if type(m) is not IFNeuron:  # another neuron model: NIR's IF is the soft-reset one only
+                return f"is a {m.kind!r} neuron ({type(m).__name__}): NIR's IF is the soft-reset IF neuron 'if' only"
+            return None
         if isinstance(m, (nn.Conv1d, nn.Conv2d)) and m.padding_mode != "zeros":
             return f"pads with mode {m.padding_mode!r}: NIR's convs pad with zeros"
         if isinstance(m, nn.AvgPool2d) and (m.ceil_mode or m.divisor_override is not None):
