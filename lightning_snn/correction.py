@@ -38,7 +38,7 @@ import torch.distributed as dist
 from torch import nn
 
 from lightning_snn.conversion import OUTPUT_KEY
-from lightning_snn.graph import activation_sites, prepare
+from lightning_snn.graph import activation_sites, prepare, record_sites
 from lightning_snn.neurons import IFNeuron
 from lightning_snn.simulation import rows_as_asked, simulate, validate_timesteps
 
@@ -86,21 +86,16 @@ def ann_channel_means(
     sums: dict[str, torch.Tensor] = {}
     counts = torch.zeros(len(sites), dtype=torch.float64, device=device)
 
-    def hook_for(i: int, name: str):
-        def hook(_m, _i, out):
-            s = _channel_sum(out)
-            sums[name] = s if name not in sums else sums[name] + s
-            counts[i] += out.numel() / out.shape[1]
+    index = {name: i for i, name in enumerate(sites)}
 
-        return hook
+    def observe(name: str, out: torch.Tensor) -> None:
+        s = _channel_sum(out)
+        sums[name] = s if name not in sums else sums[name] + s
+        counts[index[name]] += out.numel() / out.shape[1]
 
-    handles = [m.register_forward_hook(hook_for(i, n)) for i, (n, m) in enumerate(sites.items())]
-    try:
+    with record_sites(sites, observe):
         for batch in batches:
             gm(_inputs(batch).to(device))
-    finally:
-        for h in handles:
-            h.remove()
     if not sums:
         raise ValueError("the calibration set is empty: pass at least one batch.")
     ordered = [sums[n] for n in sites]

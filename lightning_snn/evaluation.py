@@ -4,7 +4,7 @@
 it takes any iterables of batches (a DataLoader, a list of tensors) and returns a
 :class:`ConversionReport` with the ANN's and the SNN's accuracy on the same images, one entry per
 T. Under an initialised ``torch.distributed`` process group every rank passes its own share of
-the images: thresholds are all-reduced with MAX (:func:`~lightning_snn.conversion.calibrate_thresholds`)
+the images: thresholds are all-reduced with MAX (:func:`~lightning_snn.calibration.calibrate_thresholds`)
 and the correct-prediction counts with SUM, so every rank returns the numbers of one process
 over all the images. Plain PyTorch: no Trainer needed.
 """
@@ -225,7 +225,7 @@ def evaluate_conversion(
         time_chunk: steps folded into one forward pass, or ``"auto"``.
         device: where to run (default: the model's device).
         calibration: ``"max"``, ``"percentile"``, ``"channel"`` or ``"lambda"``
-            (:func:`~lightning_snn.conversion.calibrate_thresholds`); ``percentile`` is its ``p``.
+            (:func:`~lightning_snn.calibration.calibrate_thresholds`); ``percentile`` is its ``p``.
         correction: ``"none"`` or ``"light"``: after conversion, shift every IF layer's bias current
             so that its mean output per channel at ``correction_timesteps`` matches the ANN's on the
             calibration images (:func:`~lightning_snn.correction.correct_bias`). Percentile

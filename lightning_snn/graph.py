@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import copy
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 import torch.fx as fx
@@ -520,3 +521,15 @@ def replace_activation_sites(model: nn.Module, make: Callable[[str, nn.Module], 
         set_submodule(gm, name, make(name, site))
     gm.recompile()
     return gm.train(model.training)
+
+
+@contextmanager
+def record_sites(sites: Mapping[str, nn.Module], on_site: Callable[[str, torch.Tensor], None]) -> Iterator[None]:
+    """Within the block, every forward of the site module ``sites[name]`` calls
+    ``on_site(name, output)`` (detached); the hooks are removed on exit, whatever happens."""
+    handles = [m.register_forward_hook(lambda _m, _i, out, n=n: on_site(n, out.detach())) for n, m in sites.items()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from lightning_snn.activations import QCFS, ThresholdReLU
-from lightning_snn.conversion import OUTPUT_KEY, calibrate_thresholds, convert
+from lightning_snn.conversion import OUTPUT_KEY, calibrate_thresholds, convert, site_activations
 from lightning_snn.simulation import simulate
 
 
@@ -218,3 +218,30 @@ def test_two_ranks_give_one_process_thresholds(tmp_path):
                         assert (b * 4).eq((b * 4).round()).all()  # the exactness premise: quarters
                     else:
                         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_a_calibration_method_registered_from_outside():
+    """A method is one function in the registry: here the mean of the per-channel maxima (reads the
+    first pass's channel statistics), checked against the same numbers computed by hand."""
+    from lightning_snn.calibration import CALIBRATIONS, register_calibration
+    from lightning_snn.conversion import check_calibration
+
+    @register_calibration("channel_mean", per_channel=True)
+    def channel_mean(run):
+        return [float(c.mean()) for c in run.stats.channel_maxima]
+
+    try:
+        check_calibration("channel_mean")  # what the callback runs before training
+        model, x = small_cnn(), torch.randn(16, 3, 8, 8)
+        got = calibrate_thresholds(model, [x[:7], x[7:]], method="channel_mean", include_output=False)
+        acts, _ = site_activations(model, x)
+        assert list(got) == list(acts)
+        for name, value in got.items():  # the conv rounds differently per batch size: a tolerance
+            expected = acts[name].transpose(0, 1).flatten(1).amax(1).double().mean()
+            assert value == pytest.approx(float(expected), rel=1e-5)
+        with pytest.raises(ValueError, match="already registered"):
+            register_calibration("max")(channel_mean)
+    finally:
+        CALIBRATIONS.pop("channel_mean", None)
+    with pytest.raises(ValueError, match="unknown calibration method 'channel_mean'"):
+        check_calibration("channel_mean")

@@ -187,7 +187,7 @@ def test_setup_refuses_signed_neurons_before_a_gated_max_pool_before_training(tm
     module.model = torch.nn.Sequential(
         torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2)
     )
-    with pytest.raises(ConversionError, match="signed neurons cannot feed them"):
+    with pytest.raises(ConversionError, match="neurons fire negative ones and cannot feed them"):
         SNNConversion(neuron="signed").setup(fake_trainer(tmp_path), module, stage="fit")
     SNNConversion(neuron="if").setup(fake_trainer(tmp_path), module, stage="fit")
 
