@@ -27,6 +27,8 @@ from lightning_snn.conversion import check_convertible, check_neuron
 from lightning_snn.diagnostics import EnergyModel
 from lightning_snn.evaluation import ConversionReport, evaluate_conversion, validate_conversion_settings
 from lightning_snn.export import check_export_settings, check_model_exportable, export_nir
+from lightning_snn.recurrent_conversion import is_recurrent
+from lightning_snn.recurrent_evaluation import check_recurrent_settings, validate_output_loops
 from lightning_snn.report import wandb_payload, write_dashboard
 from lightning_snn.results import dashboard_name
 
@@ -132,6 +134,9 @@ class SNNConversion(pl.Callback):
             ``snn_report.png`` beside the results (:mod:`lightning_snn.diagnostics`, :mod:`lightning_snn.report`).
         energy_ac_pj, energy_mac_pj: energy of one accumulate / multiply-accumulate in pJ
             (defaults: 45 nm, Horowitz 2014).
+        output_loops: recurrent models only (appendix A.4): the loop counts ``L`` of the spiking output
+            layer, whose input is replayed ``L`` times (default 1, 2, 4, 8, 16; ``timesteps`` are then
+            the SNN's steps per word, see :mod:`lightning_snn.recurrent_evaluation`).
         results_file: where the results go: a file name (or relative path) in the run's own
             directory, or an absolute path (refused at the start if a file is there already, as is
             a relative path that leads out of the run's directory). The dashboard goes beside it,
@@ -165,6 +170,7 @@ class SNNConversion(pl.Callback):
         diagnostics: bool = True,
         energy_ac_pj: float = 0.9,
         energy_mac_pj: float = 4.6,
+        output_loops: list[int] | None = None,
         results_file: str = "snn_results.json",
         on_fit: bool = True,
         on_test: bool = True,
@@ -180,6 +186,7 @@ class SNNConversion(pl.Callback):
         )
         self.export, self.export_timesteps, self.export_options = export, export_timesteps, dict(export_options or {})
         self.calibration, self.percentile, self.neuron = calibration, percentile, neuron
+        self.output_loops = validate_output_loops(output_loops)
         self.correction, self.correction_timesteps = correction, correction_timesteps
         if not isinstance(diagnostics, bool):
             raise TypeError(f"snn.diagnostics must be true or false, got {diagnostics!r}.")
@@ -217,10 +224,19 @@ class SNNConversion(pl.Callback):
                 "(e.g. lightning_snn.data.CIFAR10DataModule); pass one, or set snn.on_fit/on_test to false."
             )
         model = pl_module.model if hasattr(pl_module, "model") else pl_module
-        check_convertible(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
-        check_neuron(self.neuron, model)
-        if self.export is not None:
-            check_model_exportable(model, self.shift, self.readout)
+        if is_recurrent(model):  # appendix A.4's converter: refuse an unknown model or setting now
+            check_recurrent_settings(
+                model, self.shift, self.readout, self.time_chunk, self.calibration, self.correction, self.neuron
+            )
+            if self.export is not None:
+                raise ValueError("snn.export applies to image models only (the recurrent SNN has no NIR form here).")
+        elif self.output_loops is not None:
+            raise ValueError("snn.output_loops applies to recurrent models only; remove it.")
+        else:
+            check_convertible(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
+            check_neuron(self.neuron, model)
+            if self.export is not None:
+                check_model_exportable(model, self.shift, self.readout)
         if trainer.is_global_zero:
             self._release()
             self._claimed = self._claim(trainer)  # the files this evaluation will write, or a refusal now
@@ -327,6 +343,7 @@ class SNNConversion(pl.Callback):
                 neuron=self.neuron,
                 diagnostics=self.diagnostics,
                 energy=self.energy,
+                output_loops=self.output_loops,
             )
         results = {
             "stage": stage,

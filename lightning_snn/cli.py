@@ -82,6 +82,8 @@ class SNNLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_lightning_class_args(SNNConversion, "snn")
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        # a text DataModule's vocabulary (built from its training split) sizes the model's embedding
+        parser.link_arguments("data", "model.vocab_size", compute_fn=data_vocab_size, apply_on="instantiate")
         parser.add_argument(
             "--run_name",
             type=str | None,
@@ -208,6 +210,11 @@ class SNNLightningCLI(LightningCLI):
 
     def test(self, **kwargs) -> None:
         self._stop_on_sigterm(self.trainer.test, **kwargs)
+
+
+def data_vocab_size(datamodule) -> int | None:
+    """The vocabulary size of a text DataModule, None for image data."""
+    return getattr(datamodule, "vocab_size", None)
 
 
 def latest_checkpoint(run_root: Path) -> Path | None:

@@ -30,6 +30,7 @@ from lightning_snn.conversion import (
 )
 from lightning_snn.correction import CORRECTIONS, correct_bias
 from lightning_snn.diagnostics import Diagnostics, DiagnosticsProbe, EnergyModel
+from lightning_snn.recurrent_conversion import is_recurrent
 from lightning_snn.results import RESULTS_SCHEMA_VERSION, SCHEMA_KEY
 from lightning_snn.simulation import SpikingEvaluator, validate_timesteps
 from lightning_snn.snn import ConvertedSNN
@@ -211,6 +212,7 @@ def evaluate_conversion(
     diagnostics: bool = False,
     energy: EnergyModel | None = None,
     neuron: str = "if",
+    output_loops: Sequence[int] | None = None,
 ) -> ConversionReport:
     """Calibrate thresholds on ``calibration_batches``, convert, and measure ANN and SNN accuracy
     on ``test_batches`` at every T.
@@ -237,10 +239,25 @@ def evaluate_conversion(
         neuron: ``"if"`` (the paper's IF neuron) or ``"signed"`` (it also fires negative spikes
             to take back early ones: fewer errors at short T; a negative spike is a synaptic
             event like a positive one). See :func:`~lightning_snn.conversion.convert`.
+        output_loops: recurrent models only: the loop counts of the spiking output layer.
+
+    A recurrent model (:func:`~lightning_snn.recurrent_conversion.is_recurrent`) goes to
+    :func:`~lightning_snn.recurrent_evaluation.evaluate_recurrent_conversion` with these settings
+    (``timesteps`` are then steps per word), which refuses the recurrent models it does not know by name.
 
     Returns:
         A :class:`ConversionReport`; under ``torch.distributed`` the same on every rank.
     """
+    if is_recurrent(model):  # appendix A.4: its own converter, the same settings and report
+        from lightning_snn.recurrent_evaluation import evaluate_recurrent_conversion
+
+        settings = dict(shift=shift, readout=readout, time_chunk=time_chunk, device=device, calibration=calibration)
+        settings.update(correction=correction, diagnostics=diagnostics, energy=energy, neuron=neuron)
+        return evaluate_recurrent_conversion(
+            model, calibration_batches, test_batches, timesteps, **settings, output_loops=output_loops
+        )
+    if output_loops is not None:
+        raise ValueError("output_loops applies to recurrent models only (their looped output layer); remove it.")
     ts = validate_conversion_settings(
         timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron
     )

@@ -24,6 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from lightning_snn.activations import ACTIVATIONS, WARMUP_ACTIVATIONS, make_activation, set_threshold_enabled
 from lightning_snn.models import MODELS, create_model
 from lightning_snn.models.external import build_external, with_activation
+from lightning_snn.models.registry import accepted_kwargs
 from lightning_snn.warm_start import load_except_head
 
 
@@ -60,6 +61,8 @@ class ConversionModule(pl.LightningModule):
         init_weights_only: load ``init_from`` with torch's restricted unpickler (tensors and plain
             containers: every file this project writes); ``False`` unpickles anything, which can
             run code stored in the file: only for a file you trust (``docs/TRUST.md``).
+        vocab_size: the embedding rows of a text model (``arch: rnn`` / ``spiking_rnn``); the CLI links
+            it from a text DataModule's ``vocab_size`` (:class:`lightning_snn.text_data.SSTDataModule`).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class ConversionModule(pl.LightningModule):
         init_from: str | None = None,
         init_skip_head: bool = True,
         init_weights_only: bool = True,
+        vocab_size: int | None = None,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -105,6 +109,13 @@ class ConversionModule(pl.LightningModule):
             qcfs_options = {"levels": hp.levels, "trainable": hp.trainable_threshold}
         # the shift is a model_kwargs key for compatibility with existing configs
         shift = kwargs.pop("activation_shift", 0.0)
+        if hp.vocab_size is not None:  # text data: only a text model takes it
+            if hp.arch in MODELS and "vocab_size" not in (accepted_kwargs(MODELS[hp.arch]) or {"vocab_size"}):
+                raise ValueError(
+                    f"the data are sentences (a vocabulary of {hp.vocab_size} words) but model {hp.arch!r} takes "
+                    "images: use a text model (arch: rnn or spiking_rnn) with a text DataModule."
+                )
+            kwargs["vocab_size"] = hp.vocab_size
         act_layer = make_activation(hp.activation, y_th=hp.y_th, shift=shift, **qcfs_options)
         if hp.arch in MODELS or "." not in hp.arch:
             return create_model(hp.arch, num_classes=hp.num_classes, width=hp.width, act_layer=act_layer, **kwargs)

@@ -16,18 +16,24 @@ CONFIG_DIR = REPO / "configs"
 BASE_DIR = CONFIG_DIR / "base"
 
 
+#: config folders whose files run alone (``-c configs/sst/rnn_t.yaml``): tested in tests/test_recurrent_cli.py
+SELF_CONTAINED_DIRS = ("sst",)
+
+
 def config_stacks() -> list[list[Path]]:
     """Every runnable config as the ``-c`` files it is used with.
 
-    Top-level files are self-contained; a file in ``configs/<dataset>/`` is an experiment
-    stacked on ``configs/base/<dataset>.yaml``; files in ``configs/base/`` only run stacked.
+    Top-level files and those of :data:`SELF_CONTAINED_DIRS` are self-contained; any other file in
+    ``configs/<dataset>/`` is an experiment stacked on ``configs/base/<dataset>.yaml``; files in
+    ``configs/base/`` only run stacked.
     """
     stacks = []
     for path in sorted(CONFIG_DIR.rglob("*.yaml")):
         rel = path.relative_to(CONFIG_DIR)
         if rel.parts[0] == "base":
             continue
-        stacks.append([path] if len(rel.parts) == 1 else [BASE_DIR / f"{rel.parts[0]}.yaml", path])
+        alone = len(rel.parts) == 1 or rel.parts[0] in SELF_CONTAINED_DIRS
+        stacks.append([path] if alone else [BASE_DIR / f"{rel.parts[0]}.yaml", path])
     return stacks
 
 

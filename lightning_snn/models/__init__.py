@@ -1,6 +1,6 @@
 """Source ANNs made for conversion, registered by name (see :mod:`lightning_snn.models.registry`)."""
 
-from lightning_snn.models import cifarnet, resnet, vgg, vgg_variants  # noqa: F401  (register the models)
+from lightning_snn.models import cifarnet, resnet, rnn, spiking_rnn, vgg, vgg_variants  # noqa: F401  (register)
 from lightning_snn.models.registry import MODELS, create_model, register_model
 
 __all__ = ["MODELS", "create_model", "register_model"]

@@ -1,0 +1,88 @@
+"""The recurrent configs through the command line (appendix A.4 on SST-5)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_cli import results_files, run_cli
+from tests.test_text_data import SST_DIR
+
+SST_CONFIGS = REPO / "configs" / "sst"
+pytestmark = pytest.mark.skipif(not (SST_DIR / "train.txt").is_file(), reason="no SST-5 files at ../shared/data/sst")
+
+
+def build(name: str, *extra: str, tmp_path):
+    from lightning_snn.cli import main
+
+    return main(["-c", str(SST_CONFIGS / name), f"--trainer.logger.init_args.save_dir={tmp_path}", *extra], run=False)
+
+
+def test_the_paper_comparison_shares_sizes_data_and_budget(tmp_path):
+    """RNN -> SNN, ReLU-RNN -> SNN and the surrogate-trained SNN: same layers, epochs, optimizer, data."""
+    clis = {name: build(f"{name}.yaml", tmp_path=tmp_path) for name in ("rnn_t", "rnn_relu", "spiking_rnn")}
+    arch = {n: (c.model.hparams.arch, c.model.hparams.activation) for n, c in clis.items()}
+    assert arch["rnn_t"] == ("rnn", "threshold_relu") and arch["rnn_relu"] == ("rnn", "relu")
+    assert arch["spiking_rnn"] == ("spiking_rnn", "relu")
+    shapes = {n: {k: tuple(v.shape) for k, v in c.model.model.named_parameters()} for n, c in clis.items()}
+    assert shapes["rnn_t"] == shapes["rnn_relu"]
+    assert sorted(shapes["rnn_t"].values()) == sorted(shapes["spiking_rnn"].values())  # the same parameters
+    for c in clis.values():
+        assert c.trainer.max_epochs == clis["rnn_t"].trainer.max_epochs
+        assert c.config.model.optimizer == clis["rnn_t"].config.model.optimizer
+        assert c.config.data == clis["rnn_t"].config.data
+        assert c.model.hparams.vocab_size == c.datamodule.vocab_size  # linked from the training vocabulary
+    snn = clis["spiking_rnn"].config.snn
+    assert clis["spiking_rnn"].model.model.rnn.steps_per_word in snn.timesteps
+
+
+def test_a_setting_the_recurrent_snn_does_not_apply_stops_before_training(tmp_path):
+    from lightning_snn.cli import main
+
+    args = ["fit", "-c", str(SST_CONFIGS / "rnn_t.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    with pytest.raises(ValueError, match="bias shift"):
+        main([*args, f"--trainer.default_root_dir={tmp_path}", "--snn.shift=bias", "--trainer.max_epochs=50"])
+
+
+def tiny(tmp_path) -> list[str]:
+    return [
+        f"--data.init_args.data_dir={SST_DIR}",
+        "--data.init_args.train_samples=256",
+        f"--trainer.logger.init_args.save_dir={tmp_path}",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.limit_val_batches=2",
+        "--trainer.enable_progress_bar=false",
+        "--model.model_kwargs.hidden_size=32",
+        "--model.model_kwargs.embed_dim=16",
+        "--snn.timesteps=[1,4]",
+        "--snn.output_loops=[1,4]",
+        "--snn.calibration_samples=128",
+        "--snn.max_test_samples=64",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config", ["rnn_t.yaml", "spiking_rnn.yaml"])
+def test_fit_then_test_gives_identical_numbers(config, tmp_path):
+    cfg = str(SST_CONFIGS / config)
+    fit_args = ["fit", "-c", cfg, *tiny(tmp_path), "--trainer.max_epochs=2", "--model.relu_warmup_epochs=0"]
+    if config == "spiking_rnn.yaml":
+        fit_args.append("--model.model_kwargs.steps_per_word=2")
+    run_cli(fit_args, cwd=tmp_path, OMP_NUM_THREADS="1")
+    (fit_json,) = results_files(tmp_path)
+    fit = json.loads(fit_json.read_text())
+    assert fit["stage"] == "fit" and fit["num_test_images"] == 64 and fit["calibration_images"] == 128
+    assert set(fit["snn_acc"]) == {"1", "4"} and fit["recurrent"]["output_loops"] == [1, 4]
+    assert fit["recurrent"]["source"] == ("rnn" if config == "rnn_t.yaml" else "spiking_rnn")
+    assert (fit_json.parent / "snn_report.png").is_file()
+    ckpt = sorted(tmp_path.rglob("last.ckpt"))[-1]
+    test_args = ["test", "-c", cfg, *tiny(tmp_path), f"--ckpt_path={ckpt}"]
+    if config == "spiking_rnn.yaml":
+        test_args.append("--model.model_kwargs.steps_per_word=2")
+    run_cli(test_args, cwd=tmp_path, OMP_NUM_THREADS="1")
+    test = json.loads(results_files(tmp_path)[-1].read_text())
+    assert test["stage"] == "test"
+    for key in ("ann_acc", "snn_acc", "thresholds", "output_threshold", "recurrent"):
+        assert test[key] == fit[key], key
