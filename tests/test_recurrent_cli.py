@@ -32,6 +32,7 @@ def test_the_paper_comparison_shares_sizes_data_and_budget(tmp_path):
     for c in clis.values():
         assert c.trainer.max_epochs == clis["rnn_t"].trainer.max_epochs
         assert c.config.model.optimizer == clis["rnn_t"].config.model.optimizer
+        assert c.config.model.lr_scheduler == clis["rnn_t"].config.model.lr_scheduler
         assert c.config.data == clis["rnn_t"].config.data
         assert c.model.hparams.vocab_size == c.datamodule.vocab_size  # linked from the training vocabulary
     snn = clis["spiking_rnn"].config.snn
