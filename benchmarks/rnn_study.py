@@ -72,13 +72,16 @@ def run_fit(config: str, seed: int, root: Path, sets: list[str], threads: int | 
         "wall_s": wall,
         "cpu_s": cpu,
         "results": json.loads(results[0].read_text()),
+        "results_path": results[0],
         "checkpoint": root / run_name / "checkpoints" / "last.ckpt",
     }
 
 
-def dev_grid(checkpoint: Path, results: dict, threads: int | None) -> dict:
-    """The run's SNN settings evaluated on the dev split (calibrated on the same training sentences)."""
+def dev_grid(checkpoint: Path, results_path: Path, threads: int | None) -> dict:
+    """The run's SNN settings evaluated on the dev split, with the run's own data and calibration
+    settings (from the ``config.yaml`` the CLI saved beside its results)."""
     import torch
+    import yaml
     from torch.utils.data import DataLoader
 
     from lightning_snn.module import ConversionModule
@@ -87,12 +90,16 @@ def dev_grid(checkpoint: Path, results: dict, threads: int | None) -> dict:
 
     if threads:
         torch.set_num_threads(threads)
+    config = yaml.safe_load((results_path.parent / "config.yaml").read_text())
+    results = json.loads(results_path.read_text())
+    snn = config["snn"]
     module = ConversionModule.load_from_checkpoint(checkpoint, map_location="cpu")
-    dm = SSTDataModule(str(REPO.parent / "shared" / "data" / "sst"))
+    dm = SSTDataModule(**config["data"]["init_args"])
     dm.setup("fit")
+    calibration = dm.calibration_set(snn["calibration_samples"], snn["calibration_seed"])
     report = evaluate_recurrent_conversion(
         module.model,
-        DataLoader(dm.calibration_set(), batch_size=256),
+        DataLoader(calibration, batch_size=256),
         DataLoader(dm.val_set, batch_size=256),
         [int(k) for k in results["snn_acc"]],
         shift=results["shift"],
@@ -115,6 +122,7 @@ def record(path: Path, label: str, config: str, seed: int, sets: list[str], fit:
         "config": f"configs/sst/{config}.yaml",
         "set": sets,
         "command": fit["command"],
+        "run_config": os.path.relpath(fit["results_path"].parent / "config.yaml", REPO),
         "wall_s": round(fit["wall_s"], 1),
         "cpu_s": round(fit["cpu_s"], 1),
         "seconds": res["seconds"],
@@ -235,12 +243,12 @@ def main(argv: list[str] | None = None) -> None:
     label = args.label or args.config
     for seed in args.seeds:
         fit = run_fit(args.config, seed, args.root / label / f"s{seed}", args.set, args.threads)
-        dev = dev_grid(fit["checkpoint"], fit["results"], args.threads)
+        dev = dev_grid(fit["checkpoint"], fit["results_path"], args.threads)
         record(args.out, label, args.config, seed, args.set, fit, dev)
         test = fit["results"]
         print(
-            f"{label} seed {seed}: {fit['wall_s']:.0f} s wall, {fit['cpu_s']:.0f} s CPU; source test {test['ann_acc']:.2f}"
-            f"%, dev {dev['ann_acc']:.2f}%; SNN test {test['snn_acc']}"
+            f"{label} seed {seed}: {fit['wall_s']:.0f} s wall, {fit['cpu_s']:.0f} s CPU; source test "
+            f"{test['ann_acc']:.2f}%, dev {dev['ann_acc']:.2f}%; SNN test {test['snn_acc']}"
         )
 
 
