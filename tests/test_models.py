@@ -11,9 +11,10 @@ from torch import nn
 
 from lightning_snn.activations import QCFS, ThresholdReLU, make_activation, set_threshold_enabled
 from lightning_snn.conversion import activation_layers, check_convertible
-from lightning_snn.models import MODELS, create_model
+from lightning_snn.models import MODELS, TEXT_MODELS, create_model
 from lightning_snn.models.resnet import BasicBlock
 
+IMAGE_MODELS = sorted(set(MODELS) - set(TEXT_MODELS))  # the text models: tests/test_recurrent_conversion.py
 PAPER_MODELS = {"cifarnet", "vgg16", "vgg16_1x1", "vgg16_imagenet", "resnet20"}
 #: activation modules per model: convs + hidden FCs (ResNet: 3 stem + 2 per block x 8 blocks)
 ACTIVATION_COUNT = {"cifarnet": 7, "vgg11": 10, "vgg13": 12, "vgg16": 15, "vgg16_1x1": 15, "vgg16_imagenet": 15}
@@ -42,7 +43,7 @@ def test_the_paper_models_are_registered():
     assert PAPER_MODELS <= set(MODELS)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_forward_backward_and_convertible(name):
     torch.manual_seed(0)
     model = create_model(name, num_classes=7, width=1 / 16, activation="threshold_relu", y_th=1.5)
@@ -59,7 +60,7 @@ def test_forward_backward_and_convertible(name):
     assert all(isinstance(a, ThresholdReLU) and a.y_th == 1.5 for a in acts.values())
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 @pytest.mark.parametrize("activation", ["relu", "threshold_relu"])
 def test_every_model_takes_the_activation_options(name, activation):
     model = on_meta(name, width=1 / 16, activation=activation, y_th=2.0, activation_shift=0.25)
@@ -69,7 +70,7 @@ def test_every_model_takes_the_activation_options(name, activation):
     assert not any(isinstance(m, (nn.ReLU, nn.MaxPool2d, nn.BatchNorm2d)) for m in model.modules())
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_width_scales_every_layer(name):
     full, eighth = on_meta(name, width=1.0), on_meta(name, width=0.125)
     for a, b in zip(convs(full), convs(eighth), strict=True):
@@ -214,7 +215,7 @@ def _leaves(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if not list(m.children())]
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_batch_norm_follows_every_conv(name):
     """``batch_norm=True``: conv (no bias) -> BN over its channels -> act; the 1x1 shortcuts too."""
     model = on_meta(name, width=1 / 16, batch_norm=True)
@@ -250,7 +251,7 @@ def test_batch_norm_models_train(name):
     assert torch.equal(model(x), model(x))  # eval: the running statistics, deterministic
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_every_model_trains_with_qcfs(name):
     torch.manual_seed(0)
     act_layer = make_activation("qcfs", y_th=1.5, levels=2, trainable=True)
