@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lightning_snn
 
 import torch
 import torch.nn.functional as F

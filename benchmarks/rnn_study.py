@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's lightning_snn, not an installed one
 DEFAULT_OUT = REPO / "docs" / "rnn_study.json"
 
 
