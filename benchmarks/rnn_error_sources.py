@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from lightning_snn.module import ConversionModule
 from lightning_snn.recurrent_conversion import calibrate_recurrent_thresholds, convert_recurrent
-from lightning_snn.spiking_recurrent import pool_words, trim_batch, word_mask
+from lightning_snn.spiking_recurrent import trim_batch, word_mask
 from lightning_snn.text_data import SSTDataModule
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         total["elements"] += float(mask.sum())
         total["act"] += float(a[mask].sum())
         total["sentences"] += int(y.numel())
-        total["rnn_correct"] += int((model.classifier(pool_words(o, lengths, model.pool)).argmax(-1) == y).sum())
+        total["rnn_correct"] += int((model.readout(o, lengths).argmax(-1) == y).sum())
         currents = model.rnn.input(e)
         remaining = u - o
         for k in args.steps:

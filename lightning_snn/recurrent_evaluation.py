@@ -47,7 +47,7 @@ from lightning_snn.recurrent_conversion import (
     split_text_batch,
 )
 from lightning_snn.simulation import validate_timesteps
-from lightning_snn.spiking_recurrent import SpikingSentimentNet, pool_words, pooled_word_mask
+from lightning_snn.spiking_recurrent import SpikingSentimentNet, pooled_word_mask
 
 #: Loop counts of the spiking output layer when none are given.
 DEFAULT_OUTPUT_LOOPS = (1, 2, 4, 8, 16)
@@ -319,9 +319,7 @@ def evaluate_recurrent_conversion(
     time_chunk: int | str = "auto",
     device: torch.device | str | None = None,
     calibration: str = "max",
-    percentile: float = 99.99,
     correction: str = "none",
-    correction_timesteps: int | None = None,
     diagnostics: bool = False,
     energy: EnergyModel | None = None,
     neuron: str = "if",
@@ -329,8 +327,8 @@ def evaluate_recurrent_conversion(
 ) -> RecurrentConversionReport:
     """Calibrate, convert and measure the source RNN and its SNN on ``test_batches``.
 
-    Args: those of :func:`lightning_snn.evaluation.evaluate_conversion` (``timesteps`` = steps per
-    word ``K``; ``percentile`` and ``correction_timesteps`` unused, their methods are refused), plus
+    Args: those of :func:`lightning_snn.evaluation.evaluate_conversion` that apply (``timesteps`` =
+    steps per word ``K``; percentile calibration and the correction are refused), plus
     ``output_loops``: the loop counts of the spiking output layer (default :data:`DEFAULT_OUTPUT_LOOPS`).
 
     Returns:
@@ -367,7 +365,7 @@ def evaluate_recurrent_conversion(
                 logits, acts = model(x), None
             else:
                 acts, _, lengths = model.features(x)
-                logits = model.classifier(pool_words(acts, lengths, model.pool))
+                logits = model.readout(acts, lengths)
             counts[0] += (logits.argmax(-1) == y).sum()
             for i, k in enumerate(ks):
                 out = snn(x, k, loops)

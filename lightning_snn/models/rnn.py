@@ -99,10 +99,40 @@ class ThresholdRNN(nn.Module):
         return self.run(self.input(x), lambda u: quantise(u, v_threshold, steps_per_word, offset))
 
 
-class SentimentRNN(nn.Module):
-    """Embedding -> :class:`ThresholdRNN` -> pool over the words -> linear readout.
+class TextClassifier(nn.Module):
+    """What the text models share: embedding -> ``self.rnn`` (set by the subclass) -> pool over the
+    words -> dropout -> linear readout. Their input is a text batch ``(ids [B, L], lengths [B])``
+    (:class:`lightning_snn.text_data.TokenBatch`); index 0 is padding, a zero vector."""
 
-    Its input is a text batch ``(ids [B, L], lengths [B])`` (:class:`lightning_snn.text_data.TokenBatch`).
+    def __init__(
+        self,
+        vocab_size: int | None,
+        num_classes: int,
+        embed_dim: int,
+        hidden: int,
+        pool: str,
+        embed_dropout: float,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, num_classes)
+        self.pool = pool
+
+    def embed(self, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings ``[B, L, E]`` of the batch trimmed to its longest sentence, lengths >= 1)."""
+        ids, lengths = trim_batch(batch)
+        return self.embed_dropout(self.embedding(ids)), lengths
+
+    def readout(self, per_word: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Logits from the recurrent layer's per-word outputs ``[B, L, H]``."""
+        return self.classifier(self.dropout(pool_words(per_word, lengths, self.pool)))
+
+
+class SentimentRNN(TextClassifier):
+    """Embedding -> :class:`ThresholdRNN` -> pool over the words -> linear readout.
 
     Args:
         vocab_size: rows of the embedding (index 0 = padding, a zero vector).
@@ -132,25 +162,21 @@ class SentimentRNN(nn.Module):
         dropout: float = 0.0,
         recurrent: bool = True,
     ) -> None:
-        super().__init__()
         check_text_model_args(vocab_size, width, num_classes, embed_dim, pool)
+        hidden = scaled(hidden_size, width)
+        super().__init__(vocab_size, num_classes, embed_dim, hidden, pool, embed_dropout, dropout)
         act_layer = act_layer or make_activation("threshold_relu")
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.embed_dropout = nn.Dropout(embed_dropout)
-        self.rnn = ThresholdRNN(embed_dim, scaled(hidden_size, width), act_layer, tau=tau, recurrent=recurrent)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(self.rnn.input.out_features, num_classes)
-        self.pool = pool
+        self.rnn = ThresholdRNN(embed_dim, hidden, act_layer, tau=tau, recurrent=recurrent)
 
     def features(self, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(outputs ``o`` ``[B, L, H]``, pre-activations ``u``, lengths) of the recurrent layer."""
-        ids, lengths = trim_batch(batch)
-        o, u = self.rnn(self.embed_dropout(self.embedding(ids)))
+        e, lengths = self.embed(batch)
+        o, u = self.rnn(e)
         return o, u, lengths
 
     def forward(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
         o, _, lengths = self.features(batch)
-        return self.classifier(self.dropout(pool_words(o, lengths, self.pool)))
+        return self.readout(o, lengths)
 
 
 def check_text_model_args(vocab_size: int | None, width: float, num_classes: int, embed_dim: int, pool: str) -> None:

@@ -24,8 +24,8 @@ from torch import nn
 from lightning_snn.activations import ActLayer, ThresholdReLU, make_activation
 from lightning_snn.models.layers import scaled
 from lightning_snn.models.registry import register_model
-from lightning_snn.models.rnn import check_tau, check_text_model_args
-from lightning_snn.spiking_recurrent import check_steps_per_word, pool_words, recurrent_if, trim_batch
+from lightning_snn.models.rnn import TextClassifier, check_tau, check_text_model_args
+from lightning_snn.spiking_recurrent import check_steps_per_word, recurrent_if
 from lightning_snn.surrogate import check_surrogate, spike_function
 
 
@@ -81,7 +81,7 @@ class SpikingRNNLayer(nn.Module):
         )
 
 
-class SpikingSentimentRNN(nn.Module):
+class SpikingSentimentRNN(TextClassifier):
     """Embedding -> :class:`SpikingRNNLayer` -> pool of the rates ``theta n / K`` -> linear readout.
 
     Args: those of :class:`~lightning_snn.models.rnn.SentimentRNN` (``act_layer`` only gives the
@@ -105,18 +105,17 @@ class SpikingSentimentRNN(nn.Module):
         surrogate: str = "fast_sigmoid",
         alpha: float | None = None,
     ) -> None:
-        super().__init__()
         check_text_model_args(vocab_size, width, num_classes, embed_dim, pool)
         probe = (act_layer or make_activation("relu"))()
         if not isinstance(probe, ThresholdReLU) or probe.shift:
             raise TypeError(
                 f"a spiking RNN takes its threshold from a ThresholdReLU's y_th (activation relu), got {probe!r}."
             )
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
-        self.embed_dropout = nn.Dropout(embed_dropout)
+        hidden = scaled(hidden_size, width)
+        super().__init__(vocab_size, num_classes, embed_dim, hidden, pool, embed_dropout, dropout)
         self.rnn = SpikingRNNLayer(
             embed_dim,
-            scaled(hidden_size, width),
+            hidden,
             v_threshold=probe.y_th,
             tau=tau,
             steps_per_word=steps_per_word,
@@ -124,15 +123,11 @@ class SpikingSentimentRNN(nn.Module):
             alpha=alpha,
             recurrent=recurrent,
         )
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(self.rnn.input.out_features, num_classes)
-        self.pool = pool
 
     def forward(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
-        ids, lengths = trim_batch(batch)
-        counts = self.rnn(self.embed_dropout(self.embedding(ids)))
-        rates = counts * (self.rnn.v_threshold / self.rnn.steps_per_word)
-        return self.classifier(self.dropout(pool_words(rates, lengths, self.pool)))
+        e, lengths = self.embed(batch)
+        counts = self.rnn(e)
+        return self.readout(counts * (self.rnn.v_threshold / self.rnn.steps_per_word), lengths)
 
 
 @register_model("spiking_rnn")
