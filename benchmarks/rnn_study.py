@@ -138,6 +138,8 @@ def record(path: Path, label: str, config: str, seed: int, sets: list[str], fit:
         "output_threshold": res["output_threshold"],
         "threshold_clip_on": res["threshold_clip_on"],
         "firing_rates": {k: v["network"] for k, v in res.get("firing_rates", {}).items()},
+        "sops_per_sentence": {k: v["per_image"] for k, v in res.get("synaptic_ops", {}).items()},
+        "energy_uj": {k: {"snn": v["snn_uj"], "source": v["ann_uj"]} for k, v in res.get("energy", {}).items()},
         "layer_errors": res.get("layer_errors"),
         "source": res["recurrent"]["source"],
         "tau": res["recurrent"]["tau"],
