@@ -171,7 +171,7 @@ def grid(run: dict, split: str, readout: str, k: str, loops: str | None) -> floa
     return acc[loops] if loops is not None else acc
 
 
-def summary(data: dict, png: Path | None) -> dict:
+def summary(data: dict, png: Path | None, k_paper: str = "4", loops_paper: str = "16") -> dict:
     """Mean +- std over seeds of every label: RNN, the SNN at every K (analog, and spiking at every L)."""
     out = {}
     for label, seeds in data["runs"].items():
@@ -193,9 +193,42 @@ def summary(data: dict, png: Path | None) -> dict:
             for k in ks:
                 row = "".join(f"{entry[split][f'K={k} L={lp}']:16s}" for lp in loops)
                 print(f"  {k:>4s}   {entry[split][f'K={k} analog']:15s}{row}")
+    out["paper_layout"] = paper_layout(data, k_paper, loops_paper)
     if png is not None:
         draw(data, png)
     return out
+
+
+def paper_layout(data: dict, k: str, loops: str) -> dict:
+    """Appendix A.4's row (RNN, converted SNN, surrogate SNN, ReLU-RNN -> SNN) at K steps per word and
+    L loops, mean +- std over seeds, for dev and test."""
+    runs = data["runs"]
+    columns = {
+        "RNN": ("rnn_t", None),
+        "converted SNN": ("rnn_t", "spiking"),
+        "surrogate SNN": ("spiking_rnn", "spiking"),
+        "ReLU-RNN -> SNN": ("rnn_relu", "spiking"),
+        "ReLU-RNN": ("rnn_relu", None),
+    }
+    table = {}
+    for split in ("dev", "test"):
+        row = {}
+        for name, (label, readout) in columns.items():
+            if label not in runs:
+                continue
+            seeds = list(runs[label].values())
+            if readout is None:
+                row[name] = fmt([r[split]["ann_acc"] for r in seeds])
+            else:
+                row[name] = fmt([grid(r, split, readout, k, loops) for r in seeds])
+                if label != "spiking_rnn":  # the conversion loss, paired per seed
+                    losses = [r[split]["ann_acc"] - grid(r, split, readout, k, loops) for r in seeds]
+                    row[f"{name} loss"] = fmt(losses)
+        table[split] = row
+    print(f"\n== the paper's layout at K = {k} steps per word, L = {loops} loops (mean +- std over seeds)")
+    for split, row in table.items():
+        print(f"  {split}: " + " | ".join(f"{n} {v}" for n, v in row.items()))
+    return {"K": int(k), "L": int(loops), **table}
 
 
 def draw(data: dict, png: Path) -> None:
@@ -236,9 +269,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "rnn_study")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--summary", action="store_true", help="print the tables of --out and draw its PNG")
+    parser.add_argument("--paper-k", default="4", help="with --summary: K of the paper-layout table")
+    parser.add_argument("--paper-loops", default="16", help="with --summary: L of the paper-layout table")
     args = parser.parse_args(argv)
     if args.summary:
-        result = summary(load(args.out), args.out.with_suffix(".png"))
+        result = summary(load(args.out), args.out.with_suffix(".png"), args.paper_k, args.paper_loops)
         args.out.with_name(args.out.stem + "_summary.json").write_text(json.dumps(result, indent=1) + "\n")
         return
     if not args.config:
