@@ -6,13 +6,16 @@ the mean ``min(o, theta)`` (``o`` the RNN's activation, ``x`` what each variant 
 * ``snn``: the converted SNN's ``theta n / K`` (the project's simulator);
 * ``quantised_rnn``: the RNN with its activation replaced by the K-level quantiser ``q_K`` (the exact
   reference of :mod:`lightning_snn.spiking_recurrent`): the quantisation alone, which falls like 1/K;
+* ``signed``: the converted SNN with signed neurons in the recurrent layer (``neuron: signed``), exactly
+  ``q_K`` whenever every step's current is within ``[-theta, theta]``;
 * ``even_current``: an IF layer whose recurrent input is the previous word's count spread evenly over
   the window (not an SNN: a check of whether the spikes' timing within a window matters);
 
 plus how often the SNN's count differs from the quantiser's, and how often the RNN's remaining value
-``r = u - o`` lies outside ``[0, theta / K)``, the membrane range the exactness theorem needs (an IF neuron
-spends a carried charge at most ``theta`` per step, whatever the word's own current says), and the
-sentence accuracy of the SNN's analog readout against the RNN's::
+``r = u - o`` lies outside ``[0, theta / K)``, the membrane range the IF neuron's exactness needs (it
+spends a carried charge at most ``theta`` per step, whatever the word's own current says), how often a
+word's own input current lies beyond ``[-theta, theta]`` (outside the signed neuron's domain too), and the
+sentence accuracy of the analog readouts against the RNN's::
 
     python benchmarks/rnn_error_sources.py runs/rnn_study/rnn_t/s0/s0/checkpoints/last.ckpt \
         --out docs/rnn_error_sources.json        # --config <the run's config.yaml> for other data settings
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     thresholds = calibrate_recurrent_thresholds(model, DataLoader(dm.calibration_set(), batch_size=512))
     theta, tau = thresholds["rnn"], model.rnn.tau
     snn = convert_recurrent(model, thresholds, shift="none")
+    signed_snn = convert_recurrent(model, thresholds, shift="none", neuron="signed")
     w = None if model.rnn.recurrent is None else model.rnn.recurrent.weight
     sums: dict[int, dict[str, float]] = {k: {} for k in args.steps}
     total = {"elements": 0.0, "act": 0.0, "sentences": 0, "rnn_correct": 0}
@@ -91,12 +95,15 @@ def main(argv: list[str] | None = None) -> None:
         total["sentences"] += int(y.numel())
         total["rnn_correct"] += int((model.readout(o, lengths).argmax(-1) == y).sum())
         currents = model.rnn.input(e)
+        total["beyond"] = total.get("beyond", 0.0) + float(((currents.abs() > theta) & mask).sum())
         remaining = u - o
         for k in args.steps:
             q, _ = model.rnn.quantised(e, theta, k)
             out = snn(batch, k)
+            signed = signed_snn(batch, k)
             variants = {
                 "snn": out.counts * (theta / k),
+                "signed": signed.counts * (theta / k),
                 "quantised_rnn": q,
                 "even_current": even_current(currents, w, theta, tau, k) * (theta / k),
             }
@@ -108,30 +115,46 @@ def main(argv: list[str] | None = None) -> None:
             outside = ((remaining < 0) | (remaining >= theta / k)) & mask
             row["remaining_outside"] = row.get("remaining_outside", 0.0) + float(outside.sum())
             row["snn_correct"] = row.get("snn_correct", 0.0) + float((out.analog.argmax(-1) == y).sum())
+            row["signed_correct"] = row.get("signed_correct", 0.0) + float((signed.analog.argmax(-1) == y).sum())
+            bad = ((signed.counts != q * (k / theta)) & mask).sum()
+            row["signed_mismatch"] = row.get("signed_mismatch", 0.0) + float(bad)
     result = {
         "checkpoint": str(args.checkpoint),
         "theta": theta,
         "tau": tau,
         "dev_sentences": total["sentences"],
         "rnn_dev_acc": 100.0 * total["rnn_correct"] / total["sentences"],
+        # a word's own input current beyond [-theta, theta]: outside both exactness domains
+        "input_current_beyond_theta_pct": 100.0 * total["beyond"] / total["elements"],
         "per_k": {},
     }
     mean_act = total["act"] / total["elements"]
-    print(f"theta {theta:.4g}, tau {tau}; RNN dev accuracy {result['rnn_dev_acc']:.2f}%")
-    print("   K   relative error: SNN  quantised RNN  even current   SNN != q_K   r outside [0, theta/K)   SNN acc")
+    print(
+        f"theta {theta:.4g}, tau {tau}; RNN dev accuracy {result['rnn_dev_acc']:.2f}%; input current beyond "
+        f"[-theta, theta] at {result['input_current_beyond_theta_pct']:.1f}% of neuron-words"
+    )
+    print(
+        "   K   relative error: SNN  signed  quantised RNN  even current   != q_K: SNN  signed   "
+        "r outside [0, theta/K)   dev acc: SNN  signed"
+    )
     for k, row in sums.items():
-        rel = {n: row[n] / total["elements"] / mean_act for n in ("snn", "quantised_rnn", "even_current")}
+        names = ("snn", "signed", "quantised_rnn", "even_current")
+        rel = {n: row[n] / total["elements"] / mean_act for n in names}
         entry = {
             "relative_error": rel,
             "count_mismatch_pct": 100.0 * row["count_mismatch"] / total["elements"],
+            "signed_mismatch_pct": 100.0 * row["signed_mismatch"] / total["elements"],
             "remaining_outside_pct": 100.0 * row["remaining_outside"] / total["elements"],
             "snn_analog_dev_acc": 100.0 * row["snn_correct"] / total["sentences"],
+            "signed_analog_dev_acc": 100.0 * row["signed_correct"] / total["sentences"],
         }
         result["per_k"][str(k)] = entry
         print(
-            f"{k:4d}   {rel['snn']:19.3f}  {rel['quantised_rnn']:13.3f}  {rel['even_current']:12.3f}   "
-            f"{entry['count_mismatch_pct']:9.1f}%   {entry['remaining_outside_pct']:21.1f}%   "
-            f"{entry['snn_analog_dev_acc']:.2f}%"
+            f"{k:4d}   {rel['snn']:19.3f}  {rel['signed']:6.3f}  {rel['quantised_rnn']:13.3f}  "
+            f"{rel['even_current']:12.3f}   {entry['count_mismatch_pct']:10.1f}%  "
+            f"{entry['signed_mismatch_pct']:5.1f}%   "
+            f"{entry['remaining_outside_pct']:21.1f}%   {entry['snn_analog_dev_acc']:11.2f}%  "
+            f"{entry['signed_analog_dev_acc']:.2f}%"
         )
     if args.out is not None:
         args.out.write_text(json.dumps(result, indent=1) + "\n")

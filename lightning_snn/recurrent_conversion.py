@@ -36,6 +36,8 @@ RECURRENT_CALIBRATIONS = ("max", "lambda")
 #: Shifts that make sense for the recurrent SNN ("bias", V_th / (2T) per step, would add V_th / 2 at
 #: every word, which only matches the quantiser when tau = 0; the membrane shift is right for every tau).
 RECURRENT_SHIFTS = ("membrane", "none")
+#: Neurons of the recurrent layer: the paper's IF neuron, or the signed one (negative spikes).
+RECURRENT_NEURONS = ("if", "signed")
 
 _MODELS = (SentimentRNN, SpikingSentimentRNN)
 _KNOWN_LAYERS = (ThresholdRNN, SpikingRNNLayer, nn.Embedding, nn.Linear, nn.Dropout, ThresholdReLU)
@@ -149,7 +151,9 @@ def calibrate_recurrent_thresholds(
     return {RECURRENT_KEY: act, OUTPUT_KEY: out}
 
 
-def convert_recurrent(model: nn.Module, thresholds: dict[str, float], shift: str = "membrane") -> SpikingSentimentNet:
+def convert_recurrent(
+    model: nn.Module, thresholds: dict[str, float], shift: str = "membrane", neuron: str = "if"
+) -> SpikingSentimentNet:
     """The SNN of ``model`` (copies of its layers; ``model`` is not modified).
 
     Args:
@@ -158,6 +162,9 @@ def convert_recurrent(model: nn.Module, thresholds: dict[str, float], shift: str
         shift: ``"membrane"`` (the membrane starts at ``V_th / 2`` and is attenuated around it: the
             quantiser rounds instead of flooring, for every ``tau``) or ``"none"``. A spiking RNN runs
             as it was trained, so only ``"none"``.
+        neuron: ``"if"`` (the paper's) or ``"signed"`` for the recurrent layer (exactly the quantised
+            RNN whenever every step's current is within ``[-V_th, V_th]``; see
+            :mod:`lightning_snn.spiking_recurrent`). A spiking RNN only ``"if"``.
     """
     check_recurrent_convertible(model)
     if shift not in RECURRENT_SHIFTS:
@@ -166,10 +173,12 @@ def convert_recurrent(model: nn.Module, thresholds: dict[str, float], shift: str
             "paper's bias shift V_th/(2T) adds V_th/2 per word, which centres the quantisation only when tau = 0, "
             "while the membrane shift (start at V_th/2, attenuate around it) does for every tau."
         )
-    if isinstance(model, SpikingSentimentRNN) and shift != "none":
+    if neuron not in RECURRENT_NEURONS:
+        raise ValueError(f"unknown neuron {neuron!r} for the recurrent SNN; choose one of {list(RECURRENT_NEURONS)}.")
+    if isinstance(model, SpikingSentimentRNN) and (shift != "none" or neuron != "if"):
         raise ValueError(
-            f"a directly trained spiking RNN runs as it was trained: shift 'none', not {shift!r} (the membrane "
-            "shift is a conversion setting)."
+            f"a directly trained spiking RNN runs as it was trained: shift 'none' and neuron 'if', not {shift!r} and "
+            f"{neuron!r} (the membrane shift and signed neurons are conversion settings)."
         )
     theta = float(thresholds[RECURRENT_KEY])
     rnn = model.rnn
@@ -183,4 +192,5 @@ def convert_recurrent(model: nn.Module, thresholds: dict[str, float], shift: str
         tau=rnn.tau,
         pool=model.pool,
         v_shift=theta / 2 if shift == "membrane" else 0.0,
+        signed=neuron == "signed",
     ).eval()

@@ -11,7 +11,8 @@ looped spiking readout's at every ``K`` and loop count ``L`` (one simulation per
 
 Settings that do not apply to the recurrent SNN are refused by name (:func:`check_recurrent_settings`),
 never ignored: the paper's bias shift, percentile / per-channel calibration, the light correction,
-signed neurons, a fixed ``time_chunk`` (the SNN runs one word window at a time).
+a fixed ``time_chunk`` (the SNN runs one word window at a time). ``neuron: signed`` gives the recurrent
+layer signed neurons (:mod:`lightning_snn.spiking_recurrent`); the output layer keeps IF neurons.
 
 Diagnostics use the keys of :class:`lightning_snn.diagnostics.Diagnostics` (so the callback's
 logging and dashboard work unchanged), per **sentence** instead of per image: firing rates (spikes
@@ -40,6 +41,7 @@ from lightning_snn.recurrent_conversion import (
     OUTPUT_KEY,
     RECURRENT_CALIBRATIONS,
     RECURRENT_KEY,
+    RECURRENT_NEURONS,
     RECURRENT_SHIFTS,
     calibrate_recurrent_thresholds,
     check_recurrent_convertible,
@@ -104,8 +106,10 @@ def check_recurrent_settings(
         )
     if correction != "none":
         raise ValueError(f"snn.correction {correction!r} is not implemented for the recurrent SNN; use 'none'.")
-    if neuron != "if":
-        raise ValueError(f"snn.neuron {neuron!r} is not implemented for the recurrent SNN; use 'if'.")
+    if neuron not in RECURRENT_NEURONS:
+        raise ValueError(f"snn.neuron {neuron!r} is not implemented for the recurrent SNN; use 'if' or 'signed'.")
+    if spiking and neuron != "if":
+        raise ValueError(f"snn.neuron {neuron!r}: a directly trained spiking RNN runs as it was trained (neuron 'if').")
 
 
 @dataclass
@@ -203,7 +207,7 @@ class RecurrentDiagnostics:
         """One batch at ``timesteps[i]``: the SNN's output, the pooled words ``[B, L]`` and the RNN's ``o``."""
         k = self.timesteps[i]
         mask = out.mask.unsqueeze(-1).to(torch.float64)
-        counts = out.counts.double() * mask
+        counts = out.events.double() * mask  # spike events (negative ones included) drive synapses
         row = self.per_k[i]
         row[0] += counts.sum()
         if out.spiking is not None:
@@ -216,7 +220,7 @@ class RecurrentDiagnostics:
             row[3] += (counts * pooled.unsqueeze(-1) * self.fan_out.to(counts.device)).sum() * self.loops
         if acts is not None:
             a = acts.double().clamp(max=self.theta) * mask
-            row[4] += ((counts * (self.theta / k) - a).abs() * mask).sum()
+            row[4] += ((out.counts.double() * (self.theta / k) - a).abs() * mask).sum()
         if i == 0:  # sentence-level totals once per batch
             theta = self.theta
             self.totals[0] += lengths.numel()
@@ -347,7 +351,7 @@ def evaluate_recurrent_conversion(
         thresholds = calibrate_recurrent_thresholds(model, calibration_count, device, calibration)
         t_calibration = time.perf_counter() - t0
         t0 = time.perf_counter()
-        snn = convert_recurrent(model, thresholds, shift).to(device)
+        snn = convert_recurrent(model, thresholds, shift, neuron).to(device)
         t_conversion = time.perf_counter() - t0
         probe = RecurrentDiagnostics(ks, max(loops), energy or EnergyModel(), device) if diagnostics else None
         if probe is not None:

@@ -40,6 +40,15 @@ is one integration: the error of each word is paid back by the next (a sigma-del
 currents above ``theta`` per step) an IF neuron's count departs from ``q_K``: that is the conversion
 error the accuracy measures.
 
+**Signed neurons** (``neuron: signed``, beyond the paper, as for the CNNs): a neuron whose membrane
+is below 0 while its count in the current word is positive fires a negative spike (``-theta``,
+``v += theta``). If every step's input current satisfies ``|I| <= theta`` (no sign condition, any
+carried membrane), then after a positive count the membrane stays in ``[0, theta)``, and the word's net
+count is exactly ``clamp(floor((v_start + charge) / theta), 0, K)``: the SNN equals the quantised RNN
+``q_K`` for every ``tau``, also where the RNN carries large remaining values of either sign (where the
+plain IF neuron spends a carried charge at its maximum rate whatever the word's current says).
+A negative spike is an event too (counted in the synaptic operations).
+
 **The readout.** The RNN's logits are ``z = W_o pool(o) + b_o`` (``pool`` = mean over the words, or the
 last word). The analog readout of the SNN gives ``W_o pool(o') + b_o`` from the spike counts; the
 spiking readout (the paper's rule 4) is a layer of IF neurons with threshold ``theta_o`` (the largest
@@ -116,6 +125,7 @@ def recurrent_if(
     v_shift: torch.Tensor | float = 0.0,
     spike_fn: SpikeFn | None = None,
     on_window: Callable[[int, torch.Tensor], None] | None = None,
+    signed: bool = False,
 ) -> torch.Tensor:
     """Run the spiking recurrent layer over a batch of sentences (see the module docstring).
 
@@ -129,11 +139,17 @@ def recurrent_if(
         spike_fn: ``x -> spikes`` for ``x = v - theta``; None = the exact step without autograd
             (evaluation); a surrogate (:func:`lightning_snn.surrogate.spike_function`) to train.
         on_window: called as ``on_window(t, spikes)`` with word ``t``'s spikes ``[K, B, H]``.
+        signed: signed IF neurons (evaluation only): a neuron whose membrane is below 0 while its
+            count in the current word is positive fires a negative spike (``-theta``, ``v += theta``),
+            taking back an earlier spike of the word; see the module docstring.
 
     Returns:
-        ``[B, L, H]`` spike counts per word (words past a sentence's end are simulated too; mask them).
+        ``[B, L, H]`` spike counts per word, net of negative spikes (words past a sentence's end are
+        simulated too; mask them).
     """
     k_steps = check_steps_per_word(steps_per_word)
+    if signed and spike_fn is not None:
+        raise ValueError("signed neurons are an evaluation option: they have no surrogate gradient here.")
     batch, words, hidden = currents.shape
     theta = torch.as_tensor(v_threshold, dtype=currents.dtype, device=currents.device)
     v_s = torch.as_tensor(v_shift, dtype=currents.dtype, device=currents.device)
@@ -150,12 +166,16 @@ def recurrent_if(
         else:
             drive = drive.expand(k_steps, batch, hidden)
         spikes = []
+        count = torch.zeros_like(v) if signed else None  # this word's net count so far
         for k in range(k_steps):
             v = v + drive[k]
-            if spike_fn is None:
-                s = (v >= theta).to(v.dtype)
-            else:
+            if spike_fn is not None:
                 s = spike_fn(v - theta)
+            elif signed:
+                s = (v >= theta).to(v.dtype) - ((v < 0) & (count > 0)).to(v.dtype)
+                count = count + s
+            else:
+                s = (v >= theta).to(v.dtype)
             v = v - theta * s
             spikes.append(s)
         window = torch.stack(spikes)
@@ -206,14 +226,16 @@ class SpikingOutput(NamedTuple):
     Attributes:
         analog: ``[B, C]`` the analog readout ``W_o pool(theta n / K) + b_o``.
         spiking: ``[len(loops), B, C]`` the looped output neurons' spike counts after each loop count.
-        counts: ``[B, L, H]`` spikes per word of the recurrent layer.
+        counts: ``[B, L, H]`` spikes per word of the recurrent layer (net of negative spikes).
         mask: ``[B, L]`` the words that exist.
+        events: ``[B, L, H]`` spike events per word, negative ones included (= ``counts`` for IF neurons).
     """
 
     analog: torch.Tensor
     spiking: torch.Tensor | None
     counts: torch.Tensor
     mask: torch.Tensor
+    events: torch.Tensor
 
 
 class SpikingSentimentNet(nn.Module):
@@ -233,6 +255,8 @@ class SpikingSentimentNet(nn.Module):
         tau: the membrane's attenuation per word.
         pool: ``"mean"`` or ``"last"``.
         v_shift: the shift point ``v_s`` (0, or ``theta / 2`` for the membrane shift).
+        signed: signed neurons in the recurrent layer (see the module docstring); the output layer
+            keeps the paper's IF neurons.
     """
 
     def __init__(
@@ -246,6 +270,7 @@ class SpikingSentimentNet(nn.Module):
         tau: float,
         pool: str = "mean",
         v_shift: float = 0.0,
+        signed: bool = False,
     ) -> None:
         super().__init__()
         if pool not in POOLS:
@@ -264,7 +289,7 @@ class SpikingSentimentNet(nn.Module):
         )
         self.register_buffer("v_threshold", torch.tensor(float(v_threshold)))
         self.output_threshold = None if output_threshold is None else float(output_threshold)
-        self.tau, self.pool, self.v_shift = float(tau), pool, float(v_shift)
+        self.tau, self.pool, self.v_shift, self.signed = float(tau), pool, float(v_shift), bool(signed)
 
     @torch.no_grad()
     def forward(self, batch: Sequence[torch.Tensor], steps_per_word: int, loops: Sequence[int] = ()) -> SpikingOutput:
@@ -275,9 +300,12 @@ class SpikingSentimentNet(nn.Module):
         theta = self.v_threshold
         # the readout's input current at every step of the pooled windows: [words, K, B, C]
         out_windows: list[torch.Tensor] = []
+        events: list[torch.Tensor] = []
         pooled_words = pooled_word_mask(self.pool, lengths, ids.shape[1])
 
         def on_window(t: int, spikes: torch.Tensor) -> None:
+            if self.signed:
+                events.append(spikes.abs().sum(0))
             if loops and bool(pooled_words[:, t].any()):
                 out_windows.append((F.linear(spikes * theta, self.readout.weight), t))
 
@@ -288,7 +316,8 @@ class SpikingSentimentNet(nn.Module):
             self.tau,
             steps_per_word,
             self.v_shift,
-            on_window=on_window if loops else None,
+            on_window=on_window if loops or self.signed else None,
+            signed=self.signed,
         )
         rates = counts * (theta / steps_per_word)
         analog = self.readout(pool_words(rates, lengths, self.pool))
@@ -303,4 +332,4 @@ class SpikingSentimentNet(nn.Module):
             )  # [S, B]
             counts_per_loop = looped_if(steps, step_mask, self.output_threshold, max(loops))
             spiking = counts_per_loop[[int(lp) - 1 for lp in loops]]
-        return SpikingOutput(analog, spiking, counts, mask)
+        return SpikingOutput(analog, spiking, counts, mask, torch.stack(events, 1) if self.signed else counts)

@@ -106,6 +106,51 @@ def test_outside_the_domain_an_early_spike_is_not_taken_back():
     assert (quantised * 2).flatten().tolist() == [2, 0]
 
 
+def signed_domain_layer(hidden: int, tau: float, seed: int) -> tuple[ThresholdRNN, torch.Tensor]:
+    """Weights and inputs of both signs with |every step's current| <= theta = 1 (signed spikes included):
+    |input current| <= 1/2 and the absolute row sums of W_h <= 1/2. Remaining values of both signs and
+    well above theta are carried (the plain IF neuron's trouble)."""
+    g = torch.Generator().manual_seed(seed)
+    layer = ThresholdRNN(hidden, hidden, lambda: ThresholdReLU(1.0, enabled=True), tau=tau)
+    with torch.no_grad():
+        layer.input.weight.copy_(torch.eye(hidden))
+        layer.input.bias.zero_()
+        w = dyadic((hidden, hidden), -0.125, 0.125, bits=4, generator=g)
+        w = w * (w.abs().sum(1, keepdim=True) <= 0.5)
+        layer.recurrent.weight.copy_(w)
+    x = dyadic((3, 9, hidden), -0.5, 0.5, bits=3, generator=g)
+    return layer, x
+
+
+@pytest.mark.parametrize("tau", [1.0, 0.5, 0.0])
+@pytest.mark.parametrize("shift", [0.0, 0.5])
+def test_signed_neurons_equal_the_quantised_rnn_for_currents_of_both_signs(tau, shift):
+    for k in (1, 2, 4, 8):
+        layer, x = signed_domain_layer(6, tau, seed=10 + k)
+        with torch.no_grad():
+            signed = recurrent_if(layer.input(x), layer.recurrent.weight, 1.0, tau, k, v_shift=shift, signed=True)
+        expected, _ = layer.quantised(x, 1.0, k, offset=shift)
+        assert torch.equal(signed, expected * k), (tau, shift, k)
+
+
+def test_signed_neuron_takes_back_a_spike_the_next_step_cancels():
+    """Two units, K = 2, theta = 1, tau = 1: unit A fires at the 2nd step of word 1, and its spike
+    reaches unit B (weight -1) at the 2nd step of word 2. B's current in word 2 is +0.5 then -0.5 (within
+    [-theta, theta]); with the 0.5 it carries from word 1 it fires at once. Its word's charge is
+    0.5 + 0.5 - 0.5 = 0.5 < theta: the quantised RNN says 0 spikes (u = 0.5 - 0.5 + 0.25 = 0.25, K u = 0.5)."""
+    layer = ThresholdRNN(2, 2, lambda: ThresholdReLU(1.0, enabled=True), tau=1.0)
+    with torch.no_grad():
+        layer.input.weight.copy_(torch.eye(2))
+        layer.input.bias.zero_()
+        layer.recurrent.weight.copy_(torch.tensor([[0.0, 0.0], [-1.0, 0.0]]))
+        x = torch.tensor([[[0.5, 0.75], [0.0, 0.5]]])
+        c, w = layer.input(x), layer.recurrent.weight
+        quantised, _ = layer.quantised(x, 1.0, 2)
+        assert (quantised * 2)[0].tolist() == [[1, 1], [0, 0]]
+        assert recurrent_if(c, w, 1.0, 1.0, 2, signed=True)[0].tolist() == [[1, 1], [0, 0]]
+        assert recurrent_if(c, w, 1.0, 1.0, 2)[0].tolist() == [[1, 1], [0, 1]]  # the plain IF neuron keeps it
+
+
 def tiny_sentiment_rnn(pool: str = "mean", tau: float = 1.0) -> SentimentRNN:
     """A SentimentRNN inside the theorem's domain: non-negative dyadic embeddings and weights."""
     torch.manual_seed(0)
@@ -214,7 +259,7 @@ def test_subclasses_and_extra_layers_are_refused_by_name():
         ({"shift": "bias"}, "bias shift"),
         ({"calibration": "percentile"}, "not implemented"),
         ({"correction": "light"}, "not implemented"),
-        ({"neuron": "signed"}, "not implemented"),
+        ({"neuron": "lif"}, "not implemented"),
         ({"time_chunk": 4}, "one word window"),
     ],
 )
@@ -269,6 +314,8 @@ def test_report_of_a_trained_rnn_and_its_snn(tmp_path):
     assert errors["32"]["rnn"]["mae"] < errors["1"]["rnn"]["mae"]
     data = report.to_json()
     assert data["recurrent"]["time_axis"] == "steps_per_word"
+    signed = evaluate_recurrent_conversion(model, batches, batches, [4], neuron="signed", diagnostics=True)
+    assert signed.neuron == "signed" and signed.ann_correct == report.ann_correct
     assert set(data["firing_rates"]["32"]["layers"]) <= {"rnn", "<output>"}
     assert "per sentence" in report.table()
 
