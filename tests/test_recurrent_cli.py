@@ -47,6 +47,16 @@ def test_a_setting_the_recurrent_snn_does_not_apply_stops_before_training(tmp_pa
         main([*args, f"--trainer.default_root_dir={tmp_path}", "--snn.shift=bias", "--trainer.max_epochs=50"])
 
 
+def test_nir_export_of_a_recurrent_snn_is_refused_before_training(tmp_path):
+    """The NIR exporter writes image SNNs only: a recurrent model with snn.export stops in setup."""
+    pytest.importorskip("nir")
+    from lightning_snn.cli import main
+
+    args = ["fit", "-c", str(SST_CONFIGS / "rnn_t.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
+    with pytest.raises(ValueError, match="image models only"):
+        main([*args, f"--trainer.default_root_dir={tmp_path}", "--snn.export=nir", "--snn.export_timesteps=4"])
+
+
 def tiny(tmp_path) -> list[str]:
     return [
         f"--data.init_args.data_dir={SST_DIR}",
