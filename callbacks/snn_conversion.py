@@ -314,7 +314,8 @@ class SNNConversion(pl.Callback):
     def _evaluate(self, trainer: pl.Trainer, model, datamodule, stage: str, device) -> dict[str, Any]:
         calibration = datamodule.calibration_set(self.calibration_samples, self.calibration_seed)
         test_set = datamodule.test_set
-        self._input_shape = tuple(test_set[0][0].shape)  # for the export
+        if self.export is not None:  # the export's input shape (image models only; text batches have none)
+            self._input_shape = tuple(test_set[0][0].shape)
         if self.max_test_samples is not None and self.max_test_samples < len(test_set):
             test_set = Subset(test_set, range(self.max_test_samples))
         rank_zero_info(
