@@ -106,6 +106,7 @@ def dev_grid(checkpoint: Path, results_path: Path, threads: int | None) -> dict:
         shift=results["shift"],
         readout=results["readout"],
         calibration=results["calibration"],
+        neuron=results["neuron"],  # the run's own neuron (a --set snn.neuron=signed ablation too)
         output_loops=results["recurrent"]["output_loops"],
     )
     data = report.to_json()
@@ -146,6 +147,7 @@ def record(path: Path, label: str, config: str, seed: int, sets: list[str], fit:
         "pool": res["recurrent"]["pool"],
         "trained_steps_per_word": res["recurrent"]["trained_steps_per_word"],
         "shift": res["shift"],
+        "neuron": res["neuron"],
     }
     data["machine"] = f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -134,6 +134,13 @@ def test_study_scripts_run_tiny(tmp_path):
     proc = subprocess.run([*study, "--summary"], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "+-" in proc.stdout and out.with_suffix(".png").is_file()
+    from tests.test_study_scripts import render_page
+
+    doc = render_page("RNN.md", tmp_path / "RNN.md", rnn_study__json=out)  # docs/RNN.md from the tiny JSON
+    acc = runs["0"]["test"]["spiking_acc"]["2"]["2"], runs["1"]["test"]["spiking_acc"]["2"]["2"]
+    assert "| 2 | " in doc and f"{sum(acc) / 2:.2f} ± " in doc  # the K = 2, L = 2 cell: mean over the 2 seeds
+    assert doc.count("not run") >= 4 and "54.30" in doc  # spiking_rnn, rnn_relu not run; the paper's row
+    assert (tmp_path / "rnn_study.png").stat().st_size > 1000
     ckpt = next((tmp_path / "runs").rglob("last.ckpt"))
     errors = tmp_path / "errors.json"
     proc = subprocess.run(
