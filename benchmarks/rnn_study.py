@@ -117,7 +117,9 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {"runs": {}}
 
 
-def record(path: Path, label: str, config: str, seed: int, sets: list[str], fit: dict, dev: dict) -> None:
+def record(
+    path: Path, label: str, config: str, seed: int, sets: list[str], fit: dict, dev: dict, threads: int | None
+) -> None:
     data = load(path)  # re-read: another call may have added runs meanwhile
     res = fit["results"]
     data["runs"].setdefault(label, {})[str(seed)] = {
@@ -149,7 +151,9 @@ def record(path: Path, label: str, config: str, seed: int, sets: list[str], fit:
         "shift": res["shift"],
         "neuron": res["neuron"],
     }
-    data["machine"] = f"{os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}"
+    data["machine"] = (
+        f"{os.cpu_count()} CPU cores, torch threads {threads or os.environ.get('OMP_NUM_THREADS', 'default')}"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
@@ -284,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         fit = run_fit(args.config, seed, args.root / label / f"s{seed}", args.set, args.threads)
         dev = dev_grid(fit["checkpoint"], fit["results_path"], args.threads)
-        record(args.out, label, args.config, seed, args.set, fit, dev)
+        record(args.out, label, args.config, seed, args.set, fit, dev, args.threads)
         test = fit["results"]
         print(
             f"{label} seed {seed}: {fit['wall_s']:.0f} s wall, {fit['cpu_s']:.0f} s CPU; source test "

@@ -157,8 +157,10 @@ def cost(page, data: dict) -> str:
         )
     header = ["label", "seeds", "wall min per run", "CPU min per run", f"firing rate K={k}", f"M SOPs/sentence K={k}"]
     return (
-        "Wall and CPU minutes of each whole run (training, conversion, the SNN's test grid, then the dev grid), "
-        "taken under the shared heavy lock on a machine loaded by other jobs:\n\n" + table(header, rows)
+        "Wall and CPU minutes of each `train.py fit` (training, calibration, the SNN's test grid at every K and L, "
+        "the dashboard; not the dev grid the study adds after it), one torch thread, taken while holding the shared "
+        "heavy lock on a 2-core machine that other jobs also loaded; firing rate = spikes per neuron per step, "
+        "SOPs = synaptic events per sentence:\n\n" + table(header, rows)
     )
 
 
@@ -169,3 +171,80 @@ def figure(page, data: dict) -> str:
 
         draw(data, page.figures / name)
     return f"![test accuracy against steps per word K and loops L]({name})"
+
+
+def error_sources(page, errors: dict) -> str:
+    """Where the converted recurrent layer departs from its RNN (benchmarks/rnn_error_sources.py, dev split)."""
+    rows = [
+        [
+            k,
+            *(f"{e['relative_error'][n]:.3f}" for n in ("snn", "signed", "quantised_rnn", "even_current")),
+            f"{e['count_mismatch_pct']:.1f}%",
+            f"{e['signed_mismatch_pct']:.1f}%",
+            f"{e['remaining_outside_pct']:.1f}%",
+            f"{e['snn_analog_dev_acc']:.2f}",
+            f"{e['signed_analog_dev_acc']:.2f}",
+        ]
+        for k, e in sorted(errors["per_k"].items(), key=lambda kv: int(kv[0]))
+    ]
+    header = [
+        "K",
+        "error: IF SNN",
+        "signed SNN",
+        "quantised RNN",
+        "even current",
+        "counts != q_K: IF",
+        "signed",
+        "r outside [0, theta/K)",
+        "dev acc: IF (analog)",
+        "signed (analog)",
+    ]
+    intro = (
+        f"`{errors['checkpoint']}` (theta = {errors['theta']:.4g}, tau = {errors['tau']}), on the "
+        f"{errors['dev_sentences']} dev sentences, no shift; the RNN's dev accuracy {errors['rnn_dev_acc']:.2f}%. "
+        f"A word's own input current lies beyond [-theta, theta] at {errors['input_current_beyond_theta_pct']:.1f}% "
+        "of neuron-words. Error = mean |x - min(o, theta)| per neuron-word over the mean min(o, theta):\n\n"
+    )
+    return intro + table(header, rows)
+
+
+def _loss_ms(data: dict, label: str, split: str, readout: str, k: str, loops: str | None) -> tuple[float, float]:
+    return mean_std([r[split]["ann_acc"] - grid(r, split, readout, k, loops) for r in _runs(data, label)])
+
+
+def findings(page, data: dict) -> str:
+    """The comparisons the issue asks for, computed from the JSON (mean over seeds; dev and test)."""
+    k, loops, ks = paper_k(data), _loops(data)[-1], _ks(data)
+    lines = []
+    if _runs(data, "rnn_t"):
+        for split in ("dev", "test"):
+            spiking, analog = (
+                _loss_ms(data, "rnn_t", split, "spiking", k, loops),
+                _loss_ms(data, "rnn_t", split, "analog", k, None),
+            )
+            lines.append(
+                f"- Threshold-ReLU RNN -> SNN, {split}, K = {k}: the SNN is {spiking[0]:.2f} points below its RNN with "
+                f"the looped output layer (L = {loops}), {analog[0]:.2f} with the analog readout "
+                f"({'within' if spiking[0] <= 1.0 else 'not within'} 1 point with the looped layer)."
+            )
+        within = [x for x in ks if _loss_ms(data, "rnn_t", "dev", "spiking", x, loops)[0] <= 1.0]
+        lines.append(
+            f"- K with the threshold-ReLU SNN within 1 point of its RNN on dev (L = {loops}): "
+            f"{', '.join(within) if within else 'none'}."
+        )
+    if _runs(data, "rnn_relu"):
+        small = ks[0]
+        within = [x for x in ks if _loss_ms(data, "rnn_relu", "dev", "spiking", x, loops)[0] <= 1.0]
+        lines.append(
+            f"- Plain-ReLU RNN -> SNN: {_loss_ms(data, 'rnn_relu', 'test', 'spiking', small, loops)[0]:.2f} points "
+            f"below its RNN on test at K = {small}, {_loss_ms(data, 'rnn_relu', 'test', 'spiking', k, loops)[0]:.2f} "
+            f"at K = {k}; within 1 point on dev from K = {within[0] if within else 'never'} (L = {loops})."
+        )
+    if _runs(data, "rnn_t") and _runs(data, "spiking_rnn"):
+        for split in ("dev", "test"):
+            conv = mean_std([grid(r, split, "spiking", k, loops) for r in _runs(data, "rnn_t")])[0]
+            sur = mean_std([grid(r, split, "spiking", k, loops) for r in _runs(data, "spiking_rnn")])[0]
+            lines.append(
+                f"- Converted minus surrogate-trained SNN, {split}, K = {k}, L = {loops}: {conv - sur:+.2f} points."
+            )
+    return "\n".join(lines)
