@@ -131,7 +131,8 @@ def test_study_scripts_run_tiny(tmp_path):
     for run in runs.values():
         assert set(run["test"]["spiking_acc"]) == {"1", "2"} and set(run["dev"]["spiking_acc"]["2"]) == {"1", "2"}
         assert run["wall_s"] > 0 and run["cpu_s"] > 0
-    proc = subprocess.run([*study, "--summary"], env=env, capture_output=True, text=True)
+    summary = [*study, "--summary", "--paper-k=2", "--paper-loops=2"]  # the paper-layout row at a K the tiny run has
+    proc = subprocess.run(summary, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "+-" in proc.stdout and out.with_suffix(".png").is_file()
     from tests.test_study_scripts import render_page
