@@ -9,7 +9,7 @@ by label and seed, written after every run: run configs and seeds in separate ca
 heavy job: ``flock /work/.heavy.lock nice -n 5 ...``), and ``--summary`` to print the tables and
 draw accuracy against K and L::
 
-    python benchmarks/rnn_study.py --config rnn_t --seeds 0                 # one run, ~10 min on 2 cores
+    python benchmarks/rnn_study.py --config rnn_t --seeds 0 --threads 1     # one run: 2-4 min measured (docs/RNN.md)
     python benchmarks/rnn_study.py --config rnn_t --label rnn_t_tau1 --seeds 0 --set model.model_kwargs.tau=1.0
     python benchmarks/rnn_study.py --summary                                 # tables + docs/rnn_study.png
 
