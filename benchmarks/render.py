@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sections package beside this file
 #: The modules of benchmarks/sections/ a block may name (one per study).
-SECTION_MODULES = ("low_latency", "converter", "rnn")
+SECTION_MODULES = ("low_latency", "converter", "rnn", "speed")
 BLOCK = re.compile(r"(<!-- generated: (\S+) from ([^>]+?) -->\n)(.*?)(<!-- end generated -->)", re.S)
 
 

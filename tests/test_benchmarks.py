@@ -182,3 +182,22 @@ def test_sparse_crossover_study_runs_tiny(tmp_path, cifar10_dir):
     assert net["predictions_equal"] and net["layers_with_identical_spike_counts"] == "10 of 10"
     assert net["input_density"]["features.0"] == 1.0 and net["event_share_of_calls"]["features.0"] == 0.0
     assert json.loads((tmp_path / "sparse.json").read_text())["network"]["T"] == 4
+
+
+def test_fused_update_script_times_both_and_they_agree(tmp_path):
+    """benchmarks/fused_update.py at tiny shapes: every neuron x counting row, fused == eager bit for bit."""
+    from lightning_snn import fused
+
+    if fused.unavailable_reason("cpu") is not None:
+        pytest.skip(f"no fused CPU kernel here: {fused.unavailable_reason('cpu')}")
+    out = tmp_path / "fused_update.json"
+    run_script([sys.executable, str(BENCH / "fused_update.py"), "--shapes", "2x3x5x5:3,4x8:1", "--repeats", "2",
+                "--json", str(out)])  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["shape"], r["neuron"], r["record_spikes"]) for r in rows] == [
+        (shape, neuron, record)
+        for shape in ([2, 3, 5, 5], [4, 8])
+        for neuron in ("if", "signed")
+        for record in (False, True)
+    ]
+    assert all(r["bit_identical"] for r in rows)

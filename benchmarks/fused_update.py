@@ -1,0 +1,137 @@
+"""The IF update alone: the fused kernel vs the eager update, one layer, one chunk, side by side.
+
+A whole-network run (``simulation_speed.py``) sees the neuron update as a few percent of the time
+on a CPU, within the noise of a shared machine. This script times only
+:meth:`lightning_snn.neurons.IFNeuron.forward` on one chunk of input currents, the fused kernel
+(:mod:`lightning_snn.fused`, mode "on") and the eager update (mode "off") interleaved, per shape,
+for the IF and the signed neuron, with spike counting off (the evaluator's default) and on (the
+diagnostics), and checks that both give the same spikes, membranes and counts bit for bit.
+
+Shapes are ``BxCxHxW:steps``: the largest activation of VGG-16 at width 1/4 (16 x 32 x 32) at
+batch 256 and 64 and at full width (64 x 32 x 32) at batch 8, each with the chunk that
+``time_chunk="auto"`` picks there, and a deep layer (128 x 4 x 4). Each timing is the median of
+``--repeats`` process CPU times of one call (one thread); the input currents are made once.
+
+    python benchmarks/fused_update.py --json benchmarks/results/cpu_fused_update.json
+
+Timings only; nothing here asserts a speed. Results and conclusions: docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lightning_snn import fused
+from lightning_snn.neurons import IFNeuron
+
+DEFAULT_SHAPES = "256x16x32x32:1,64x16x32x32:2,8x64x32x32:4,256x128x4x4:1"
+
+
+def parse_shapes(text: str) -> list[tuple[tuple[int, ...], int]]:
+    """``"BxCxHxW:steps,..."`` -> ``[((B, C, H, W), steps), ...]``."""
+    shapes = []
+    for item in text.split(","):
+        dims, _, steps = item.strip().partition(":")
+        try:
+            shapes.append((tuple(int(d) for d in dims.split("x")), int(steps or 1)))
+        except ValueError:
+            raise ValueError(f"--shapes: {item!r} is not BxCxHxW:steps (e.g. 256x16x32x32:1)") from None
+    return shapes
+
+
+def one_call(neuron: IFNeuron, current: torch.Tensor, batch: int, steps: int, record: bool, mode: str):
+    """A fresh neuron state, then one chunk in ``mode``: (CPU seconds, output, membrane, counts)."""
+    neuron.reset()
+    neuron.batch_size, neuron.steps, neuron.record_spikes = batch, steps, record
+    with fused.fused_mode(mode):
+        t0 = time.process_time()
+        out = neuron(current)
+        seconds = time.process_time() - t0
+    return seconds, out, neuron.v, neuron.spike_count
+
+
+def measure(shape: tuple[int, ...], steps: int, signed: bool, record: bool, repeats: int, seed: int) -> dict:
+    batch = shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    # currents of a typical layer: a few percent of the threshold per step, so ~7% fire per step
+    current = torch.rand(steps * batch, *shape[1:], generator=gen) * 0.15 - (0.02 if signed else 0.0)
+    neuron = IFNeuron(1.0, v_init=0.5, signed=signed)
+    times: dict[str, list[float]] = {"fused": [], "eager": []}
+    results = {}
+    with torch.inference_mode():
+        for mode in ("on", "off"):  # warm-up (and the fused kernel's build or load)
+            one_call(neuron, current, batch, steps, record, mode)
+        for i in range(repeats):
+            order = (("fused", "on"), ("eager", "off"))
+            for name, mode in order if i % 2 == 0 else order[::-1]:
+                seconds, out, v, count = one_call(neuron, current, batch, steps, record, mode)
+                times[name].append(seconds)
+                results[name] = (out.clone(), v.clone(), None if count is None else count.clone())
+    f, e = results["fused"], results["eager"]
+    identical = torch.equal(f[0], e[0]) and torch.equal(f[1], e[1]) and (f[2] is None or torch.equal(f[2], e[2]))
+    fused_s, eager_s = statistics.median(times["fused"]), statistics.median(times["eager"])
+    return {
+        "shape": list(shape),
+        "steps": steps,
+        "neuron": "signed" if signed else "if",
+        "record_spikes": record,
+        "megabytes_per_step": batch * current[0].numel() * current.element_size() / 2**20,
+        "cpu_s": {"fused": fused_s, "eager": eager_s},
+        "runs": times,
+        "fused_over_eager": fused_s / eager_s,
+        "spike_rate": float(f[0].ne(0).float().mean()),
+        "bit_identical": bool(identical),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", default=DEFAULT_SHAPES, help=f"BxCxHxW:steps, comma separated ({DEFAULT_SHAPES})")
+    p.add_argument("--repeats", type=int, default=21, help="timed calls per engine (interleaved); the median")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None)
+    args = p.parse_args(argv)
+    if args.repeats <= 0:
+        p.error("--repeats must be > 0")
+    shapes = parse_shapes(args.shapes)
+    torch.set_num_threads(args.threads)
+    fused.set_fused_mode("on")  # the fused rows must be fused: raise rather than time eager twice
+    load_before = os.getloadavg()
+    rows = []
+    for shape, steps in shapes:
+        for signed in (False, True):
+            for record in (False, True):
+                row = measure(shape, steps, signed, record, args.repeats, args.seed)
+                rows.append(row)
+                print(
+                    f"{'x'.join(map(str, shape))} x {steps} steps, {row['neuron']:6s} count {str(record):5s}: "
+                    f"fused {1e3 * row['cpu_s']['fused']:7.2f} ms, eager {1e3 * row['cpu_s']['eager']:7.2f} ms, "
+                    f"fused / eager {row['fused_over_eager']:.2f}, bit-identical {row['bit_identical']}",
+                    flush=True,
+                )
+    result = {
+        "config": {"repeats": args.repeats, "threads": args.threads, "seed": args.seed, "argv": sys.argv[1:]},
+        "machine": {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
+        "fused_build": fused.BUILD_INFO,
+        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
+        "rows": rows,
+    }
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2))
+        print(f"wrote {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
