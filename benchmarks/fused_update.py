@@ -12,7 +12,7 @@ batch 256 and 64 and at full width (64 x 32 x 32) at batch 8, each with the chun
 ``time_chunk="auto"`` picks there, and a deep layer (128 x 4 x 4). Each timing is the median of
 ``--repeats`` process CPU times of one call (one thread); the input currents are made once.
 
-    python benchmarks/fused_update.py --json benchmarks/results/cpu_fused_update.json
+    PYTHONPATH=. python benchmarks/fused_update.py --json benchmarks/results/cpu_fused_update.json
 
 Timings only; nothing here asserts a speed. Results and conclusions: docs/BENCHMARKS.md.
 """
@@ -120,7 +120,12 @@ def main(argv: list[str] | None = None) -> dict:
                 )
     result = {
         "config": {"repeats": args.repeats, "threads": args.threads, "seed": args.seed, "argv": sys.argv[1:]},
-        "machine": {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
+        "machine": {
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "lightning_snn": str(Path(fused.__file__).resolve().parent),  # which checkout was measured
+        },
         "fused_build": fused.BUILD_INFO,
         "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
         "rows": rows,

@@ -147,6 +147,8 @@ def machine_info(device: torch.device) -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "spikingjelly": spikingjelly_version(),
+        # which checkout was measured: a script run without PYTHONPATH imports the installed package
+        "lightning_snn": str(Path(fused.__file__).resolve().parent),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
