@@ -152,12 +152,7 @@ def study_linear(name: str, size: tuple[int, int], rows: int, rates: list[float]
             "event_c": lambda x=x: event_linear(x, wt, bias),
             "csr_torch": lambda x=x: csr_linear(x, wt, bias),
         }
-        times = measure(methods, args.repeats)
-        ref = methods["dense"]()
-        for k, t in times.items():
-            result["times"].setdefault(k, []).append(t)
-            if k != "dense":
-                result["max_rel_diff"][k] = max(result["max_rel_diff"].get(k, 0.0), rel_diff(methods[k](), ref))
+        record(result, methods, args.repeats)
     return finish(result)
 
 
@@ -175,13 +170,17 @@ def study_conv(name: str, size: tuple[int, int, int], rows: int, rates: list[flo
         }
         if args.unfold_csr:
             methods["unfold_csr_torch"] = lambda x=x: unfold_csr_conv(x, w2, bias, 3, 1)
-        times = measure(methods, args.repeats)
-        ref = methods["dense"]()
-        for k, t in times.items():
-            result["times"].setdefault(k, []).append(t)
-            if k != "dense":
-                result["max_rel_diff"][k] = max(result["max_rel_diff"].get(k, 0.0), rel_diff(methods[k](), ref))
+        record(result, methods, args.repeats)
     return finish(result)
+
+
+def record(result: dict, methods: dict[str, Callable[[], torch.Tensor]], repeats: int) -> None:
+    """Time ``methods`` at one rate into ``result``, and how far each output is from the dense one's."""
+    ref = methods["dense"]()
+    for k, t in measure(methods, repeats).items():
+        result["times"].setdefault(k, []).append(t)
+        if k != "dense":
+            result["max_rel_diff"][k] = max(result["max_rel_diff"].get(k, 0.0), rel_diff(methods[k](), ref))
 
 
 def finish(result: dict) -> dict:
