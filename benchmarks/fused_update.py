@@ -12,7 +12,7 @@ batch 256 and 64 and at full width (64 x 32 x 32) at batch 8, each with the chun
 ``time_chunk="auto"`` picks there, and a deep layer (128 x 4 x 4). Each timing is the median of
 ``--repeats`` process CPU times of one call (one thread); the input currents are made once.
 
-    PYTHONPATH=. python benchmarks/fused_update.py --json benchmarks/results/cpu_fused_update.json
+    python benchmarks/fused_update.py --json benchmarks/results/cpu_fused_update.json
 
 Timings only; nothing here asserts a speed. Results and conclusions: docs/BENCHMARKS.md.
 """
@@ -20,7 +20,6 @@ Timings only; nothing here asserts a speed. Results and conclusions: docs/BENCHM
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from study import write_json  # (also puts this checkout first on sys.path)
 
 from lightning_snn import fused
 from lightning_snn.neurons import IFNeuron
@@ -131,10 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
         "rows": rows,
     }
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2))
-        print(f"wrote {path}")
+        write_json(Path(args.json), result)
+        print(f"wrote {args.json}")
     return result
 
 
