@@ -30,7 +30,7 @@ import torch
 from study import write_json  # (also puts this checkout first on sys.path)
 
 from lightning_snn import fused
-from lightning_snn.neurons import IFNeuron
+from lightning_snn.neurons import IFNeuron, SignedIFNeuron
 
 DEFAULT_SHAPES = "256x16x32x32:1,64x16x32x32:2,8x64x32x32:4,256x128x4x4:1"
 
@@ -63,7 +63,7 @@ def measure(shape: tuple[int, ...], steps: int, signed: bool, record: bool, repe
     gen = torch.Generator().manual_seed(seed)
     # currents of a typical layer: a few percent of the threshold per step, so ~7% fire per step
     current = torch.rand(steps * batch, *shape[1:], generator=gen) * 0.15 - (0.02 if signed else 0.0)
-    neuron = IFNeuron(1.0, v_init=0.5, signed=signed)
+    neuron = (SignedIFNeuron if signed else IFNeuron)(1.0, v_init=0.5)
     times: dict[str, list[float]] = {"fused": [], "eager": []}
     results = {}
     with torch.inference_mode():
