@@ -101,6 +101,7 @@ def main() -> None:
     p.add_argument("--out", default="docs/gpu_full_width.json")
     args = p.parse_args()
     payload = collect(Path(args.folder))
+    payload["network"] = "paper"  # vgg16 is the paper's four-pool network since issue 24 (fidelity.network_of)
     Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {args.out}: {', '.join(k for k in payload if payload[k])}")
 

@@ -35,6 +35,7 @@ docs/RESULTS.md then sets each ``width_check_*.json`` beside the study's row of 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import platform
@@ -68,6 +69,36 @@ VARIANTS = {
     ("threshold", "bias"): "TS: threshold + V_th/(2T) bias shift",
     ("threshold", "membrane"): "TS-membrane: threshold + V_th/2 membrane",
 }
+
+
+# Which VGG-16 a result was measured on. Until issue 24 the registered vgg16 had a fifth average pool
+# (after block 5) and a 512 w -> 4096 w first FC: not the paper's network. A JSON written since records
+# "network": "paper"; one without the key was measured on the five-pool network.
+NETWORK = "paper"
+NETWORK_WORDS = {
+    "paper": "the paper's VGG-16 (four average pools, none after block 5; first FC 2048 w -> 4096 w; 39.9 M "
+    "parameters at width 1)",
+    "five_pool": "the earlier five-pool VGG-16 (a fifth pool after block 5, first FC 512 w -> 4096 w; 33.6 M "
+    "parameters at width 1), not the paper's network",
+}
+#: The last commit whose vgg16 was the five-pool network: check it out to rerun a five-pool result.
+FIVE_POOL_COMMIT = "51baa16"
+
+
+def network_of(payload: dict) -> str:
+    """``"paper"`` or ``"five_pool"``: the VGG-16 a results JSON was measured on."""
+    return payload.get("network", "five_pool")
+
+
+def network_note(network: str) -> list[str]:
+    """The line that says which VGG-16 a section's numbers come from."""
+    if network == NETWORK:
+        return [f"Measured on {NETWORK_WORDS[network]}.", ""]
+    return [
+        f"**Measured on {NETWORK_WORDS[network]}.** Kept as that network's record; the commands here now build the "
+        f"paper's network (commit `{FIVE_POOL_COMMIT}` and earlier built the five-pool one).",
+        "",
+    ]
 
 
 def make_module(args, activation: str, width: float) -> ConversionModule:
@@ -191,7 +222,7 @@ def plot(results: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def fidelity_doc_lines(args, results: dict, png_name: str, command: str) -> list[str]:
+def fidelity_doc_lines(args, results: dict, png_name: str, command: str, network: str = NETWORK) -> list[str]:
     """The ReLU-vs-threshold part of docs/RESULTS.md."""
     lines = [
         "# Fidelity at CPU scale: VGG-16 on real CIFAR-10",
@@ -200,9 +231,10 @@ def fidelity_doc_lines(args, results: dict, png_name: str, command: str) -> list
         "",
         f"    {command}",
         "",
+        *network_note(network),
         "## Setup (and how it differs from the paper)",
         "",
-        f"- VGG-16 (the paper's: 13 convs, avg pooling, no BN) at **width {args.width}** "
+        f"- {NETWORK_WORDS[network]}, no BN, at **width {args.width}** "
         f"(the paper: 1.0), conv dropout {getattr(args, 'conv_dropout', 0.0):g}, "  # older JSONs: the defaults
         f"FC dropout {getattr(args, 'fc_dropout', 0.2):g} (paper: 0.2 / 0.5).",
         f"- **{args.epochs} epochs** of {OPTIMIZERS[getattr(args, 'optimizer', 'adam')]}, lr {args.lr}, cosine, "
@@ -330,8 +362,13 @@ def load_width_state(args, path: Path) -> dict:
     """The study's state file; refuses to mix sittings run with a different recipe."""
     recipe = {k: getattr(args, k) for k in RECIPE_KEYS}
     if not path.exists():
-        return {"recipe": recipe, "widths": {}}
+        return {"recipe": recipe, "widths": {}, "network": NETWORK}
     state = json.loads(path.read_text())
+    if network_of(state) != NETWORK:
+        raise SystemExit(
+            f"{path} holds a width study of {NETWORK_WORDS[network_of(state)]}; vgg16 is now the paper's network, "
+            "whose checkpoints differ: pass another --work-dir to start a new study."
+        )
     state["recipe"] = {**RECIPE_DEFAULTS, **state["recipe"]}
     if state["recipe"] != recipe:
         diff = {k: (state["recipe"].get(k), recipe[k]) for k in recipe if state["recipe"].get(k) != recipe[k]}
@@ -512,7 +549,7 @@ def write_width_outputs(args, state: dict, out: Path, n_batches: int) -> None:
         results[k] = {**width_accuracies(e, n_batches), **{f: e.get(f) for f in kept}}
         if e.get("checkpoint"):
             results[k]["checkpoint"] = portable(argparse.Namespace(c=str(Path(e["checkpoint"]).resolve())))["c"]
-    payload = {"args": portable(args), "recipe": state["recipe"], "results": results}
+    payload = {"args": portable(args), "recipe": state["recipe"], "results": results, "network": network_of(state)}
     _atomic_write(out / f"{stem}.json", json.dumps(payload, indent=2))
     if not args.study_name.startswith("width_check_"):  # a check is one width: its section is a table
         plot_widths(results, out / f"{stem}.png")
@@ -662,26 +699,28 @@ def check_doc_lines(main: dict, check: dict, json_name: str) -> list[str]:
     return lines
 
 
-def width_doc_lines(payload: dict, png_name: str) -> list[str]:
-    """The width-study section of docs/RESULTS.md, from its JSON."""
+def width_doc_lines(payload: dict, png_name: str, json_name: str = "width_study.json") -> list[str]:
+    """The width-study section of docs/RESULTS.md, from its JSON (``json_name`` in docs/)."""
     recipe, results = {**RECIPE_DEFAULTS, **payload["recipe"]}, payload["results"]
     rows = sorted(results.values(), key=lambda r: r["width"])
     bias_ts = recipe["bias_timesteps"]
     cmd = _width_command(payload)
     n = recipe["test_samples"]
     lines = [
-        "## Width study: does the conversion loss shrink as VGG-16 grows?",
+        "## Width study: does the conversion loss shrink as VGG-16 grows?"
+        + ("" if network_of(payload) == NETWORK else " (the earlier five-pool network)"),
         "",
-        "Generated by `benchmarks/fidelity.py` from `docs/width_study.json`; rerun instead of editing:",
+        f"Generated by `benchmarks/fidelity.py` from `docs/{json_name}`; rerun instead of editing:",
         "",
         f"    {cmd}",
         "",
+        *network_note(network_of(payload)),
         "The run is resumable: it checkpoints every epoch and saves every (variant, test batch) result "
         "as soon as it has it, so the same command, run again, goes on where it stopped.",
         "",
         "### Setup",
         "",
-        f"- VGG-16 as the paper defines it (13 convs, average pooling, no BN), **threshold ReLU** (y_th = 1) "
+        f"- {NETWORK_WORDS[network_of(payload)]}, no BN, **threshold ReLU** (y_th = 1) "
         f"after {recipe['warmup']} epochs of plain ReLU, at each width below; one recipe for all: "
         f"{recipe['epochs']} epochs of {OPTIMIZERS[recipe['optimizer']]}, lr {recipe['lr']:g}, cosine, "
         "batch 128, random crop + flip, "
@@ -1095,6 +1134,7 @@ def gpu_doc_lines(g: dict) -> list[str]:
     lines = [
         "## Full width on a GPU: VGG-16 (width 1) on a CIFAR-10 subset",
         "",
+        *network_note(network_of(g)),
         "Generated from `docs/gpu_full_width.json`: the training step of `benchmarks/gpu.sh` on one "
         f"**{m.get('gpu', '?')}** (torch {m.get('torch', '?')}, cuDNN TF32 {_on(m.get('cudnn_allow_tf32'))}, "
         f"matmul TF32 {_on(m.get('matmul_allow_tf32'))}), collected with `python benchmarks/collect_gpu.py <its "
@@ -1102,7 +1142,7 @@ def gpu_doc_lines(g: dict) -> list[str]:
         f"{n_train} training images (`benchmarks/prepare_gpu_payload.sh`) and tests on the first "
         f"{sub.get('test_images', '?')} test images, the width study's test images.",
         "",
-        f"- Recipe: VGG-16 as the paper defines it, threshold ReLU after {r.get('model.relu_warmup_epochs', '?')} "
+        f"- Recipe: VGG-16 as above, threshold ReLU after {r.get('model.relu_warmup_epochs', '?')} "
         f"plain-ReLU epochs, SGD lr {r.get('model.optimizer.lr', '?')}, "
         f"momentum {r.get('model.optimizer.momentum', '?')}, "
         f"weight decay {r.get('model.optimizer.weight_decay', '?')}, cosine over {r.get('trainer.max_epochs', '?')} "
@@ -1152,9 +1192,16 @@ def gpu_doc_lines(g: dict) -> list[str]:
     return lines
 
 
+#: Other studies' sections of docs/RESULTS.md: benchmarks/<module>.py with ``results_doc_lines(out, tiny)``,
+#: imported only when the doc is rebuilt, so that a rerun of this script keeps their sections.
+OTHER_SECTIONS: tuple[str, ...] = ()
+
+
 def rewrite_results_doc(args, out: Path) -> None:
-    """docs/RESULTS.md = the ReLU-vs-threshold study (results.json) + the width study
-    (width_study.json), each part rebuilt from its JSON; either may be missing."""
+    """docs/RESULTS.md = the ReLU-vs-threshold study (results.json) + the width study on the paper's
+    VGG-16 (width_study.json) + the width study on the earlier five-pool network
+    (width_study_five_pool.json, with the setup checks run on it) + the other studies'
+    sections (:data:`OTHER_SECTIONS`), each part rebuilt from its JSON; any may be missing."""
     tiny = "_tiny" if args.tiny else ""
     parts: list[str] = []
     res = out / f"results{tiny}.json"
@@ -1162,20 +1209,63 @@ def rewrite_results_doc(args, out: Path) -> None:
         saved = json.loads(res.read_text())
         a = argparse.Namespace(**saved["args"])
         results = _int_keys(saved["results"])
-        parts += fidelity_doc_lines(a, results, f"results{tiny}_acc_vs_T.png", _command(a))
-    ws = out / f"width_study{tiny}.json"
-    if ws.exists():
-        payload = _int_snn_keys(json.loads(ws.read_text()))
-        parts += ["", *width_doc_lines(payload, f"width_study{tiny}.png")]
-        checks = [c for c in sorted(out.glob(f"width_check_*{tiny}.json")) if tiny or not c.stem.endswith("_tiny")]
-        checks = [(c.name, _int_snn_keys(json.loads(c.read_text()))) for c in checks]
-        for name, check in checks:
+        parts += fidelity_doc_lines(a, results, f"results{tiny}_acc_vs_T.png", _command(a), network_of(saved))
+    checks = [c for c in sorted(out.glob(f"width_check_*{tiny}.json")) if tiny or not c.stem.endswith("_tiny")]
+    checks = [(c.name, _int_snn_keys(json.loads(c.read_text()))) for c in checks]
+    studies = {}
+    for stem in ("width_study", "width_study_five_pool"):
+        ws = out / f"{stem}{tiny}.json"
+        if not ws.exists():
+            continue
+        payload = studies[stem] = _int_snn_keys(json.loads(ws.read_text()))
+        own = [(n, c) for n, c in checks if network_of(c) == network_of(payload)]  # a check of the same network
+        parts += ["", *width_doc_lines(payload, f"{stem}{tiny}.png", ws.name)]
+        for name, check in own:
             parts += check_doc_lines(payload, check, name)
-        parts += width_conclusion(payload, checks)
+        parts += width_conclusion(payload, own)
+    if len(studies) == 2:
+        parts += ["", *network_change_lines(studies["width_study"], studies["width_study_five_pool"])]
     gpu = out / "gpu_full_width.json"
     if gpu.exists() and not tiny:
         parts += ["", *gpu_doc_lines(json.loads(gpu.read_text()))]
+    for name in OTHER_SECTIONS:
+        module = importlib.import_module(name)
+        parts += module.results_doc_lines(out, tiny)
     (out / f"RESULTS{tiny}.md").write_text("\n".join(parts) + "\n")
+
+
+def network_change_lines(paper: dict, five_pool: dict) -> list[str]:
+    """What changed when the width study was rerun on the paper's network: the widths both studies
+    trained, with the same recipe, side by side (ANN accuracy and the loss at the summary T)."""
+    common = sorted(set(paper["results"]) & set(five_pool["results"]), key=float)
+    rp, r5 = {**RECIPE_DEFAULTS, **paper["recipe"]}, {**RECIPE_DEFAULTS, **five_pool["recipe"]}
+    same = [k for k in RECIPE_KEYS if rp.get(k) != r5.get(k)]
+    noise = _noise(rp["test_samples"])
+    lines = [
+        "## The paper's VGG-16 against the earlier five-pool network (the width study, rerun)",
+        "",
+        "The same recipe" + (f" except {', '.join(same)}" if same else "") + ", the same images, widths trained by "
+        "both studies; 'change' = the paper's network minus the five-pool one. One training per network and width: "
+        f"a change within {noise:.1f} points is noise, and a change of a few points at short T is within the "
+        "spread of two seeds measured by the seed check on the five-pool network.",
+        "",
+        "| width | parameters (paper / five-pool) | | five-pool | paper's | change |",
+        "|---|---|---|---|---|---|",
+    ]
+    for w in common:
+        a, b = paper["results"][w], five_pool["results"][w]
+        if a["ann_acc"] is None or b["ann_acc"] is None:
+            lines.append(f"| {w} | | pending | | | |")
+            continue
+        params = f"{(a.get('parameters') or 0) / 1e6:.2f} M / {(b.get('parameters') or 0) / 1e6:.2f} M"
+        lines.append(f"| {w} | {params} | ANN test acc | {b['ann_acc']:.2f}% | {a['ann_acc']:.2f}% | "
+                     f"{a['ann_acc'] - b['ann_acc']:+.2f} |")  # fmt: skip
+        for shift, label in WIDTH_VARIANTS.items():
+            for t in SUMMARY_T:
+                x, y = _loss(a, shift, t), _loss(b, shift, t)
+                if x is not None and y is not None:
+                    lines.append(f"| {w} | | {label}, loss at T = {t} | {y:+.2f} | {x:+.2f} | {x - y:+.2f} |")
+    return lines
 
 
 def _command(args) -> str:
@@ -1265,7 +1355,7 @@ def main() -> None:
             plot(_int_keys(saved["results"]), out / f"results{tiny}_acc_vs_T.png")
         else:
             results = _int_snn_keys(saved)["results"]
-            plot_widths(results, out / f"{saved['args'].get('study_name', 'width_study')}{tiny}.png")
+            plot_widths(results, out / f"{Path(args.from_json).stem}.png")  # beside its JSON, by its name
         rewrite_results_doc(args, out)
         print(f"rewrote {out / ('RESULTS_tiny.md' if args.tiny else 'RESULTS.md')} from {args.from_json}")
         return
@@ -1291,7 +1381,8 @@ def main() -> None:
     stem = "RESULTS" if not args.tiny else "RESULTS_tiny"
     png = out / f"{stem.lower()}_acc_vs_T.png"
     plot(results, png)
-    (out / f"{stem.lower()}.json").write_text(json.dumps({"args": portable(args), "results": results}, indent=2))
+    payload = {"args": portable(args), "results": results, "network": NETWORK}
+    (out / f"{stem.lower()}.json").write_text(json.dumps(payload, indent=2))
     rewrite_results_doc(args, out)
     print("\n".join(claims(results, args.test_samples)))
     if os.environ.get("WANDB_MODE", "offline") and not args.tiny:

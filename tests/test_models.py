@@ -91,11 +91,63 @@ def test_cifarnet_is_the_papers():
     assert sorted(d.p for d in with_dropout.modules() if isinstance(d, nn.Dropout)) == [0.2, 0.2, 0.5, 0.5]
 
 
+def _layer_table(model: nn.Module, size: int = 32) -> list[tuple]:
+    """Every layer of a VGG in order: (kind, in, out, kernel, parameters, output shape)."""
+    rows, x = [], torch.zeros(1, 3, size, size)
+    for m in [*model.features, *model.classifier]:
+        x = m(x)
+        if isinstance(m, nn.Conv2d):
+            rows.append(("conv", m.in_channels, m.out_channels, m.kernel_size[0], m.weight.numel() + m.bias.numel()))
+        elif isinstance(m, nn.Linear):
+            rows.append(("fc", m.in_features, m.out_features, None, m.weight.numel() + m.bias.numel()))
+        elif isinstance(m, nn.AvgPool2d):
+            rows.append(("pool", None, None, m.kernel_size, 0))
+        else:
+            continue
+        rows[-1] += (tuple(x.shape[1:]),)
+    return rows
+
+
+def _paper_vgg16_table(one_by_one: bool) -> list[tuple]:
+    """The paper's CIFAR VGG-16 (Rathi et al. 2019, the authors' models/VGG16.py), written out by hand:
+    13 convs in five blocks, a 2x2 average pool after blocks 1-4 and none after block 5, so the first
+    FC sees 512 x 2 x 2 = 2048 features; ``one_by_one``: 1x1 kernels at the third conv of blocks 3-5."""
+    rows, size, c_in = [], 32, 3
+    for block, (c_out, n) in enumerate([(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]):
+        for i in range(n):
+            k = 1 if one_by_one and i == 2 else 3
+            rows.append(("conv", c_in, c_out, k, c_in * c_out * k * k + c_out, (c_out, size, size)))
+            c_in = c_out
+        if block < 4:
+            size //= 2
+            rows.append(("pool", None, None, 2, 0, (c_out, size, size)))
+    for f_in, f_out in [(512 * 2 * 2, 4096), (4096, 4096), (4096, 10)]:
+        rows.append(("fc", f_in, f_out, None, f_in * f_out + f_out, (f_out,)))
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("name", "one_by_one", "total"), [("vgg16", False, 39_929_674), ("vgg16_1x1", True, 35_211_082)]
+)
+def test_vgg16_is_the_papers_network_layer_by_layer(name, one_by_one, total):
+    model = create_model(name, num_classes=10).eval()  # width 1, no batch norm
+    assert _layer_table(model) == _paper_vgg16_table(one_by_one)
+    assert sum(p.numel() for p in model.parameters()) == total
+    assert sum(r[4] for r in _paper_vgg16_table(one_by_one)) == total  # the hand-written table adds up too
+    assert sum(isinstance(x, nn.AvgPool2d) for x in model.modules()) == 4
+    # dropout 0.2 between convs of a block, 0.5 between the FC layers (the paper's A.1)
+    assert sorted(d.p for d in model.modules() if isinstance(d, nn.Dropout)) == [0.2] * 8 + [0.5] * 2
+
+
 def test_vgg16_variants():
     paper, authors = on_meta("vgg16"), on_meta("vgg16_1x1")
     assert [c.kernel_size[0] for c in convs(paper)] == [3] * 13
     assert [c.kernel_size[0] for c in convs(authors)] == [3] * 4 + [3, 3, 1] * 3
     assert [c.kernel_size[0] for c in convs(on_meta("vgg16", one_by_one_last=True))] == [3] * 4 + [3, 3, 1] * 3
+    # widths scale the first FC with the channels: 512 w x 2 x 2 features
+    assert linears(on_meta("vgg16", width=0.125))[0].in_features == 64 * 2 * 2
+    # vgg11 / vgg13 keep a pool after every block
+    assert [sum(isinstance(x, nn.AvgPool2d) for x in on_meta(n).modules()) for n in ("vgg11", "vgg13")] == [5, 5]
 
     imagenet = on_meta("vgg16_imagenet")
     assert [c.out_channels for c in convs(imagenet)] == [64, 64, 128, 128] + [256] * 3 + [512] * 6

@@ -64,7 +64,7 @@ def with_one_by_one_last(config: FeatureConfig) -> list:
     run = 0  # convs since the last pooling
     for i, item in enumerate(config):
         run = 0 if item == "A" else run + 1
-        if run == 3 and i + 1 < len(config) and config[i + 1] == "A":
+        if run == 3 and (i + 1 == len(config) or config[i + 1] == "A"):  # a stage ends at a pool or the end
             out[i] = (item, 1)
     return out
 

@@ -1,9 +1,13 @@
 """VGG networks made for conversion: average pooling, activations as modules, batch norm optional.
 
-The paper's CIFAR VGG-16 (Rathi et al. 2019 / Sengupta et al. 2018 variant): 13 3x3 convs
-``64,64,AP,128,128,AP,256x3,AP,512x3,AP,512x3,AP``, dropout 0.2 between convs and 0.5
-between the fully connected layers ``4096-4096-classes``, no batch norm. ``width`` scales
-every channel count and hidden size, for CPU-scale runs and tests.
+The paper's CIFAR VGG-16 (Rathi et al. 2019; the authors' ``models/VGG16.py``): 13 3x3 convs
+``64,64,AP,128,128,AP,256x3,AP,512x3,AP,512x3`` with **four** 2x2 average pools and none after
+the fifth block, so a 32x32 image leaves the features as ``512 x 2 x 2`` and the fully
+connected layers are ``2048-4096-4096-classes``; dropout 0.2 between convs and 0.5 between the
+fully connected layers, no batch norm: 39,929,674 parameters for 10 classes (35,211,082 with
+the authors' 1x1 last convs, ``vgg16_1x1``). ``width`` scales every channel count and hidden
+size, for CPU-scale runs and tests. VGG-11 and VGG-13 keep a pool after every block (five), as
+does the ImageNet VGG-16 (:mod:`lightning_snn.models.vgg_variants`).
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from lightning_snn.models.registry import check_model_args, register_model
 
 __all__ = ["VGG", "VGG_CONFIGS", "init_conversion_weights", "scaled"]
 
-# "A" = 2x2 average pooling; an int = a 3x3 conv with that many output channels.
+# "A" = 2x2 average pooling; an int = a 3x3 conv with that many output channels. VGG-16 is the paper's
+# CIFAR network: no pool after the fifth block (an earlier version had one: a 512 -> 4096 first FC and
+# 33.6 M parameters, not the paper's network; docs/RESULTS.md labels the numbers measured on it).
 VGG_CONFIGS: dict[int, list] = {
     11: [64, "A", 128, "A", 256, 256, "A", 512, 512, "A", 512, 512, "A"],
     13: [64, 64, "A", 128, 128, "A", 256, 256, "A", 512, 512, "A", 512, 512, "A"],
-    16: [64, 64, "A", 128, 128, "A", 256, 256, 256, "A", 512, 512, 512, "A", 512, 512, 512, "A"],
+    16: [64, 64, "A", 128, 128, "A", 256, 256, 256, "A", 512, 512, 512, "A", 512, 512, 512],
 }
 
 

@@ -4,13 +4,17 @@
   (same as ``vgg16`` with ``one_by_one_last=True``).
 * ``vgg16_imagenet``: the standard 224x224 VGG-16 (Simonyan & Zisserman 2014) for
   ImageNet, with average instead of max pooling and no batch norm: 13 3x3 convs, five 2x2
-  poolings down to ``7x7x512``, fully connected ``4096-4096-classes`` with dropout 0.5.
+  poolings down to ``7x7x512`` (the CIFAR VGG-16 has four), fully connected
+  ``4096-4096-classes`` with dropout 0.5.
 """
 
 from __future__ import annotations
 
 from lightning_snn.models.registry import register_model
 from lightning_snn.models.vgg import VGG, VGG_CONFIGS
+
+#: The standard VGG-16: a 2x2 pool after each of its five blocks (the CIFAR VGG-16 has none after the fifth).
+VGG16_IMAGENET_CONFIG = [*VGG_CONFIGS[16], "A"]
 
 
 @register_model("vgg16_1x1")
@@ -32,7 +36,7 @@ def vgg16_imagenet(
 ) -> VGG:
     """Standard VGG-16 for 224x224 ImageNet, average pooling, no batch norm; keyword arguments as :class:`VGG`."""
     return VGG(
-        VGG_CONFIGS[16],
+        VGG16_IMAGENET_CONFIG,
         num_classes=num_classes,
         width=width,
         input_size=input_size,
