@@ -102,13 +102,27 @@ class Repeatable:
         return until_sigterm(self.trainer, self.batches, self.flag)
 
 
+def _shift_size(report: ConversionReport) -> str:
+    """The shift's size where it is not the paper's default, for the printed header."""
+    if report.shift == "constant":
+        return f" {report.shift_fraction:g} V_th/step"
+    return f" x{report.shift_scale:g}" if report.shift_scale != 1 else ""
+
+
 class SNNConversion(pl.Callback):
     """Convert the trained ANN to an SNN and report accuracy at every simulation length.
 
     Args:
         timesteps: simulation lengths T at which to report SNN accuracy.
         shift: ``"membrane"`` (V_th/2 initial membrane: one simulation gives every T),
-            ``"bias"`` (the paper's V_th/(2T) bias, one simulation per T) or ``"none"``.
+            ``"bias"`` (the paper's V_th/(2T) bias, one simulation per T), ``"constant"``
+            (``shift_fraction x V_th`` every step, the paper's Tables 2-3; one simulation) or ``"none"``.
+        shift_scale: multiplies the membrane or bias shift (0 = none, 1 = the paper's; Fig. 3B-D).
+        shift_fraction: the constant shift per step in units of V_th (``shift: constant`` only;
+            default 1/1600 = 6.25e-4, the paper's A.2).
+        average_over: ``[first, last]``, e.g. ``[400, 600]``: also report the mean and standard
+            deviation of the SNN's accuracy over every T of that range, from the same simulation
+            (the paper's Tables 2-3); ``last`` must be in the simulation (``<= max(timesteps)``).
         readout: ``"analog"`` (sum of the last layer's output) or ``"spiking"`` (IF output
             layer with threshold = max logit, as in the paper).
         calibration_samples: training images (fixed, seeded, un-augmented subset) for the
@@ -177,10 +191,15 @@ class SNNConversion(pl.Callback):
         export: str | None = None,
         export_timesteps: int | None = None,
         export_options: dict[str, Any] | None = None,
+        shift_scale: float = 1.0,
+        shift_fraction: float | None = None,
+        average_over: list[int] | None = None,
     ) -> None:
         self.timesteps = validate_conversion_settings(
-            timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron
-        )
+            timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron,
+            shift_scale, shift_fraction, average_over,
+        )  # fmt: skip
+        self.shift_scale, self.shift_fraction, self.average_over = shift_scale, shift_fraction, average_over
         check_export_settings(
             export, export_timesteps, export_options, shift=shift, simulated=self.timesteps, neuron=neuron
         )
@@ -345,6 +364,9 @@ class SNNConversion(pl.Callback):
                 diagnostics=self.diagnostics,
                 energy=self.energy,
                 output_loops=self.output_loops,
+                shift_scale=self.shift_scale,
+                shift_fraction=self.shift_fraction,
+                average_over=self.average_over,
             )
         results = {
             "stage": stage,
@@ -365,7 +387,7 @@ class SNNConversion(pl.Callback):
         s = report.seconds
         clip = {True: "on", False: "OFF (plain-ReLU source ANN)", None: "n/a"}[report.threshold_clip_on]
         rank_zero_info(
-            f"SNN conversion ({results['stage']}, shift={report.shift}, readout={report.readout}, "
+            f"SNN conversion ({results['stage']}, shift={report.shift}{_shift_size(report)}, readout={report.readout}, "
             f"calibration={report.calibration}, correction={report.correction}, neuron={report.neuron}, "
             f"{report.num_test_images} test images, {report.calibration_images} calibration images, "
             f"threshold ReLU clip {clip})\n{report.table()}\n"
@@ -376,6 +398,8 @@ class SNNConversion(pl.Callback):
         for t in report.timesteps:
             metrics[f"snn/acc_T{t}"] = report.snn_acc[t]
             metrics[f"snn/conversion_loss_T{t}"] = report.conversion_loss[t]
+        if report.average is not None:
+            metrics.update(report.average.metrics())
         for name, v in results["thresholds"].items():
             if isinstance(v, (int, float)):
                 metrics[f"snn/threshold/{name}"] = v

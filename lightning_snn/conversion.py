@@ -35,9 +35,9 @@ from lightning_snn.graph import (
     set_submodule,
 )
 from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, StatefulModule, neuron_class
+from lightning_snn.shift import PAPER_CONSTANT_SHIFT, SHIFT_MODES, check_shift, shift_terms
 from lightning_snn.snn import ConvertedSNN
 
-SHIFT_MODES = ("membrane", "bias", "none")
 READOUTS = ("analog", "spiking")
 
 
@@ -70,17 +70,6 @@ def site_activations(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch
     return acts, out
 
 
-@torch.no_grad()
-def _shift_terms(v_threshold: torch.Tensor, shift: str, timesteps: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(initial membrane, bias current) of one neuron under a shift mode."""
-    zero = torch.zeros_like(v_threshold)
-    if shift == "membrane":
-        return v_threshold / 2.0, zero
-    if shift == "bias":
-        return zero, v_threshold / (2.0 * timesteps)
-    return zero, zero
-
-
 def check_neuron(neuron: str, model: nn.Module | None = None) -> None:
     """Refuse an unknown neuron model by name (:data:`~lightning_snn.neurons.NEURONS`), and (given
     the model) one that emits negative spikes into a gated spiking max-pool, before any training or
@@ -106,6 +95,8 @@ def convert(
     timesteps: int | None = None,
     readout: str = "analog",
     neuron: str = "if",
+    shift_scale: float = 1.0,
+    shift_fraction: float | None = None,
 ) -> ConvertedSNN:
     """Build the SNN from the model's prepared graph; ``model`` itself is never modified.
 
@@ -116,7 +107,8 @@ def convert(
         shift: ``"membrane"`` (initial membrane ``V_th/2``: independent of T, so one
             simulation to ``T_max`` is valid at every ``T``), ``"bias"`` (Algorithm 1:
             ``+V_th/(2T)`` to the bias, i.e. a constant input current; valid at ``timesteps``
-            only) or ``"none"``.
+            only), ``"constant"`` (``+shift_fraction * V_th`` at every step, whatever T: the
+            paper's Tables 2-3 shift ``V_th/1600``; one simulation gives every T) or ``"none"``.
         timesteps: the simulation length T, required for ``shift="bias"``.
         readout: ``"analog"`` (the last layer accumulates its input currents; predictions =
             argmax of the summed output) or ``"spiking"`` (the paper's IF output layer with
@@ -127,6 +119,11 @@ def convert(
             take back early ones: fewer errors at short T), or one added with
             :func:`~lightning_snn.neurons.register_neuron`. A gated spiking max-pool needs positive
             spikes, so a model with one is refused for a neuron that emits negative spikes.
+        shift_scale: multiplies the membrane or bias shift (0 = no shift, 1 = the paper's; the
+            paper's Fig. 3B-D sweep it); must stay 1 for the other modes.
+        shift_fraction: the constant shift per step in units of ``V_th`` (default 1/1600, the
+            paper's A.2); only with ``shift="constant"``. The spiking readout's output neuron
+            gets no shift in any mode (A.2: "except for the output layer").
 
     Returns:
         The SNN (a :class:`~lightning_snn.snn.ConvertedSNN`: the body graph, the readout, the
@@ -137,8 +134,7 @@ def convert(
         ConversionError: the model holds something the converter cannot convert exactly.
         ValueError: bad settings, or thresholds that do not fit this model.
     """
-    if shift not in SHIFT_MODES:
-        raise ValueError(f"unknown shift mode {shift!r}; choose one of {list(SHIFT_MODES)}.")
+    check_shift(shift, shift_scale, shift_fraction)
     if readout not in READOUTS:
         raise ValueError(f"unknown readout {readout!r}; choose one of {list(READOUTS)}.")
     if shift == "bias" and (timesteps is None or int(timesteps) <= 0):
@@ -155,7 +151,7 @@ def convert(
         )
     for name, act in sites.items():
         vth = torch.as_tensor(thresholds[name], dtype=torch.float64)  # IFNeuron names a dead or NaN site
-        v_init, bias = _shift_terms(vth, shift, timesteps)
+        v_init, bias = shift_terms(vth, shift, timesteps, shift_scale, shift_fraction)
         if isinstance(act, ThresholdReLU):
             bias = bias - act.shift  # the source ANN computed clamp(x - shift, 0, y_th)
         set_submodule(snn, name, make(vth, v_init=v_init, bias_current=bias, name=name))
@@ -194,6 +190,7 @@ def stateful_modules(snn: nn.Module) -> list[StatefulModule]:
 __all__ = [
     "CALIBRATION_METHODS",
     "OUTPUT_KEY",
+    "PAPER_CONSTANT_SHIFT",
     "READOUTS",
     "SHIFT_MODES",
     "ConversionError",
@@ -202,6 +199,7 @@ __all__ = [
     "calibrate_thresholds",
     "check_calibration",
     "check_convertible",
+    "check_shift",
     "convert",
     "neurons",
     "site_activations",

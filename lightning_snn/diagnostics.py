@@ -38,7 +38,11 @@ at every T of the list, reduce it at once to a few numbers per layer; nothing of
   Then ``E|h'(z - delta) - h(z)| = V_th / (4T)`` at the paper's optimal shift
   ``delta = V_th / (2T)`` (eq. 15: a rounding; our membrane and bias shifts both realise it) and
   ``V_th / (2T)`` without a shift (a floor), for neurons whose activation is inside
-  ``(0, V_th)``; 0 for those at 0 or at the clip, where the IF neuron is exact. We compare the
+  ``(0, V_th)``; 0 for those at 0 or at the clip, where the IF neuron is exact. A shift of
+  another size (``shift_scale``, the constant shift) offsets the floor by ``o`` steps, read from
+  the neuron's initial membrane and bias current at each T (``o = v_0 / V_th + T b / V_th``),
+  and the model's error is ``(o^2 + (1 - o)^2) / 2`` steps for ``0 <= o <= 1``, ``o - 1/2``
+  beyond (:func:`quantisation_factor`). We compare the
   mean *absolute* error in activation units because the paper's own totals, eq. (13) and (16)
   (``L V_th^2 / (4T)``), are a loss proxy (constant Hessian, summed over layers), not a per-layer
   quantity one can measure; they share its ``1/T`` law. The prediction is the layer's own
@@ -117,12 +121,14 @@ class Diagnostics:
         per_t: ``[layers, T, 4]`` float64 sums: spikes, SOPs driven by the layer's spikes,
             ``sum |rate x V_th - min(a, V_th)|`` over neurons, and the neurons whose spike count
             could not be recovered (:func:`spike_counts`; any makes :meth:`to_json` fail).
-        per_layer: ``[layers, 4]`` float64 sums: ``min(a, V_th)``, ``relu(a - V_th)``, the
-            quantisation model's ``k V_th`` over neurons with ``0 < a < V_th`` (``k`` = 1/4 with
-            a shift, 1/2 without), and the number of neurons with an ANN activation.
+        per_layer: ``[layers, 4]`` float64 sums: ``min(a, V_th)``, ``relu(a - V_th)``, ``V_th``
+            over neurons with ``0 < a < V_th``, and the number of neurons with an ANN activation.
         structure: ``[layers + 2]`` float64, per image: neurons per layer, input MACs, ANN MACs.
         images: images simulated (a float64 tensor).
         energy: the energy constants of the report.
+        quant_factor: ``[layers, T]``: the quantisation model's mean error in steps of
+            ``V_th / T`` (1/4 with the paper's shift, 1/2 without; :func:`quantisation_factor`), a
+            property of the SNN (not summed by :meth:`merge`); ``None``: no prediction (NaN).
     """
 
     timesteps: list[int]
@@ -132,16 +138,29 @@ class Diagnostics:
     structure: torch.Tensor
     images: torch.Tensor
     energy: EnergyModel = field(default_factory=EnergyModel)
+    quant_factor: torch.Tensor | None = None
 
     @classmethod
     def empty(
-        cls, timesteps: Sequence[int], layers: Sequence[str], device=None, energy: EnergyModel | None = None
+        cls,
+        timesteps: Sequence[int],
+        layers: Sequence[str],
+        device=None,
+        energy: EnergyModel | None = None,
+        quant_factor: torch.Tensor | None = None,
     ) -> Diagnostics:
         """All zeros: a rank with no batches joins the all-reduce with this."""
         n, nt = len(layers), len(timesteps)
         zeros = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=device)  # noqa: E731
         return cls(
-            list(timesteps), list(layers), zeros(n, nt, 4), zeros(n, 4), zeros(n + 2), zeros(), energy or EnergyModel()
+            list(timesteps),
+            list(layers),
+            zeros(n, nt, 4),
+            zeros(n, 4),
+            zeros(n + 2),
+            zeros(),
+            energy or EnergyModel(),
+            quant_factor,
         )
 
     # -- accumulation ---------------------------------------------------------------------------
@@ -245,6 +264,7 @@ class Diagnostics:
         layers without an ANN activation (a spiking readout's neuron) are left out."""
         per_t, _ = self._per_image()
         per_layer = self.per_layer.tolist()
+        factor = self.quant_factor.tolist() if self.quant_factor is not None else None
         out: dict[int, dict[str, dict[str, float]]] = {}
         for i, t in enumerate(self.timesteps):
             row = {}
@@ -257,7 +277,7 @@ class Diagnostics:
                 row[name] = {
                     "mae": mae,
                     "relative": mae / mean_act if mean_act > 0 else float("nan"),
-                    "predicted_mae": quant / (t * elements),
+                    "predicted_mae": factor[j][i] * quant / (t * elements) if factor else float("nan"),
                     "clip_mae": clip / elements,
                     "mean_activation": mean_act,
                 }
@@ -401,6 +421,9 @@ class DiagnosticsProbe:
         timesteps: the simulation lengths T.
         time_chunk: as in :func:`~lightning_snn.simulation.simulate`.
         energy: energy constants (default :class:`EnergyModel`).
+        read_timesteps: the T at which the outputs are read (default ``timesteps``); a superset of
+            ``timesteps``, which alone get diagnostics (e.g. every T of an average over 400..600,
+            read from the same simulation without a diagnostics read at each).
     """
 
     def __init__(
@@ -410,6 +433,7 @@ class DiagnosticsProbe:
         timesteps: Sequence[int],
         time_chunk: int | str = "auto",
         energy: EnergyModel | None = None,
+        read_timesteps: Sequence[int] | None = None,
     ) -> None:
         self.timesteps = validate_timesteps(timesteps)
         if isinstance(snns, Sequence):  # SpikingEvaluator.snns: each SNN knows the T it is built for
@@ -428,16 +452,35 @@ class DiagnosticsProbe:
         self.layers = self.sites + ([OUTPUT_KEY] if readout is not None else [])
         self.synapses: SynapseMap | None = None
         self._fanouts: dict[tuple, torch.Tensor] = {}
-        self._shifted: dict[str, bool] = {}
+        self.quant_factor = torch.tensor(
+            [[self._quant_factor(name, t) for t in self.timesteps] for name in self.layers], dtype=torch.float64
+        ).reshape(len(self.layers), len(self.timesteps))
+        self.read_timesteps = self.timesteps if read_timesteps is None else validate_timesteps(read_timesteps)
+        if not set(self.timesteps) <= set(self.read_timesteps):
+            raise ValueError(f"read_timesteps must hold every T of the diagnostics {self.timesteps}.")
+        if None not in self.snns and self.read_timesteps != self.timesteps:
+            raise ValueError("one SNN per T (bias shift) reads its own T only: read_timesteps must be the T list.")
+
+    def _quant_factor(self, name: str, t: int) -> float:
+        """The quantisation model's error in steps at T for layer ``name`` of the SNN simulated at T:
+        the floor's offset ``o`` (steps) from the neuron's initial membrane and bias current. Negative
+        currents (an ANN trained with a shifted ReLU subtracts its shift) are the ANN's own, not a
+        shift of the floor: left out, as the model compares with that ANN."""
+        gm, readout = _body(self.snns[None] if None in self.snns else self.snns[t])
+        neuron = readout if name == OUTPUT_KEY else _get(gm, name)
+        vth = neuron.v_threshold.to(torch.float64)
+        offset = float((neuron.v_init.to(torch.float64) / vth).clamp(min=0).mean())
+        offset += t * float((neuron.bias_current.to(torch.float64) / vth).clamp(min=0).mean())
+        return quantisation_factor(offset)
 
     def empty(self, device=None) -> Diagnostics:
         """Zero diagnostics of this SNN (for a rank with no batches)."""
-        return Diagnostics.empty(self.timesteps, self.layers, device, self.energy)
+        return Diagnostics.empty(self.timesteps, self.layers, device, self.energy, self.quant_factor)
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Diagnostics]:
-        """Simulate the batch ``x``; returns ``(outputs [len(T), B, ...], Diagnostics of this batch)``,
-        one output row per T of ``self.timesteps`` (sorted, de-duplicated)."""
+        """Simulate the batch ``x``; returns ``(outputs [len(read_timesteps), B, ...], Diagnostics of this
+        batch)``, one output row per T of ``self.read_timesteps`` (sorted, de-duplicated)."""
         if self.synapses is None:
             self.synapses = synapse_map(next(iter(self.snns.values())), x)
         diag = self.empty(x.device)
@@ -448,7 +491,7 @@ class DiagnosticsProbe:
         diag.images = torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device)
         outputs = []
         for t in [None] if None in self.snns else self.timesteps:
-            snn, ts = self.snns[t], self.timesteps if t is None else [t]
+            snn, ts = self.snns[t], self.read_timesteps if t is None else [t]
             gm, readout = _body(snn)
             pools = {
                 n: _PoolSum() for n, fan in self.synapses.fanout.items() if isinstance(_get(gm, n), SpikingMaxPool2d)
@@ -458,7 +501,16 @@ class DiagnosticsProbe:
                 read = lambda step, gm=gm, readout=readout, pools=pools: self._read(  # noqa: E731
                     gm, readout, pools, x, step, diag, targets, scratch
                 )
-                outputs.append(simulate(snn, x, ts, self.time_chunk, on_timestep=read))
+                outputs.append(
+                    simulate(
+                        snn,
+                        x,
+                        ts,
+                        self.time_chunk,
+                        on_timestep=read,
+                        on_timestep_at=self.timesteps if t is None else ts,
+                    )
+                )
             finally:
                 for h in handles:
                     h.remove()
@@ -508,13 +560,6 @@ class DiagnosticsProbe:
         if readout is not None:
             read_neuron(OUTPUT_KEY, readout, out)
 
-    def _error_per_step(self, name: str, neuron: IFNeuron) -> float:
-        """``E|error| / (V_th / T)`` of the quantisation model: 1/4 for a shifted neuron (a rounding),
-        1/2 without a shift (a floor)."""
-        if name not in self._shifted:  # read once: a device sync
-            self._shifted[name] = bool((neuron.v_init > 0).any() or (neuron.bias_current > 0).any())
-        return 0.25 if self._shifted[name] else 0.5
-
     def _ann_targets(self, x: torch.Tensor, diag: Diagnostics) -> dict[str, torch.Tensor]:
         """``min(a, V_th)`` per layer for the errors, and the per-layer sums of this batch."""
         self.ann = self.ann.to(x.device)
@@ -546,13 +591,23 @@ class DiagnosticsProbe:
             layer = diag.per_layer[j]
             layer[_ACT] = clipped.sum()
             layer[_CLIP] = (a - clipped).sum()
-            layer[_QUANT] = self._error_per_step(name, neuron) * inside_vth
+            layer[_QUANT] = inside_vth  # x the quantisation factor per T, in layer_errors
             layer[_ELEMENTS] = a.numel()
             diag.structure[j] = a[0].numel()
             targets[name] = clipped
         if len(self.layers) > len(self.sites):  # the spiking readout's neuron
             diag.structure[len(self.sites)] = float(self.synapses.fanout[OUTPUT_KEY].numel())
         return targets
+
+
+def quantisation_factor(offset: float) -> float:
+    """``E|floor(u + o) - u|`` for ``u`` uniform in ``[0, 1)``: the IF neuron's mean rate error in
+    steps of ``V_th / T`` when its charge is offset by ``o >= 0`` steps. ``o = 1/2`` (the paper's
+    shift, a rounding): 1/4; ``o = 0`` (a floor): 1/2; ``(o^2 + (1 - o)^2) / 2`` up to ``o = 1``,
+    ``o - 1/2`` beyond (every count is then too high)."""
+    if offset >= 1:
+        return offset - 0.5
+    return (offset**2 + (1 - offset) ** 2) / 2
 
 
 def _get(gm: nn.Module, name: str) -> nn.Module | None:

@@ -23,7 +23,6 @@ from torch import nn
 from lightning_snn.conversion import (
     OUTPUT_KEY,
     READOUTS,
-    SHIFT_MODES,
     calibrate_thresholds,
     check_calibration,
     check_neuron,
@@ -32,8 +31,10 @@ from lightning_snn.correction import CORRECTIONS, correct_bias
 from lightning_snn.diagnostics import Diagnostics, DiagnosticsProbe, EnergyModel
 from lightning_snn.recurrent_conversion import is_recurrent
 from lightning_snn.results import RESULTS_SCHEMA_VERSION, SCHEMA_KEY
+from lightning_snn.shift import PAPER_CONSTANT_SHIFT, check_shift
 from lightning_snn.simulation import SpikingEvaluator, validate_timesteps
 from lightning_snn.snn import ConvertedSNN
+from lightning_snn.t_average import TAverage, read_timesteps, validate_average_over
 
 
 @dataclass
@@ -59,6 +60,9 @@ class ConversionReport:
         neuron: ``"if"`` or ``"signed"`` (:func:`~lightning_snn.conversion.convert`).
         diagnostics: firing rates, synaptic operations, energy and per-layer errors at every T
             (:class:`~lightning_snn.diagnostics.Diagnostics`), if requested.
+        shift_scale, shift_fraction: the shift's size (:func:`~lightning_snn.conversion.convert`).
+        average: the accuracy averaged over every T of a range (:class:`~lightning_snn.t_average.TAverage`),
+            if requested.
         snns: the simulated :class:`~lightning_snn.snn.ConvertedSNN` (s), e.g. to export one.
     """
 
@@ -83,6 +87,9 @@ class ConversionReport:
     correction_timesteps: int | None = None
     neuron: str = "if"
     diagnostics: Diagnostics | None = None
+    shift_scale: float = 1.0
+    shift_fraction: float | None = None
+    average: TAverage | None = None
     #: the converted SNNs that were simulated (one, or one per T in bias mode); not in the JSON
     snns: list[ConvertedSNN] = field(default_factory=list, repr=False, compare=False)
 
@@ -100,6 +107,8 @@ class ConversionReport:
             "correction": self.correction,
             "correction_timesteps": self.correction_timesteps,
             "neuron": self.neuron,
+            "shift_scale": self.shift_scale,
+            "shift_fraction": self.shift_fraction,
             "num_test_images": self.num_test_images,
             "calibration_images": self.calibration_images,
             "ann_acc": round(self.ann_acc, 6),
@@ -111,6 +120,8 @@ class ConversionReport:
             "output_threshold": _jsonable(self.output_threshold),
             "seconds": dict(self.seconds),
         }
+        if self.average is not None:
+            data["average_over"] = self.average.to_json()
         if self.diagnostics is not None:  # firing_rates, synaptic_ops, energy, layer_errors
             data.update(self.diagnostics.to_json())
         return data
@@ -120,6 +131,8 @@ class ConversionReport:
         lines = [f"  ANN accuracy: {self.ann_acc:.2f}%", "      T   SNN acc   conversion loss"]
         for t in self.timesteps:
             lines.append(f"  {t:5d}   {self.snn_acc[t]:6.2f}%   {self.conversion_loss[t]:+6.2f} pts")
+        if self.average is not None:
+            lines.append(self.average.table_line())
         if self.diagnostics is not None:
             lines.append(self.diagnostics.table())
         return "\n".join(lines)
@@ -151,11 +164,14 @@ def validate_conversion_settings(
     correction: str = "none",
     correction_timesteps: int | None = None,
     neuron: str = "if",
+    shift_scale: float = 1.0,
+    shift_fraction: float | None = None,
+    average_over: Sequence[int] | None = None,
 ) -> list[int]:
     """Check the settings of :func:`evaluate_conversion` before any work; returns the sorted T list."""
     ts = validate_timesteps(timesteps)
-    if shift not in SHIFT_MODES:
-        raise ValueError(f"unknown shift mode {shift!r}; choose one of {list(SHIFT_MODES)}.")
+    check_shift(shift, shift_scale, shift_fraction)
+    validate_average_over(average_over, ts, shift)
     if readout not in READOUTS:
         raise ValueError(f"unknown readout {readout!r}; choose one of {list(READOUTS)}.")
     validate_time_chunk(time_chunk)
@@ -213,6 +229,9 @@ def evaluate_conversion(
     energy: EnergyModel | None = None,
     neuron: str = "if",
     output_loops: Sequence[int] | None = None,
+    shift_scale: float = 1.0,
+    shift_fraction: float | None = None,
+    average_over: Sequence[int] | None = None,
 ) -> ConversionReport:
     """Calibrate thresholds on ``calibration_batches``, convert, and measure ANN and SNN accuracy
     on ``test_batches`` at every T.
@@ -240,6 +259,12 @@ def evaluate_conversion(
             to take back early ones: fewer errors at short T; a negative spike is a synaptic
             event like a positive one). See :func:`~lightning_snn.conversion.convert`.
         output_loops: recurrent models only: the loop counts of the spiking output layer.
+        shift_scale: multiplies the membrane or bias shift (0 = none, 1 = the paper's).
+        shift_fraction: the constant shift per step, in units of ``V_th`` (``shift="constant"``;
+            default 1/1600, the paper's Tables 2-3).
+        average_over: ``[first, last]``: also the mean and standard deviation of the SNN's
+            accuracy over every T from ``first`` to ``last`` (within the simulation, so
+            ``last <= max(timesteps)``), read from the same simulation (not with ``shift="bias"``).
 
     A recurrent model (:func:`~lightning_snn.recurrent_conversion.is_recurrent`) goes to
     :func:`~lightning_snn.recurrent_evaluation.evaluate_recurrent_conversion` with these settings
@@ -251,6 +276,11 @@ def evaluate_conversion(
     if is_recurrent(model):  # appendix A.4: its own converter, the same settings and report
         from lightning_snn.recurrent_evaluation import evaluate_recurrent_conversion
 
+        if shift_scale != 1 or shift_fraction is not None or average_over is not None:  # not silently ignored
+            raise ValueError(
+                "shift_scale, shift_fraction and average_over apply to feed-forward models only; remove them "
+                "for a recurrent model."
+            )
         settings = dict(shift=shift, readout=readout, time_chunk=time_chunk, device=device, calibration=calibration)
         settings.update(correction=correction, diagnostics=diagnostics, energy=energy, neuron=neuron)
         return evaluate_recurrent_conversion(
@@ -259,8 +289,13 @@ def evaluate_conversion(
     if output_loops is not None:
         raise ValueError("output_loops applies to recurrent models only (their looped output layer); remove it.")
     ts = validate_conversion_settings(
-        timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron
-    )
+        timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron,
+        shift_scale, shift_fraction, average_over,
+    )  # fmt: skip
+    average = validate_average_over(average_over, ts, shift)
+    read_ts = read_timesteps(ts, average)  # the report's T and every T of the average: one simulation
+    if shift == "constant" and shift_fraction is None:
+        shift_fraction = PAPER_CONSTANT_SHIFT
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -277,8 +312,9 @@ def evaluate_conversion(
 
         t0 = time.perf_counter()
         evaluator = SpikingEvaluator(
-            model, thresholds, ts, shift=shift, readout=readout, time_chunk=time_chunk, neuron=neuron
-        )
+            model, thresholds, read_ts, shift=shift, readout=readout, time_chunk=time_chunk, neuron=neuron,
+            shift_scale=shift_scale, shift_fraction=shift_fraction,
+        )  # fmt: skip
         t_conversion = time.perf_counter() - t0
         t0 = time.perf_counter()
         if correction == "light":
@@ -287,8 +323,8 @@ def evaluate_conversion(
 
         t0 = time.perf_counter()
         # [ANN correct, SNN correct at each T, images], summed over ranks at the end
-        counts = torch.zeros(len(ts) + 2, dtype=torch.long, device=device)
-        probe = DiagnosticsProbe(evaluator.snns, model, ts, time_chunk, energy) if diagnostics else None
+        counts = torch.zeros(len(read_ts) + 2, dtype=torch.long, device=device)
+        probe = DiagnosticsProbe(evaluator.snns, model, ts, time_chunk, energy, read_ts) if diagnostics else None
         diag = probe.empty(device) if probe is not None else None
         for batch in test_batches:
             x, y = batch[0].to(device), batch[1].to(device)
@@ -315,14 +351,15 @@ def evaluate_conversion(
         raise ValueError("the test set is empty: pass at least one (inputs, targets) batch.")
     correct = counts[:-1].tolist()
     ann = 100.0 * correct[0] / total
-    snn = {t: 100.0 * c / total for t, c in zip(ts, correct[1:], strict=True)}
+    read = dict(zip(read_ts, correct[1:], strict=True))
+    snn = {t: 100.0 * read[t] / total for t in ts}
     return ConversionReport(
         timesteps=ts,
         ann_acc=ann,
         snn_acc=snn,
         conversion_loss={t: ann - a for t, a in snn.items()},
         ann_correct=correct[0],
-        snn_correct=dict(zip(ts, correct[1:], strict=True)),
+        snn_correct={t: read[t] for t in ts},
         thresholds={k: v for k, v in thresholds.items() if k != OUTPUT_KEY},
         output_threshold=thresholds.get(OUTPUT_KEY),
         num_test_images=total,
@@ -343,6 +380,9 @@ def evaluate_conversion(
         correction_timesteps=correction_timesteps if correction != "none" else None,
         neuron=neuron,
         diagnostics=diag,
+        shift_scale=shift_scale,
+        shift_fraction=shift_fraction,
+        average=TAverage.from_counts(average, read, total, ann) if average is not None else None,
         snns=evaluator.snns,
     )
 

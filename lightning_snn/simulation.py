@@ -74,6 +74,7 @@ def simulate(
     time_chunk: int | str = "auto",
     record_spikes: bool = False,
     on_timestep: Callable[[int], None] | None = None,
+    on_timestep_at: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Run ``snn`` on the constant input ``x`` up to ``max(timesteps)`` steps.
 
@@ -89,6 +90,9 @@ def simulate(
             while every layer still holds its state at that step (membrane potentials ``v``):
             chunks then end at every T. What :class:`lightning_snn.diagnostics.DiagnosticsProbe`
             reads its per-T spike counts from; ``None`` (the default) changes nothing.
+        on_timestep_at: the T (a subset of ``timesteps``) at which ``on_timestep`` is called;
+            default every T of ``timesteps``. The outputs at the other T are read as usual,
+            without ending a chunk there (e.g. every T of an average over T = 400..600).
 
     Returns:
         ``[len(timesteps), B, ...]``: the time-averaged output (sum of the readout over the
@@ -97,6 +101,9 @@ def simulate(
     """
     ts = validate_timesteps(timesteps)
     rows = rows_as_asked(timesteps, ts)
+    stops = ts if on_timestep_at is None else validate_timesteps(on_timestep_at)
+    if not set(stops) <= set(ts):
+        raise ValueError(f"on_timestep_at {sorted(set(stops) - set(ts))} are not in timesteps: read them too.")
     chunk = resolve_time_chunk(time_chunk, x.device, x.shape[0])
     batch = x.shape[0]
     all_neurons = stateful_modules(snn)
@@ -112,13 +119,13 @@ def simulate(
             n.record_spikes = record_spikes
     results: list[torch.Tensor] = []
     total: torch.Tensor | None = None
-    t_done, next_i = 0, 0
+    t_done, next_i, next_stop = 0, 0, 0
     try:
         run_chunk = chunk_runner(snn, x)  # the layers that see only the constant input run once, here
         while t_done < ts[-1]:
             steps = min(chunk, ts[-1] - t_done)
-            if on_timestep is not None:
-                steps = min(steps, ts[next_i] - t_done)  # the callback reads the state at step T
+            if on_timestep is not None and next_stop < len(stops):
+                steps = min(steps, stops[next_stop] - t_done)  # the callback reads the state at step T
             for n in all_neurons:
                 n.steps = steps
             out = run_chunk()
@@ -133,8 +140,9 @@ def simulate(
             t_done += steps
             if time_chunk == "auto" and t_done == steps:  # after the first chunk the activations' sizes are known
                 chunk = resolve_time_chunk("auto", x.device, batch, largest_state_bytes(all_neurons, batch))
-            if on_timestep is not None and ts[next_i - 1] == t_done:
+            if on_timestep is not None and next_stop < len(stops) and stops[next_stop] == t_done:
                 on_timestep(t_done)
+                next_stop += 1
     finally:
         for n in all_neurons:
             n.free_state()  # spike counts stay for the caller
@@ -152,9 +160,10 @@ def rows_as_asked(timesteps: Sequence[int] | int, ts: list[int]) -> torch.Tensor
 class SpikingEvaluator:
     """Every SNN needed to read an ANN's conversion at a list of T, behind one call.
 
-    Membrane and no-shift modes need one SNN simulated once to ``T_max``; the bias mode
-    (Algorithm 1 exactly) shifts the bias by ``V_th/(2T)``, so it builds one SNN per T and
-    simulates each to its own T.
+    Membrane, constant and no-shift modes need one SNN simulated once to ``T_max``; the bias
+    mode (Algorithm 1 exactly) shifts the bias by ``V_th/(2T)``, so it builds one SNN per T and
+    simulates each to its own T. ``shift_scale`` / ``shift_fraction``: as in
+    :func:`~lightning_snn.conversion.convert`.
     """
 
     def __init__(
@@ -166,15 +175,18 @@ class SpikingEvaluator:
         readout: str = "analog",
         time_chunk: int | str = "auto",
         neuron: str = "if",
+        shift_scale: float = 1.0,
+        shift_fraction: float | None = None,
     ) -> None:
         self.timesteps = validate_timesteps(timesteps)
         self.time_chunk = time_chunk
         #: the converted SNNs: one valid at every T, or (bias mode) one per T, each knowing its T
         self.snns: list[ConvertedSNN]
+        kinds = {"shift_scale": shift_scale, "shift_fraction": shift_fraction}
         if shift == "bias":
-            self.snns = [convert(model, thresholds, "bias", t, readout, neuron) for t in self.timesteps]
+            self.snns = [convert(model, thresholds, "bias", t, readout, neuron, **kinds) for t in self.timesteps]
         else:
-            self.snns = [convert(model, thresholds, shift, None, readout, neuron)]
+            self.snns = [convert(model, thresholds, shift, None, readout, neuron, **kinds)]
         for snn in self.snns:  # event-driven layers where lightning_snn.sparse's mode says so
             sparse.apply_mode(snn)
 

@@ -35,7 +35,8 @@ class ConvertedSNN(nn.Module):
     Args:
         body: the SNN's graph, with IF neurons at the activation sites.
         readout_neuron: the spiking readout's IF neuron, or ``None`` (analog readout).
-        shift: ``"membrane"``, ``"bias"`` or ``"none"``.
+        shift: ``"membrane"``, ``"bias"``, ``"constant"`` or ``"none"`` (its size, e.g. a
+            ``shift_scale``, is in the neurons' ``v_init`` and ``bias_current``).
         timesteps: the T a bias-shift SNN is built for; ``None`` for the other modes.
         thresholds: ``{site: V_th}`` the neurons were built with.
         neuron: the neuron model (``"if"`` or ``"signed"``).

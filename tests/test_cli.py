@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lightning_snn.shift import PAPER_CONSTANT_SHIFT
 from tests.conftest import REPO
 
 CONFIG_DIR = REPO / "configs"
@@ -45,6 +46,7 @@ VARIANTS = {
     "t": ("threshold_relu", {"none"}),
     "s": ("relu", {"bias", "membrane"}),
     "ts": ("threshold_relu", {"bias", "membrane"}),
+    "constant": ("threshold_relu", {"constant"}),  # <arch>_ts_constant: Tables 2-3's threshold + V_th/1600
 }
 
 
@@ -118,6 +120,10 @@ def test_every_config_parses_and_builds(stack, tmp_path):
         assert cli.config.data.init_args.batch_size == 128
         assert cli.model.hparams.y_th == {"cifar10": 1.0, "cifar100": 2.0}[dataset]
         assert (cli.model.hparams.init_from is not None) == (dataset == "cifar100")  # warm start from CIFAR-10
+        # the columns of Tables 2-3 (ReLU, threshold, threshold + the constant shift): every T of 400..600
+        assert snn.average_over == ([400, 600] if variant in ("relu", "t", "constant") else None)
+        if variant == "constant":
+            assert snn.shift_fraction == PAPER_CONSTANT_SHIFT
 
 
 def test_fit_then_test_gives_identical_snn_numbers(cifar10_dir, tmp_path):
@@ -178,6 +184,24 @@ def test_unknown_model_name_is_a_clear_error(tmp_path):
     )
     assert proc.returncode != 0
     assert "unknown model 'resnet1000'" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        ("--snn.shift_scale=-1", ">= 0"),
+        ("--snn.average_over=[400,600]", "add 600 to timesteps"),  # the quickstart simulates to T = 512
+        ("--snn.shift_fraction=0.001", "shift: constant"),  # the quickstart's shift is membrane
+    ],
+)
+def test_bad_shift_and_average_settings_fail_before_training(bad, match, tmp_path):
+    from lightning_snn.cli import main
+
+    with pytest.raises(ValueError, match=match):
+        main(
+            ["-c", str(REPO / "configs" / "quickstart.yaml"), bad, f"--trainer.logger.init_args.save_dir={tmp_path}"],
+            run=False,
+        )
 
 
 @pytest.mark.parametrize("bad", ["[]", "[0,16]"])
