@@ -1194,7 +1194,7 @@ def gpu_doc_lines(g: dict) -> list[str]:
 
 #: Other studies' sections of docs/RESULTS.md: benchmarks/<module>.py with ``results_doc_lines(out, tiny)``,
 #: imported only when the doc is rebuilt, so that a rerun of this script keeps their sections.
-OTHER_SECTIONS: tuple[str, ...] = ()
+OTHER_SECTIONS = ("shift_scale", "paper_tables")
 
 
 def rewrite_results_doc(args, out: Path) -> None:

@@ -4,6 +4,7 @@ docs rendered from their JSON (benchmarks/render.py) are what the committed JSON
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -369,3 +370,72 @@ def test_width_study_trains_first_then_simulates_without_the_training_images(cif
     for r in data["results"].values():
         assert len(r["snn_acc"]["membrane"]) == 7 and r["sim_devices"]["membrane"][0].startswith("cpu")
     assert "SGD (momentum 0.9, weight decay 5e-4)" in (tmp_path / "docs" / "RESULTS_tiny.md").read_text()
+
+
+def _load_script(monkeypatch, name: str):
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"{name}_under_test", REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_paired_standard_error_and_the_shift_findings_from_per_image_outcomes(monkeypatch):
+    ss = _load_script(monkeypatch, "shift_scale")
+    # two settings on 8 images that disagree on 3 (one gain, two losses): McNemar's standard error
+    a, b = "11110000", "10011000"
+    assert ss.paired_se(a, b) == pytest.approx(100 * (3 - 1 / 8) ** 0.5 / 8)
+    assert ss.paired_se(a, a) == 0.0
+    args = argparse.Namespace(modes=["bias"], scales=[0.0, 1.0, 2.0], timesteps=[16, 200])
+    n = 400
+
+    def bits(k: int) -> str:  # the first k images right: settings nest, so differences are all one way
+        return "1" * k + "0" * (n - k)
+
+    relu = {"bits": {("bias", s, t): bits(k) for (s, t), k in {(0.0, 16): 100, (1.0, 16): 300, (2.0, 16): 250,
+            (0.0, 200): 280, (1.0, 200): 320, (2.0, 200): 300}.items()}}  # fmt: skip
+    thr = {"bits": {("bias", s, t): bits(k) for (s, t), k in {(0.0, 16): 200, (1.0, 16): 300, (2.0, 16): 260,
+           (0.0, 200): 340, (1.0, 200): 320, (2.0, 200): 300}.items()}}  # fmt: skip
+    text = "\n".join(ss.findings({"relu": relu, "threshold": thr}, args))
+    assert "optimal scale is about 1 even at long T: **holds**" in text
+    assert "T = 200: 1 (80.00%), within noise 1" in text  # 300/400: 20 images below, s.e. 1.09: not tied
+    assert "slightly hurts at long T: **holds**" in text and "T = 200: -5.00 points" in text
+    thr["bits"][("bias", 1.0, 200)] = bits(339)  # one image from no shift: within noise at long T
+    assert "slightly hurts at long T: **partly**" in "\n".join(ss.findings({"relu": relu, "threshold": thr}, args))
+
+
+@pytest.mark.slow  # ~1 min on 2 cores: two tiny trainings, then 3 scales x 2 T x 2 modes per network
+def test_shift_scale_script_tiny_resumes(cifar10_dir, tmp_path):
+    run_tiny("shift_scale.py", cifar10_dir, tmp_path)
+    data = json.loads((tmp_path / "docs" / "shift_scale_tiny.json").read_text())
+    for net in ("relu", "threshold"):
+        accs = data["networks"][net]["snn_acc"]
+        assert set(accs) == {"bias", "membrane"} and set(accs["bias"]) == {"0", "1", "2"}
+        assert accs["bias"]["0"] == accs["membrane"]["0"]  # scale 0: no shift either way
+    doc = (tmp_path / "docs" / "RESULTS_tiny.md").read_text()
+    assert "The size of the shift" in doc and "The paper's two findings" in doc
+    proc = run_tiny("shift_scale.py", cifar10_dir, tmp_path)  # a rerun finds everything done
+    assert "batch 0" not in proc.stdout
+
+
+def test_results_doc_labels_the_five_pool_network_and_keeps_the_other_sections(monkeypatch, tmp_path):
+    fidelity = _load_fidelity(monkeypatch)
+    docs = REPO / "docs"
+    for name in ("width_study_five_pool.json", "width_check_seed.json", "gpu_full_width.json"):
+        (tmp_path / name).write_text((docs / name).read_text())
+    new = json.loads((docs / "width_study_five_pool.json").read_text())
+    new["network"] = "paper"
+    new["results"] = {"0.125": new["results"]["0.125"]}
+    (tmp_path / "width_study.json").write_text(json.dumps(new))
+    (tmp_path / "reproduce.json").write_text(json.dumps({"scale": _load_script(monkeypatch, "paper_tables").SCALE,
+                                                         "runs": {}}))  # fmt: skip
+    fidelity.rewrite_results_doc(argparse.Namespace(tiny=False), tmp_path)
+    doc = (tmp_path / "RESULTS.md").read_text()
+    assert "## Width study: does the conversion loss shrink as VGG-16 grows?\n" in doc  # the paper's network
+    assert "grows? (the earlier five-pool network)" in doc
+    assert doc.count("**Measured on the earlier five-pool VGG-16") == 2  # the old width study and the GPU run
+    assert "Setup check: seed 0 -> 1" in doc.split("(the earlier five-pool network)")[1]  # with its own network
+    assert "## The paper's VGG-16 against the earlier five-pool network" in doc
+    assert "The paper's Tables 2 and 4 at CPU scale" in doc

@@ -1,0 +1,452 @@
+"""The size of the shift (the paper's Fig. 3B-D) at CPU scale: SNN accuracy against the shift's scale.
+
+The paper sweeps the shift ``scale x V_th/(2T)`` on a plain-ReLU and a threshold-ReLU source ANN
+at short and long T and reads two findings from it (section 7.2): with plain ReLU the optimal
+scale is about 1 even at T = 200; with threshold ReLU the shift helps a lot at T = 16 and slightly
+hurts at long T. This script sweeps ``snn.shift_scale`` on two trained networks (e.g. the
+plain-ReLU and threshold-ReLU runs of docs/REPRODUCE.md, Lightning checkpoints of train.py) with
+the paper's bias shift (one SNN per scale and T) and with the membrane shift (``scale x V_th/2``:
+the same charge, one simulation per scale for every T), checks both findings from the numbers, and
+writes ``docs/shift_scale.json``, ``docs/shift_scale.png`` and its section of docs/RESULTS.md.
+
+    python benchmarks/shift_scale.py --relu-ckpt runs/repro_vgg16_relu/checkpoints/last.ckpt \\
+        --threshold-ckpt runs/repro_vgg16_t/checkpoints/last.ckpt --test-samples 1000
+    python benchmarks/shift_scale.py --tiny --data-dir ../shared/data/cifar10   # smoke test (trains tiny nets)
+
+Resumable: every (network, shift, scale, test batch) result is saved in --work-dir as soon as it
+is known, so the same command, rerun, goes on where a killed run stopped. Each image's outcome is
+kept, so a difference between two settings is read against its paired noise (the images on which
+the two disagree), not against a rule of thumb.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from study import evaluation_images, fit_quietly, portable, sha256
+
+from lightning_snn.conversion import calibrate_thresholds
+from lightning_snn.module import ConversionModule
+from lightning_snn.simulation import SpikingEvaluator
+
+REPO = Path(__file__).resolve().parents[1]
+SCALES = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
+TIMESTEPS = [16, 32, 64, 200]
+NETWORKS = {"relu": "plain-ReLU source ANN", "threshold": "threshold-ReLU source ANN"}
+MODES = {
+    "bias": "bias shift: scale x V_th/(2T) per step, one SNN per (scale, T) (the paper's)",
+    "membrane": "membrane shift: initial membrane scale x V_th/2, one simulation per scale for every T",
+}
+#: Settings that must not change between the sittings of one sweep.
+STATE_KEYS = ("test_samples", "calibration_samples", "batch_size", "scales", "timesteps")
+
+
+def load_network(path: Path) -> ConversionModule:
+    module = ConversionModule.load_from_checkpoint(str(path), map_location="cpu")
+    return module.eval()
+
+
+def trained_epochs(path: Path) -> int | None:
+    """Epochs trained when the checkpoint was saved: Lightning's processed epochs (a checkpoint saved at an
+    epoch's end counts that epoch as processed, not yet as completed)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"])
+    except (KeyError, TypeError):
+        return None
+
+
+def tiny_networks(args, work: Path) -> dict[str, Path]:
+    """Two tiny networks trained for one epoch (the smoke test only)."""
+    paths = {}
+    for net, activation in (("relu", "relu"), ("threshold", "threshold_relu")):
+        path = work / f"tiny_{net}.ckpt"
+        if not path.exists():
+            module = ConversionModule(arch="vgg16", width=1 / 16, activation=activation, relu_warmup_epochs=0)
+            trainer, _ = fit_quietly(module, args, work)
+            trainer.save_checkpoint(path)
+        paths[net] = path
+    return paths
+
+
+def load_state(args, path: Path, checkpoints: dict[str, Path]) -> dict:
+    setup = {k: getattr(args, k) for k in STATE_KEYS}
+    setup["sha256"] = {net: sha256(p) for net, p in checkpoints.items()}
+    if not path.exists():
+        return {"setup": setup, "networks": {}}
+    state = json.loads(path.read_text())
+    if state["setup"] != setup:
+        diff = {k: (state["setup"].get(k), v) for k, v in setup.items() if state["setup"].get(k) != v}
+        raise SystemExit(
+            f"{path} holds a sweep with other settings or networks {diff} (stored, asked): rerun with the stored "
+            "settings to go on, or pass another --work-dir."
+        )
+    return state
+
+
+def _bits(correct: torch.Tensor) -> str:
+    return "".join("1" if c else "0" for c in correct.tolist())
+
+
+def sweep(args, net: str, module: ConversionModule, entry: dict, save, calib_x, test_batches) -> None:
+    """Every (mode, scale) of one network on every test batch not yet in ``entry``. Scale 0 is no shift
+    in both modes (bit for bit, tests/test_shift_size.py): simulated once, stored under both."""
+    model = module.model
+    if "thresholds" not in entry:
+        entry["thresholds"] = {k: float(v) for k, v in calibrate_thresholds(model, calib_x, method="max").items()}
+        with torch.no_grad():
+            entry["ann"] = [_bits(model(x).argmax(-1) == y) for x, y in test_batches]
+        save()
+    runs = entry.setdefault("runs", {})
+    for mode in args.modes:
+        for scale in args.scales:
+            key = f"{mode}/{scale:g}"
+            done = runs.setdefault(key, {})
+            if scale == 0 and len(runs.get(f"{_other(mode)}/0", {})) == len(test_batches):
+                done.update(runs[f"{_other(mode)}/0"])  # the same SNN: no shift
+            evaluator = None
+            for i, (x, y) in enumerate(test_batches):
+                if str(i) in done:
+                    continue
+                evaluator = evaluator or SpikingEvaluator(
+                    model, entry["thresholds"], args.timesteps, shift=mode, shift_scale=scale, time_chunk="auto"
+                )
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    correct = evaluator(x).argmax(-1) == y.unsqueeze(0)  # [T, B]
+                done[str(i)] = {str(t): _bits(c) for t, c in zip(args.timesteps, correct, strict=True)}
+                seconds = entry.setdefault("seconds", {})
+                seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
+                save()
+                print(f"  {net} {key} batch {i}: {time.perf_counter() - t0:.0f}s", flush=True)
+
+
+def _other(mode: str) -> str:
+    return "membrane" if mode == "bias" else "bias"
+
+
+def outcomes(entry: dict, key: str, t: int, n_batches: int) -> str | None:
+    """The concatenated per-image outcomes ('1' = correct) of one setting at T, or None if incomplete."""
+    done = entry.get("runs", {}).get(key, {})
+    if len(done) < n_batches:
+        return None
+    return "".join(done[str(i)][str(t)] for i in range(n_batches))
+
+
+def accuracy(bits: str) -> float:
+    return 100.0 * bits.count("1") / len(bits)
+
+
+def paired_se(a: str, b: str) -> float:
+    """Standard error (points) of ``acc(b) - acc(a)`` on the same images: only the images on which the
+    two settings disagree carry it (McNemar): ``100 sqrt(n10 + n01 - (n01 - n10)^2 / n) / n``."""
+    n = len(a)
+    n01 = sum(1 for x, y in zip(a, b, strict=True) if x == "0" and y == "1")
+    n10 = sum(1 for x, y in zip(a, b, strict=True) if x == "1" and y == "0")
+    return 100.0 * math.sqrt(max(n01 + n10 - (n01 - n10) ** 2 / n, 0.0)) / n
+
+
+def summarise(state: dict, args, n_batches: int) -> dict:
+    """Accuracies per (network, mode, scale, T) and the paired standard errors the findings use."""
+    out = {}
+    for net, entry in state["networks"].items():
+        if "ann" not in entry:
+            continue
+        ann = "".join(entry["ann"])
+        r = {"ann_acc": accuracy(ann), "acc": {}, "bits": {}, "meta": entry.get("meta", {})}
+        for mode in args.modes:
+            for scale in args.scales:
+                for t in args.timesteps:
+                    bits = outcomes(entry, f"{mode}/{scale:g}", t, n_batches)
+                    if bits is not None:
+                        r["acc"].setdefault(mode, {}).setdefault(f"{scale:g}", {})[str(t)] = accuracy(bits)
+                        r["bits"][(mode, scale, t)] = bits
+        out[net] = r
+    return out
+
+
+def _diff(r: dict, mode: str, a: float, b: float, t: int) -> tuple[float, float] | None:
+    """(acc at scale b - acc at scale a, its paired standard error) at T, if both are measured."""
+    x, y = r["bits"].get((mode, a, t)), r["bits"].get((mode, b, t))
+    if x is None or y is None:
+        return None
+    return accuracy(y) - accuracy(x), paired_se(x, y)
+
+
+def best_scale(r: dict, mode: str, t: int, scales: list[float]) -> tuple[float, list[float]] | None:
+    """The scale with the best accuracy at T, and every scale within two paired standard errors of it."""
+    accs = {s: accuracy(r["bits"][(mode, s, t)]) for s in scales if (mode, s, t) in r["bits"]}
+    if len(accs) < len(scales):
+        return None
+    best = max(accs, key=lambda s: (accs[s], -abs(s - 1)))  # a tie goes to the scale nearest 1
+    tied = [
+        s for s in scales if accs[best] - accs[s] <= 2 * paired_se(r["bits"][(mode, s, t)], r["bits"][(mode, best, t)])
+    ]
+    return best, tied
+
+
+def findings(summary: dict, args) -> list[str]:
+    """The paper's two findings (section 7.2, Fig. 3B-D), each checked on the bias shift (the paper's
+    sweep) and, beside it, the membrane shift."""
+    lines = []
+    short, long = min(args.timesteps), max(args.timesteps)
+    for mode in args.modes:
+        lines += ["", f"**{MODES[mode].split(':')[0]}**", ""]
+        r = summary.get("relu")
+        if r is not None and all(best_scale(r, mode, t, args.scales) for t in args.timesteps):
+            per_t = {t: best_scale(r, mode, t, args.scales) for t in args.timesteps}
+            unresolved = [t for t, (_, tied) in per_t.items() if len(tied) == len(args.scales)]
+            one_ok = [t for t, (_, tied) in per_t.items() if 1.0 in tied]
+            d0 = _diff(r, mode, 0.0, 1.0, long)
+            if long in unresolved:
+                verdict = f"cannot tell: every scale is within noise of the best at T = {long}"
+            elif long not in one_ok:
+                verdict = "does not hold"
+            else:
+                verdict = "holds" if len(one_ok) == len(args.timesteps) else "partly (at long T, not at every T)"
+            lines.append(
+                f"1. Plain ReLU, the optimal scale is about 1 even at long T: **{verdict}**. Best scale (accuracy) and "
+                "the scales within two paired standard errors of it: "
+                + "; ".join(
+                    f"T = {t}: {b:g} ({_acc(r, mode, b, t):.2f}%), within noise {', '.join(f'{s:g}' for s in tied)}"
+                    for t, (b, tied) in per_t.items()
+                )
+                + f". At T = {long}, scale 1 against no shift: {d0[0]:+.2f} points (paired s.e. {d0[1]:.2f})."
+            )
+        t = summary.get("threshold")
+        if t is not None:
+            gain, hurt = _diff(t, mode, 0.0, 1.0, short), _diff(t, mode, 0.0, 1.0, long)
+            if gain is not None and hurt is not None:
+                helps = gain[0] > 2 * gain[1]
+                hurts = hurt[0] < -2 * hurt[1]
+                neutral = abs(hurt[0]) <= 2 * hurt[1]
+                verdict = "holds" if helps and hurts else ("partly" if helps or hurts else "does not hold")
+                lines.append(
+                    f"2. Threshold ReLU, the shift (scale 1 against 0) helps a lot at T = {short}, slightly hurts at "
+                    f"long T: **{verdict}**. T = {short}: {gain[0]:+.2f} points (paired s.e. {gain[1]:.2f}: "
+                    f"{'helps' if helps else 'within noise' if gain[0] >= -2 * gain[1] else 'hurts'}); T = {long}: "
+                    f"{hurt[0]:+.2f} points (s.e. {hurt[1]:.2f}: "
+                    f"{'hurts' if hurts else 'within noise' if neutral else 'helps'})."
+                )
+                bests = {tt: best_scale(t, mode, tt, args.scales) for tt in args.timesteps}
+                if all(bests.values()):
+                    lines.append(
+                        "   Best scale by T: "
+                        + "; ".join(f"T = {tt}: {b:g} ({_acc(t, mode, b, tt):.2f}%)" for tt, (b, _) in bests.items())
+                        + "."
+                    )
+    return lines
+
+
+def _acc(r: dict, mode: str, scale: float, t: int) -> float:
+    return accuracy(r["bits"][(mode, scale, t)])
+
+
+def plot(summary: dict, args, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    nets = [n for n in NETWORKS if n in summary]
+    fig, axes = plt.subplots(len(nets), len(args.timesteps), figsize=(3.6 * len(args.timesteps), 3.2 * len(nets)),
+                             squeeze=False)  # fmt: skip
+    for i, net in enumerate(nets):
+        r = summary[net]
+        for j, t in enumerate(args.timesteps):
+            ax = axes[i, j]
+            for mode, style in (("bias", "-o"), ("membrane", "--s")):
+                pts = [(s, _acc(r, mode, s, t)) for s in args.scales if (mode, s, t) in r["bits"]]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), style, label=mode, ms=4)
+            ax.axhline(r["ann_acc"], color="gray", ls=":", lw=1, label="ANN")
+            ax.axvline(1.0, color="black", lw=0.5)
+            ax.set_title(f"{net} ANN, T = {t}", fontsize=9)
+            ax.set_xlabel("shift scale (1 = V_th/(2T))")
+            ax.grid(alpha=0.3)
+        axes[i, 0].set_ylabel("SNN accuracy (%)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(args, state: dict, out: Path, n_batches: int) -> None:
+    summary = summarise(state, args, n_batches)
+    stem = "shift_scale" + ("_tiny" if args.tiny else "")
+    payload = {
+        "args": portable(args),
+        "setup": state["setup"],
+        "networks": {
+            net: {
+                "ann_acc": r["ann_acc"],
+                "snn_acc": r["acc"],
+                "meta": r["meta"],
+                "seconds": state["networks"][net].get("seconds", {}),
+            }
+            for net, r in summary.items()
+        },
+        "paired_se": {  # scale 1 against 0 at every T, the findings' comparisons
+            net: {
+                mode: {str(t): d[1] for t in args.timesteps if (d := _diff(r, mode, 0.0, 1.0, t))}
+                for mode in args.modes
+            }
+            for net, r in summary.items()
+        },
+        "findings": findings(summary, args),
+    }
+    _atomic_write(out / f"{stem}.json", json.dumps(payload, indent=2))
+    if summary:
+        plot(summary, args, out / f"{stem}.png")
+    import fidelity  # docs/RESULTS.md is assembled there, this study's section included
+
+    fidelity.rewrite_results_doc(argparse.Namespace(tiny=args.tiny), out)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def results_doc_lines(out: Path, tiny: str) -> list[str]:
+    """This study's section of docs/RESULTS.md, from ``shift_scale.json`` (nothing if it is absent)."""
+    path = out / f"shift_scale{tiny}.json"
+    if not path.exists():
+        return []
+    payload = json.loads(path.read_text())
+    a, setup = payload["args"], payload["setup"]
+    lines = [
+        "",
+        "## The size of the shift (the paper's Fig. 3B-D)",
+        "",
+        f"Generated by `benchmarks/shift_scale.py` from `docs/{path.name}`; rerun instead of editing:",
+        "",
+        f"    {_command(a)}",
+        "",
+        "### Setup",
+        "",
+        f"- Shift scales {', '.join(f'{s:g}' for s in setup['scales'])} at T = "
+        f"{', '.join(map(str, setup['timesteps']))}; scale 1 is the paper's `V_th/(2T)`, 0 no shift "
+        "(`snn.shift_scale`). Two ways to apply it: " + "; ".join(MODES.values()) + ".",
+        f"- Max thresholds over {setup['calibration_samples']} fixed training images; SNN and ANN accuracy on the "
+        f"first {setup['test_samples']} test images (one image = {100 / setup['test_samples']:.2f} points); analog "
+        "readout. A difference between two settings is read against its paired standard error (the images on "
+        "which they disagree; s.e. below); 'within noise' = within two of them.",
+        "- The paper sweeps ResNet-20 on CIFAR-100 (full width, 300 epochs); here CIFAR-10 networks at CPU scale:",
+    ]
+    for net, r in payload["networks"].items():
+        m = r.get("meta", {})
+        lines.append(
+            f"  - {NETWORKS[net]}: `{m.get('arch')}` width {m.get('width')}, {m.get('epochs')} epochs "
+            f"(checkpoint `{m.get('checkpoint')}`, sha256 `{setup['sha256'][net][:16]}...`): ANN "
+            f"{r['ann_acc']:.2f}% on the test images."
+        )
+    lines += ["", "### SNN accuracy (%) by shift scale", ""]
+    for net, r in payload["networks"].items():
+        ts = setup["timesteps"]
+        lines += [f"{NETWORKS[net]} (ANN {r['ann_acc']:.2f}%):", ""]
+        lines.append("| shift | scale | " + " | ".join(f"T={t}" for t in ts) + " |")
+        lines.append("|---|---|" + "---|" * len(ts))
+        for mode, by_scale in r["snn_acc"].items():
+            for scale, accs in by_scale.items():
+                cells = " | ".join(f"{accs[str(t)]:.2f}" if str(t) in accs else "pending" for t in ts)
+                lines.append(f"| {mode} | {scale} | {cells} |")
+        se = payload["paired_se"].get(net, {})
+        lines += [
+            "",
+            "Paired standard error of (scale 1 - scale 0), points: "
+            + "; ".join(f"{mode} " + ", ".join(f"T={t} {v:.2f}" for t, v in d.items()) for mode, d in se.items())
+            + ".",
+            "",
+        ]
+    stem = path.stem
+    lines += [
+        f"![SNN accuracy against the shift scale]({stem}.png)",
+        "",
+        "### The paper's two findings, checked on these numbers",
+        *payload["findings"],
+        "",
+        "The paper reads them from ResNet-20 on CIFAR-100 at full width; the networks here are far from "
+        "converged (minutes of CPU training), which the paper's own discussion names as a factor in the "
+        "optimal shift (its section 5: the distribution of activations and the level of overfitting).",
+    ]
+    return lines
+
+
+def _command(a: dict) -> str:
+    parts = ["python benchmarks/shift_scale.py"]
+    for k in ("relu_ckpt", "threshold_ckpt"):
+        if a.get(k):
+            parts.append(f"--{k.replace('_', '-')} {a[k]}")
+    parts.append(f"--test-samples {a['test_samples']}")
+    if a.get("tiny"):
+        parts.append("--tiny")
+    return " ".join(parts)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--relu-ckpt", default=None, help="Lightning checkpoint of the plain-ReLU network")
+    p.add_argument("--threshold-ckpt", default=None, help="Lightning checkpoint of the threshold-ReLU network")
+    p.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data" / "cifar10"))
+    p.add_argument("--work-dir", default="runs/shift_scale")
+    p.add_argument("--out-dir", default=str(REPO / "docs"))
+    p.add_argument("--test-samples", type=int, default=1000)
+    p.add_argument("--calibration-samples", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--scales", type=float, nargs="+", default=SCALES)
+    p.add_argument("--timesteps", type=int, nargs="+", default=TIMESTEPS)
+    p.add_argument("--modes", nargs="+", choices=sorted(MODES), default=list(MODES))
+    p.add_argument("--tiny", action="store_true", help="smoke test: tiny networks, 64 test images, 3 scales")
+    args = p.parse_args()
+    args.scales, args.timesteps = sorted(set(args.scales)), sorted(set(args.timesteps))
+    if any(s < 0 for s in args.scales):
+        p.error("--scales must be >= 0")
+    work, out = Path(args.work_dir), Path(args.out_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.tiny:
+        args.test_samples, args.calibration_samples, args.batch_size = 64, 128, 32
+        args.scales, args.timesteps = [0.0, 1.0, 2.0], [4, 16]
+        args.seed, args.epochs, args.train_samples = 0, 1, 256
+        checkpoints = tiny_networks(args, work)
+        args.relu_ckpt, args.threshold_ckpt = None, None
+    else:
+        if not (args.relu_ckpt and args.threshold_ckpt):
+            p.error("give --relu-ckpt and --threshold-ckpt (Lightning checkpoints of train.py), or --tiny")
+        checkpoints = {"relu": Path(args.relu_ckpt), "threshold": Path(args.threshold_ckpt)}
+    state_path = work / "shift_scale_state.json"
+    state = load_state(args, state_path, checkpoints)
+
+    def save() -> None:
+        _atomic_write(state_path, json.dumps(state))
+
+    calib_x, test_batches = evaluation_images(args)
+    for net, ckpt in checkpoints.items():
+        module = load_network(ckpt)
+        hp = module.hparams
+        clip = [bool(m.threshold_enabled) for m in module.model.modules() if hasattr(m, "threshold_enabled")]
+        expect = net == "threshold"
+        if clip and all(clip) != expect:
+            raise SystemExit(f"{ckpt}: the {NETWORKS[net]} has threshold ReLUs clipping={all(clip)}; swap the two?")
+        entry = state["networks"].setdefault(net, {})
+        entry["meta"] = {
+            "arch": hp.arch, "width": hp.width, "activation": hp.activation,
+            "epochs": trained_epochs(ckpt),
+            "checkpoint": portable(argparse.Namespace(c=str(Path(ckpt).resolve())))["c"],
+        }  # fmt: skip
+        print(f"== {net}: {hp.arch} width {hp.width}", flush=True)
+        sweep(args, net, module, entry, save, calib_x, test_batches)
+        write_outputs(args, state, out, len(test_batches))
+    print("\n".join(findings(summarise(state, args, len(test_batches)), args)))
+
+
+if __name__ == "__main__":
+    main()
