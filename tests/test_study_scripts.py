@@ -439,3 +439,35 @@ def test_results_doc_labels_the_five_pool_network_and_keeps_the_other_sections(m
     assert "Setup check: seed 0 -> 1" in doc.split("(the earlier five-pool network)")[1]  # with its own network
     assert "## The paper's VGG-16 against the earlier five-pool network" in doc
     assert "The paper's Tables 2 and 4 at CPU scale" in doc
+
+
+def test_reproduce_cells_are_filled_from_the_runs_and_refilled_not_appended(monkeypatch):
+    pt = _load_script(monkeypatch, "paper_tables")
+
+    def run(ann, snn, clip, shift="none", avg=None):
+        r = {"ann_acc": ann, "snn_acc": {str(t): a for t, a in snn.items()}, "threshold_clip_on": clip,
+             "shift": shift, "shift_scale": 1.0, "num_test_images": 1000}  # fmt: skip
+        if avg:
+            r["average_over"] = {"first": 400, "last": 600, "mean_acc": avg[0], "std_acc": avg[1]}
+        return r
+
+    ts = {16: 40.0, 32: 48.0, 64: 49.5, 128: 50.0, 256: 50.25, 512: 50.5}
+    payload = {"scale": pt.SCALE, "runs": {
+        "vgg16_relu": run(50.0, {512: 49.0}, False, avg=(49.5, 0.25)),
+        "vgg16_s": run(50.0, {32: 30.0, 512: 49.75}, False, "bias"),
+        "vgg16_t": run(51.0, {32: 47.0, 512: 50.75}, True, avg=(50.875, 0.125)),
+        "vgg16_ts": run(51.0, ts, True, "bias"),
+        "vgg16_ts_constant": run(51.0, {600: 50.5}, True, "constant", avg=(50.5, 0.0)),
+    }}  # fmt: skip
+    doc = (REPO / "docs" / "REPRODUCE.md").read_text()
+    filled = pt.fill_reproduce(doc, payload)
+    vgg = filled.split("### CIFAR-10 + VGG-16")[1].split("###")[0]
+    assert "| 40.00† | 10.00 (11.00)† |" in vgg  # TS at T = 16: 50 - 40 against the ReLU ANN, 51 - 40 its own
+    assert "| 50.88 ± 0.12† | -0.88 (0.12)† |" in vgg  # T over 400..600
+    assert "| 49.75† | 0.25† |" in vgg  # S at 512: its ANN is the ReLU one
+    t2 = filled.split("### Table 2 (CIFAR-10)")[1].split("###")[0]
+    assert "| 49.50 ± 0.25† |" in t2 and "| 50.50 ± 0.00† |" in t2
+    t4 = filled.split("### Table 4: VGG-16 on CIFAR-10")[1].split("###")[0]
+    assert "| 29.71 | 20.00† |" in t4 and "| 0.06 (0.31) | 3.00 (4.00)† |" in t4
+    assert pt.fill_reproduce(filled, payload) == filled  # idempotent
+    assert "CIFARNet" in filled and "| 90.22 | 0.06 (0.41) | — | — |" in filled  # no run, no number
