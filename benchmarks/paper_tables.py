@@ -51,7 +51,7 @@ FIT_OVERRIDES = (
     '--model.model_kwargs "{conv_dropout: 0.0, fc_dropout: 0.2}" --trainer.limit_val_batches 8'
 )
 COMMON = (
-    "--data.init_args.data_dir ../shared/data/cifar10 --data.init_args.download false "
+    "--data.init_args.data_dir ../shared/data/cifar10 --data.init_args.download false --data.init_args.num_workers 2 "
     "--snn.max_test_samples 1000 --snn.calibration_samples 5000"
 )
 #: Kept from each snn_results.json (the rest, e.g. the diagnostics, stays in the run folders).

@@ -471,3 +471,14 @@ def test_reproduce_cells_are_filled_from_the_runs_and_refilled_not_appended(monk
     assert "| 29.71 | 20.00† |" in t4 and "| 0.06 (0.31) | 3.00 (4.00)† |" in t4
     assert pt.fill_reproduce(filled, payload) == filled  # idempotent
     assert "CIFARNet" in filled and "| 90.22 | 0.06 (0.41) | — | — |" in filled  # no run, no number
+
+
+def test_a_width_study_of_the_five_pool_network_is_not_continued_on_the_papers(monkeypatch, tmp_path):
+    fidelity = _load_fidelity(monkeypatch)
+    args = argparse.Namespace(**{k: fidelity.RECIPE_DEFAULTS.get(k) for k in fidelity.RECIPE_KEYS})
+    fresh = fidelity.load_width_state(args, tmp_path / "none.json")
+    assert fresh["network"] == "paper"
+    old = tmp_path / "old.json"  # a state written before issue 24 has no "network"
+    old.write_text(json.dumps({"recipe": fresh["recipe"], "widths": {}}))
+    with pytest.raises(SystemExit, match="five-pool"):
+        fidelity.load_width_state(args, old)
