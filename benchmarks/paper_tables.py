@@ -23,6 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
+from lightning_snn.results import read_results
 from lightning_snn.results_tables import losses_table, variant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +90,7 @@ def collect(runs: Path) -> dict:
             path = runs / f"{net}_{run}.json"
             if not path.exists():
                 continue
-            data = json.loads(path.read_text())
+            data = read_results(path)  # its schema version and shape checked
             slim = {k: data.get(k) for k in KEPT}
             if data.get("average_over"):
                 slim["average_over"] = {k: v for k, v in data["average_over"].items() if k != "snn_correct"}

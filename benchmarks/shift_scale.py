@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from study import evaluation_images, fit_quietly, portable, sha256
 
+from lightning_snn.checkpoints import load_checkpoint
 from lightning_snn.conversion import calibrate_thresholds
 from lightning_snn.module import ConversionModule
 from lightning_snn.simulation import SpikingEvaluator
@@ -55,7 +56,7 @@ def load_network(path: Path) -> ConversionModule:
 def trained_epochs(path: Path) -> int | None:
     """Epochs trained when the checkpoint was saved: Lightning's processed epochs (a checkpoint saved at an
     epoch's end counts that epoch as processed, not yet as completed)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = load_checkpoint(path, "the checkpoint")  # torch's restricted loader (docs/TRUST.md)
     try:
         return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"])
     except (KeyError, TypeError):
