@@ -962,6 +962,15 @@ def width_conclusion(payload: dict, checks: list[tuple[str, dict]]) -> list[str]
     rows = sorted(payload["results"].values(), key=lambda r: r["width"])
     done = [r for r in rows if r["ann_acc"] is not None and all(r["snn_acc"].get(s) for s in WIDTH_VARIANTS)]
     out = ["", "### Conclusion", ""]
+    not_run = payload.get("not_run")  # widths deliberately left out of this study, and why
+    if len(done) < 2 and not_run:
+        widths = ", ".join(f"{w:g}" for w in not_run["widths"])
+        ran = ", ".join(f"{r['width']:g}" for r in done)
+        return out + [
+            f"No trend on this network: only width {ran} was run on it; "
+            f"widths {widths} were not ({not_run['why']}). Its numbers are read beside the same width of the "
+            "earlier five-pool network below, whose study has every width."
+        ]
     if len(done) < 2:
         return out + ["Pending: fewer than two widths have every variant finished."]
     noise = _noise(payload["recipe"]["test_samples"])

@@ -28,14 +28,9 @@ from lightning_snn.results_tables import losses_table, variant
 
 REPO = Path(__file__).resolve().parents[1]
 NETWORKS = {"cifarnet": "CIFARNet", "vgg16": "VGG-16", "resnet20": "ResNet-20"}
-#: run name -> (train.py stage, the run whose checkpoint it converts)
-RUNS = {
-    "relu": ("fit", None),
-    "t": ("fit", None),
-    "s": ("test", "relu"),
-    "ts": ("test", "t"),
-    "ts_constant": ("test", "t"),
-}
+#: run name -> the trained network (``fit`` of its ``_relu`` or ``_t`` config) whose last.ckpt it converts
+#: with ``train.py test``: every conversion is a test run, the fits train only (``--snn.on_fit false``)
+RUNS = {"relu": "relu", "t": "t", "s": "relu", "ts": "t", "ts_constant": "t"}
 #: The CPU-scale overrides of every run (on top of configs/base/cifar10.yaml + the experiment config).
 SCALE = {
     "width": 0.125,
@@ -45,6 +40,7 @@ SCALE = {
     "dropout": "conv 0, FC 0.2 (ResNet-20: 0), the width study's (the paper: 0.2 / 0.5)",
     "test_images": 1000,
     "calibration_images": 5000,
+    "loader_workers": "1 (the VGG-16 ReLU run: 2 for its first 4 epochs, resumed from their checkpoint with 1)",
 }
 FIT_OVERRIDES = (
     "--model.width 0.125 --trainer.max_epochs 8 --model.relu_warmup_epochs 2 "
@@ -52,7 +48,7 @@ FIT_OVERRIDES = (
     '--model.model_kwargs "{conv_dropout: 0.0, fc_dropout: 0.2}" --trainer.limit_val_batches 8'
 )
 COMMON = (
-    "--data.init_args.data_dir ../shared/data/cifar10 --data.init_args.download false --data.init_args.num_workers 2 "
+    "--data.init_args.data_dir ../shared/data/cifar10 --data.init_args.download false --data.init_args.num_workers 1 "
     "--snn.max_test_samples 1000 --snn.calibration_samples 5000"
 )
 #: Kept from each snn_results.json (the rest, e.g. the diagnostics, stays in the run folders).
@@ -68,18 +64,23 @@ PAPER_TABLE2 = {
 }
 
 
+def fit_command(net: str, run: str) -> str:
+    """The command that trains the ``_relu`` or ``_t`` network, from the repository root (no conversion)."""
+    over = (
+        FIT_OVERRIDES.replace("{conv_dropout: 0.0, fc_dropout: 0.2}", "{dropout: 0.0}")
+        if net == "resnet20"
+        else FIT_OVERRIDES
+    )
+    return (
+        f"python train.py fit -c configs/base/cifar10.yaml -c configs/cifar10/{net}_{run}.yaml {COMMON} "
+        f"--run_name {net}_{run} {over} --snn.on_fit false"
+    )
+
+
 def command(net: str, run: str) -> str:
-    """The command of one run, from the repository root."""
-    stage, source = RUNS[run]
+    """The command of one conversion run (``train.py test`` of its network's checkpoint), from the repository root."""
     cfg = f"-c configs/base/cifar10.yaml -c configs/cifar10/{net}_{run}.yaml"
-    if stage == "fit":
-        over = (
-            FIT_OVERRIDES.replace("{conv_dropout: 0.0, fc_dropout: 0.2}", "{dropout: 0.0}")
-            if net == "resnet20"
-            else FIT_OVERRIDES
-        )
-        return f"python train.py fit {cfg} {COMMON} --run_name {net}_{run} {over}"
-    return f"python train.py test {cfg} {COMMON} --ckpt_path runs/{net}_{source}/checkpoints/last.ckpt"
+    return f"python train.py test {cfg} {COMMON} --ckpt_path runs/{net}_{RUNS[run]}/checkpoints/last.ckpt"
 
 
 def collect(runs: Path) -> dict:
@@ -95,6 +96,7 @@ def collect(runs: Path) -> dict:
             if data.get("average_over"):
                 slim["average_over"] = {k: v for k, v in data["average_over"].items() if k != "snn_correct"}
             slim["command"] = command(net, run)
+            slim["trained_by"] = fit_command(net, RUNS[run])
             out["runs"][f"{net}_{run}"] = slim
     return out
 
