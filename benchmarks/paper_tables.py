@@ -23,10 +23,11 @@ import argparse
 import json
 from pathlib import Path
 
+from study import REPO  # first: it puts this checkout ahead of any installed lightning_snn on sys.path
+
 from lightning_snn.results import read_results
 from lightning_snn.results_tables import losses_table, variant
 
-REPO = Path(__file__).resolve().parents[1]
 NETWORKS = {"cifarnet": "CIFARNet", "vgg16": "VGG-16", "resnet20": "ResNet-20"}
 #: run name -> the trained network (``fit`` of its ``_relu`` or ``_t`` config) whose last.ckpt it converts
 #: with ``train.py test``: every conversion is a test run, the fits train only (``--snn.on_fit false``)
@@ -148,7 +149,13 @@ def results_doc_lines(out: Path, tiny: str) -> list[str]:
         f"threshold-ReLU networks, dropout {s['dropout']}; thresholds from {s['calibration_images']} training "
         f"images, SNN and ANN on the first {s['test_images']} test images (one image = "
         f"{100 / s['test_images']:.1f} points); analog readout. The paper: full width, 300 epochs, all 10,000 "
-        "test images.",
+        "test images." + (f" Data-loader workers: {s['loader_workers']}." if s.get("loader_workers") else ""),
+    ]
+    missing = [name for net, name in NETWORKS.items() if not any(k.startswith(f"{net}_") for k in payload["runs"])]
+    if missing:
+        why = payload.get("not_run_why") or "not run yet"
+        lines += ["", f"Not run at this scale, so absent below: {', '.join(missing)} ({why})."]
+    lines += [
         "",
         "### Table 2 layout: SNN accuracy (%) averaged over every T = 400..600",
         "",
@@ -244,11 +251,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default=None, help="folder of the runs' <net>_<run>.json: collect them first")
     p.add_argument("--out-dir", default=str(REPO / "docs"))
+    p.add_argument("--not-run-why", default=None, help="why the networks without runs were not run (into the doc)")
     args = p.parse_args()
     out = Path(args.out_dir)
     path = out / "reproduce.json"
     if args.runs:
-        path.write_text(json.dumps(collect(Path(args.runs)), indent=2) + "\n")
+        payload = collect(Path(args.runs))
+        if args.not_run_why:
+            payload["not_run_why"] = args.not_run_why
+        path.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {path}")
     payload = json.loads(path.read_text())
     for key, r in payload["runs"].items():
