@@ -43,15 +43,38 @@ SCALE = {
     "calibration_images": 5000,
     "loader_workers": "1 (the VGG-16 ReLU run: 2 for its first 4 epochs, resumed from their checkpoint with 1)",
 }
-FIT_OVERRIDES = (
-    "--model.width 0.125 --trainer.max_epochs 8 --model.relu_warmup_epochs 2 "
-    "--model.lr_scheduler \"{'class_path': 'torch.optim.lr_scheduler.CosineAnnealingLR', 'init_args': {'T_max': 8}}\" "
-    '--model.model_kwargs "{conv_dropout: 0.0, fc_dropout: 0.2}" --trainer.limit_val_batches 8'
-)
-COMMON = (
-    "--data.init_args.data_dir ../shared/data/cifar10 --data.init_args.download false --data.init_args.num_workers 1 "
-    "--snn.max_test_samples 1000 --snn.calibration_samples 5000"
-)
+#: Networks run at a smaller scale than :data:`SCALE` (CPU time), with the settings that differ: their
+#: commands use them, and their numbers carry the mark :data:`REDUCED_MARK` instead of :data:`MARK`.
+REDUCED = {"cifarnet": {"epochs": 4, "relu_warmup_epochs": 1, "test_images": 200}}
+
+
+def scale_of(net: str) -> dict:
+    """The scale a network was run at: :data:`SCALE` with its :data:`REDUCED` settings."""
+    return {**SCALE, **REDUCED.get(net, {})}
+
+
+def fit_overrides(net: str) -> str:
+    """The CPU-scale overrides of a fit of ``net``."""
+    s = scale_of(net)
+    kwargs = "{dropout: 0.0}" if net == "resnet20" else "{conv_dropout: 0.0, fc_dropout: 0.2}"
+    return (
+        f"--model.width {s['width']} --trainer.max_epochs {s['epochs']} --model.relu_warmup_epochs "
+        f"{s['relu_warmup_epochs']} --model.lr_scheduler \"{{'class_path': "
+        f"'torch.optim.lr_scheduler.CosineAnnealingLR', 'init_args': {{'T_max': {s['epochs']}}}}}\" "
+        f'--model.model_kwargs "{kwargs}" --trainer.limit_val_batches 8'
+    )
+
+
+def common(net: str) -> str:
+    """The data and conversion overrides of every run of ``net``."""
+    s = scale_of(net)
+    return (
+        "--data.init_args.data_dir ../shared/data/cifar10 --data.init_args.download false "
+        f"--data.init_args.num_workers 1 --snn.max_test_samples {s['test_images']} "
+        f"--snn.calibration_samples {s['calibration_images']}"
+    )
+
+
 #: Kept from each snn_results.json (the rest, e.g. the diagnostics, stays in the run folders).
 KEPT = (
     "stage", "epoch", "shift", "shift_scale", "shift_fraction", "readout", "threshold_clip_on", "calibration",
@@ -67,26 +90,21 @@ PAPER_TABLE2 = {
 
 def fit_command(net: str, run: str) -> str:
     """The command that trains the ``_relu`` or ``_t`` network, from the repository root (no conversion)."""
-    over = (
-        FIT_OVERRIDES.replace("{conv_dropout: 0.0, fc_dropout: 0.2}", "{dropout: 0.0}")
-        if net == "resnet20"
-        else FIT_OVERRIDES
-    )
     return (
-        f"python train.py fit -c configs/base/cifar10.yaml -c configs/cifar10/{net}_{run}.yaml {COMMON} "
-        f"--run_name {net}_{run} {over} --snn.on_fit false"
+        f"python train.py fit -c configs/base/cifar10.yaml -c configs/cifar10/{net}_{run}.yaml {common(net)} "
+        f"--run_name {net}_{run} {fit_overrides(net)} --snn.on_fit false"
     )
 
 
 def command(net: str, run: str) -> str:
     """The command of one conversion run (``train.py test`` of its network's checkpoint), from the repository root."""
     cfg = f"-c configs/base/cifar10.yaml -c configs/cifar10/{net}_{run}.yaml"
-    return f"python train.py test {cfg} {COMMON} --ckpt_path runs/{net}_{RUNS[run]}/checkpoints/last.ckpt"
+    return f"python train.py test {cfg} {common(net)} --ckpt_path runs/{net}_{RUNS[run]}/checkpoints/last.ckpt"
 
 
 def collect(runs: Path) -> dict:
     """docs/reproduce.json's payload from the runs' results (``<net>_<run>.json`` in ``runs``)."""
-    out = {"scale": SCALE, "runs": {}}
+    out = {"scale": SCALE, "reduced": {}, "runs": {}}
     for net in NETWORKS:
         for run in RUNS:
             path = runs / f"{net}_{run}.json"
@@ -98,6 +116,8 @@ def collect(runs: Path) -> dict:
                 slim["average_over"] = {k: v for k, v in data["average_over"].items() if k != "snn_correct"}
             slim["command"] = command(net, run)
             slim["trained_by"] = fit_command(net, RUNS[run])
+            if net in REDUCED:
+                out["reduced"][net] = REDUCED[net]
             out["runs"][f"{net}_{run}"] = slim
     return out
 
@@ -151,6 +171,14 @@ def results_doc_lines(out: Path, tiny: str) -> list[str]:
         f"{100 / s['test_images']:.1f} points); analog readout. The paper: full width, 300 epochs, all 10,000 "
         "test images." + (f" Data-loader workers: {s['loader_workers']}." if s.get("loader_workers") else ""),
     ]
+    for net, reduced in payload.get("reduced", {}).items():
+        r = {**s, **reduced}
+        lines += [
+            "",
+            f"**{NETWORKS[net]} at a smaller scale** (CPU time): {r['epochs']} epochs ({r['relu_warmup_epochs']} of "
+            f"plain ReLU in the threshold network), cosine over them, SNN and ANN on the first {r['test_images']} "
+            f"test images (one image = {100 / r['test_images']:.1f} points).",
+        ]
     missing = [name for net, name in NETWORKS.items() if not any(k.startswith(f"{net}_") for k in payload["runs"])]
     if missing:
         why = payload.get("not_run_why") or "not run yet"
@@ -186,13 +214,19 @@ def results_doc_lines(out: Path, tiny: str) -> list[str]:
 # ---- docs/REPRODUCE.md's "ours" cells ----------------------------------------------------------------------
 
 MARK = "†"
+REDUCED_MARK = "‡"
 
 
-def _loss(relu: dict, r: dict, snn: float) -> str:
+def mark(payload: dict, net: str) -> str:
+    """The mark beside a network's numbers: its scale (a reduced one is said in the doc)."""
+    return REDUCED_MARK if net in payload.get("reduced", {}) else MARK
+
+
+def _loss(relu: dict, r: dict, snn: float, sign: str = MARK) -> str:
     outside = relu["ann_acc"] - snn
     if r.get("threshold_clip_on") is True:
-        return f"{outside:.2f} ({r['ann_acc'] - snn:.2f}){MARK}"
-    return f"{outside:.2f}{MARK}"
+        return f"{outside:.2f} ({r['ann_acc'] - snn:.2f}){sign}"
+    return f"{outside:.2f}{sign}"
 
 
 def table1_cells(payload: dict, net: str, row: str, t: str) -> tuple[str, str] | None:
@@ -202,13 +236,14 @@ def table1_cells(payload: dict, net: str, row: str, t: str) -> tuple[str, str] |
     r = _get(payload, net, {"TS": "ts", "T": "t", "S": "s"}[kind])
     if relu is None or r is None:
         return None
+    sign = mark(payload, net)
     if t == "400-600":
         a = r.get("average_over")
         if not a:
             return None
-        return f"{a['mean_acc']:.2f} ± {a['std_acc']:.2f}{MARK}", _loss(relu, r, a["mean_acc"])
+        return f"{a['mean_acc']:.2f} ± {a['std_acc']:.2f}{sign}", _loss(relu, r, a["mean_acc"], sign)
     snn = r["snn_acc"].get(t)
-    return (f"{snn:.2f}{MARK}", _loss(relu, r, snn)) if snn is not None else None
+    return (f"{snn:.2f}{sign}", _loss(relu, r, snn, sign)) if snn is not None else None
 
 
 SECTION_NET = {
@@ -236,13 +271,13 @@ def fill_reproduce(text: str, payload: dict) -> str:
         elif net and line.startswith("| Our Work-") and section.startswith("Table 4") and len(cells) == 5:
             relu, r = _get(payload, net, "relu"), _get(payload, net, cells[0].rsplit("-", 1)[1].lower())
             if relu is not None and r is not None and cells[1] in r["snn_acc"]:
-                cells[4] = _loss(relu, r, r["snn_acc"][cells[1]]) + " |"
+                cells[4] = _loss(relu, r, r["snn_acc"][cells[1]], mark(payload, net)) + " |"
         elif section == "Table 2 (CIFAR-10)" and len(cells) == 5 and cells[0][2:] in NETWORKS.values():
             key = next(k for k, v in NETWORKS.items() if v == cells[0][2:])
             run = {"ReLU": "relu", "ReLU+threshold": "t", "ReLU+threshold+shift": "ts_constant"}[cells[1]]
             got = _avg(_get(payload, key, run))
             if got != "—":
-                cells[4] = f"{got}{MARK} |"
+                cells[4] = f"{got}{mark(payload, key)} |"
         out.append(" | ".join(cells))
     return "\n".join(out)
 

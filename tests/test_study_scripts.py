@@ -471,6 +471,17 @@ def test_reproduce_cells_are_filled_from_the_runs_and_refilled_not_appended(monk
     assert "| 29.71 | 20.00† |" in t4 and "| 0.06 (0.31) | 3.00 (4.00)† |" in t4
     assert pt.fill_reproduce(filled, payload) == filled  # idempotent
     assert "CIFARNet" in filled and "| 90.22 | 0.06 (0.41) | — | — |" in filled  # no run, no number
+    # a network run at a smaller scale carries its own mark, in every table, and its commands use its scale
+    payload["runs"].update({"cifarnet_relu": run(40.0, {512: 39.0}, False), "cifarnet_ts": run(41.0, ts, True, "bias")})
+    payload["reduced"] = {"cifarnet": pt.REDUCED["cifarnet"]}
+    cifar = pt.fill_reproduce(doc, payload).split("### CIFAR-10 + CIFARNet")[1].split("###")[0]
+    assert "| 40.00‡ | 0.00 (1.00)‡ |" in cifar and "†" not in cifar
+    epochs, images = pt.REDUCED["cifarnet"]["epochs"], pt.REDUCED["cifarnet"]["test_images"]
+    assert f"--trainer.max_epochs {epochs} " in pt.fit_command("cifarnet", "t")
+    assert f"'T_max': {epochs}}}" in pt.fit_command("cifarnet", "t")
+    assert f"--snn.max_test_samples {images} " in pt.command("cifarnet", "ts")
+    assert "--trainer.max_epochs 8 " in pt.fit_command("vgg16", "t")
+    assert "{dropout: 0.0}" in pt.fit_command("resnet20", "t")
 
 
 def test_a_width_study_of_the_five_pool_network_is_not_continued_on_the_papers(monkeypatch, tmp_path):
