@@ -337,7 +337,13 @@ def results_doc_lines(out: Path, tiny: str) -> list[str]:
         f"{', '.join(map(str, setup['timesteps']))}; scale 1 is the paper's `V_th/(2T)`, 0 no shift "
         "(`snn.shift_scale`). Two ways to apply it: " + "; ".join(MODES.values()) + ".",
         f"- Max thresholds over {setup['calibration_samples']} fixed training images; SNN and ANN accuracy on the "
-        f"first {setup['test_samples']} test images (one image = {100 / setup['test_samples']:.2f} points); analog "
+        f"first {setup['test_samples']} test images (one image = {100 / setup['test_samples']:.2f} points"
+        + (
+            "; fewer than the paper's 10,000 and the REPRODUCE runs' 1000 for CPU time"
+            if setup["test_samples"] < 1000
+            else ""
+        )
+        + "); analog "
         "readout. A difference between two settings is read against its paired standard error (the images on "
         "which they disagree; s.e. below); 'within noise' = within two of them.",
         "- The paper sweeps ResNet-20 on CIFAR-100 (full width, 300 epochs); here CIFAR-10 networks at CPU scale:",
