@@ -45,7 +45,7 @@ SCALE = {
 }
 #: Networks run at a smaller scale than :data:`SCALE` (CPU time), with the settings that differ: their
 #: commands use them, and their numbers carry the mark :data:`REDUCED_MARK` instead of :data:`MARK`.
-REDUCED = {"cifarnet": {"epochs": 4, "relu_warmup_epochs": 1, "test_images": 200}}
+REDUCED = {"cifarnet": {"epochs": 3, "relu_warmup_epochs": 1, "test_images": 200}}
 
 
 def scale_of(net: str) -> dict:
