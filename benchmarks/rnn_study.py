@@ -6,7 +6,7 @@ own ``snn_results.json``: RNN and SNN test accuracy at every steps per word K an
 Then the run's last checkpoint is evaluated again on the **dev** split with the same settings, so
 that K and L can be chosen on dev and reported on test. Results are merged into one JSON file keyed
 by label and seed, written after every run: run configs and seeds in separate calls (each one a
-heavy job: ``flock /work/.heavy.lock nice -n 5 ...``), and ``--summary`` to print the tables and
+long job, on a shared machine best one at a time), and ``--summary`` to print the tables and
 draw accuracy against K and L::
 
     python benchmarks/rnn_study.py --config rnn_t --seeds 0 --threads 1     # one run: 2-4 min measured (docs/RNN.md)

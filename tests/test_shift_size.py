@@ -13,8 +13,8 @@ import statistics
 
 import pytest
 import torch
+from lightning_snn.callbacks.snn_conversion import SNNConversion
 
-from callbacks.snn_conversion import SNNConversion
 from lightning_snn.activations import set_threshold_enabled
 from lightning_snn.conversion import calibrate_thresholds, convert, neurons
 from lightning_snn.diagnostics import DiagnosticsProbe, quantisation_factor
