@@ -12,7 +12,7 @@ over all the images. Plain PyTorch: no Trainer needed.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -306,7 +306,7 @@ def evaluate_conversion(
                 f"calibration {calibration!r} with correction {correction!r} reads the calibration batches more "
                 "than once: pass a list or a DataLoader, not a generator or iterator."
             )
-        batches = _Counted(calibration_batches)
+        batches = Counted(calibration_batches)
         thresholds = calibrate_thresholds(model, batches, device, method=calibration, percentile=percentile)
         t_calibration = time.perf_counter() - t0
 
@@ -340,12 +340,9 @@ def evaluate_conversion(
     finally:
         model.train(was_training)
 
-    seen = torch.tensor([batches.count], dtype=torch.long, device=device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-        dist.all_reduce(seen, op=dist.ReduceOp.SUM)
-        if diag is not None:
-            diag.all_reduce()
+    seen = sum_over_ranks(counts, batches.count)
+    if diag is not None:
+        diag.all_reduce()
     total = int(counts[-1])
     if total == 0:
         raise ValueError("the test set is empty: pass at least one (inputs, targets) batch.")
@@ -363,7 +360,7 @@ def evaluate_conversion(
         thresholds={k: v for k, v in thresholds.items() if k != OUTPUT_KEY},
         output_threshold=thresholds.get(OUTPUT_KEY),
         num_test_images=total,
-        calibration_images=int(seen.item()),
+        calibration_images=seen,
         seconds={
             "calibration": t_calibration,
             "conversion": t_conversion,
@@ -387,18 +384,33 @@ def evaluate_conversion(
     )
 
 
-class _Counted:
-    """An iterable of batches that counts the images of one pass (re-iterable if ``batches`` is)."""
+def _images_in(batch: Any) -> int:
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return int(x.shape[0])
 
-    def __init__(self, batches: Iterable) -> None:
-        self.batches, self.count = batches, 0
+
+class Counted:
+    """An iterable of batches that counts the samples of one pass (re-iterable if ``batches`` is);
+    ``size(batch)`` says how many a batch holds (default: the inputs' first dimension)."""
+
+    def __init__(self, batches: Iterable, size: Callable[[Any], int] = _images_in) -> None:
+        self.batches, self.size, self.count = batches, size, 0
 
     def __iter__(self) -> Iterator:
-        self.count = 0  # every pass sees the same images
+        self.count = 0  # every pass sees the same samples
         for batch in self.batches:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            self.count += int(x.shape[0])
+            self.count += self.size(batch)
             yield batch
+
+
+def sum_over_ranks(counts: torch.Tensor, calibration_samples: int) -> int:
+    """Sum the per-rank prediction ``counts`` in place over ``torch.distributed`` ranks (nothing to do
+    in one process) and return the calibration samples seen by all ranks together."""
+    seen = torch.tensor([calibration_samples], dtype=torch.long, device=counts.device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+        dist.all_reduce(seen, op=dist.ReduceOp.SUM)
+    return int(seen.item())
 
 
 def _jsonable(value: Any) -> Any:

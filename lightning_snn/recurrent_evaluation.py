@@ -35,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 
 from lightning_snn.diagnostics import EnergyModel, summary_table
-from lightning_snn.evaluation import ConversionReport, threshold_clip_state
+from lightning_snn.evaluation import ConversionReport, Counted, sum_over_ranks, threshold_clip_state
 from lightning_snn.models.spiking_rnn import SpikingSentimentRNN
 from lightning_snn.recurrent_conversion import (
     OUTPUT_KEY,
@@ -347,7 +347,7 @@ def evaluate_recurrent_conversion(
     model.eval()
     try:
         t0 = time.perf_counter()
-        calibration_count = _Counter(calibration_batches)
+        calibration_count = Counted(calibration_batches, _sentences_in)
         thresholds = calibrate_recurrent_thresholds(model, calibration_count, device, calibration)
         t_calibration = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -386,10 +386,7 @@ def evaluate_recurrent_conversion(
     finally:
         model.train(was_training)
 
-    seen = torch.tensor([calibration_count.count], dtype=torch.long, device=device)
-    if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-        dist.all_reduce(seen, op=dist.ReduceOp.SUM)
+    seen = sum_over_ranks(counts, calibration_count.count)
     if probe is not None:
         probe.all_reduce()
     total = int(counts[-1])
@@ -413,7 +410,7 @@ def evaluate_recurrent_conversion(
         thresholds={RECURRENT_KEY: thresholds[RECURRENT_KEY]},
         output_threshold=thresholds[OUTPUT_KEY],
         num_test_images=total,
-        calibration_images=int(seen.item()),
+        calibration_images=seen,
         seconds={
             "calibration": t_calibration,
             "conversion": t_conversion,
@@ -443,15 +440,6 @@ def evaluate_recurrent_conversion(
     )
 
 
-class _Counter:
-    """Batches of one pass, counting the sentences (re-iterable if ``batches`` is)."""
-
-    def __init__(self, batches: Iterable) -> None:
-        self.batches, self.count = batches, 0
-
-    def __iter__(self):
-        self.count = 0
-        for batch in self.batches:
-            x, _ = split_text_batch(batch)
-            self.count += int(x[0].shape[0])
-            yield batch
+def _sentences_in(batch) -> int:
+    (ids, _lengths), _ = split_text_batch(batch)
+    return int(ids.shape[0])
