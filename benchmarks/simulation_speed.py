@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ctypes
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -101,6 +103,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="CPU: also time the fused kernel's build from an empty cache and its load from the cache, "
         "each in a fresh process (~2 x 5-10 s)",
+    )
+    p.add_argument(
+        "--heap",
+        default="keep",
+        choices=["keep", "trim"],
+        help="keep (default): freed memory stays in the process (glibc mallopt: no trimming, no mmap below "
+        "1 GiB), so a row's CPU time does not depend on which rows freed memory before it; trim: glibc's "
+        "defaults, where the kernel zeroes fresh pages for many large allocations (minor page faults, "
+        "counted per row)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = leave as is)")
     p.add_argument("--calib-size", type=int, default=64, help="calibration batch (random or CIFAR train images)")
@@ -260,6 +271,7 @@ class Row:
         self.key, self.fn, self.warm, self.info = key, fn, warm or fn, info
         self.runs: list[float] = []
         self.cpu_runs: list[float] = []  # process CPU time: robust to other processes when 1 thread
+        self.faults: list[int] = []  # minor page faults (fresh pages the kernel zeroed) per run
         self.out = None  # the last timed run's output, for the agreement checks
 
 
@@ -290,11 +302,13 @@ def time_rows(
         k = i % len(rows) if rows else 0
         for row in rows[k:] + rows[:k]:
             sync()
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0, c0 = time.perf_counter(), time.process_time()
             row.out = row.fn()
             sync()
             row.runs.append(time.perf_counter() - t0)
             row.cpu_runs.append(time.process_time() - c0)
+            row.faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
         log(f"  round {i + 1}/{repeats}: " + ", ".join(f"{r.key} {r.runs[-1]:.3f}s" for r in rows))
     return {
         r.key: {
@@ -303,6 +317,7 @@ def time_rows(
             "runs": r.runs,
             "cpu_median": statistics.median(r.cpu_runs),
             "cpu_runs": r.cpu_runs,
+            "minor_faults_median": statistics.median(r.faults),
             **r.info,
         }
         for r in rows
@@ -491,8 +506,25 @@ def fused_build_info(device: torch.device, dtype: torch.dtype, fresh_processes: 
 
 
 # ---- the benchmark -----------------------------------------------------------------------------
+def keep_heap() -> str:
+    """Stop glibc from giving freed memory back to the kernel (and from mmap-ing blocks under 1 GiB).
+
+    With glibc's defaults, whether a large tensor's allocation costs page faults depends on what
+    was freed before it (the heap top is trimmed past a threshold that adapts to earlier frees), so
+    two rows doing the same work differ by the kernel zeroing pages: ~23% of the CPU time of every
+    engine at batch 256 here, and moving between rows from run to run. Returns what was done."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_trim_threshold, 2**31 - 1) == 1 and libc.mallopt(m_mmap_threshold, 2**30) == 1
+    except (OSError, AttributeError) as exc:
+        return f"not applied ({type(exc).__name__}: not glibc?)"
+    return "kept (glibc mallopt: M_TRIM_THRESHOLD 2^31-1, M_MMAP_THRESHOLD 1 GiB)" if ok else "not applied"
+
+
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
+    heap = keep_heap() if args.heap == "keep" else "glibc defaults (trimmed)"
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but torch.cuda.is_available() is False")
     if args.threads > 0:
@@ -525,6 +557,7 @@ def run(args: argparse.Namespace) -> dict:
             "dtype": args.dtype,
             "input": f"CIFAR test images from {args.data_dir}" if args.data_dir else "random normal",
             "shift": "membrane",
+            "heap": heap,
             "parameters": sum(p.numel() for p in model.parameters()),
             "argv": sys.argv[1:],
         },
@@ -710,10 +743,11 @@ def report(result: dict) -> str:
         f"{cfg['repeats']} rounds** -- {m['cpu_model']}, {m['torch_num_threads']} torch thread(s)"
         + (f", {m['gpu']}" if "gpu" in m else "")
         + f"; torch {m['torch']}, python {m['python']}, spikingjelly {m['spikingjelly']}; "
-        f"load avg (1 min) before {load['before'][0]:.2f}, after {load['after'][0]:.2f}",
+        f"load avg (1 min) before {load['before'][0]:.2f}, after {load['after'][0]:.2f}; heap: {cfg.get('heap', '?')}",
         "",
-        "| row | median s | min s | CPU s (median) | sample-steps/s (median) | time / ours_auto (median) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| row | median s | min s | CPU s (median) | sample-steps/s (median) | time / ours_auto (median) "
+        "| minor faults |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     ours = times.get("ours_auto", {}).get("median")
     for k, v in times.items():
@@ -725,7 +759,10 @@ def report(result: dict) -> str:
         tp = f"{B * T / v['median']:,.0f}" if not k.startswith("curve") else ""
         rel = f"{v['median'] / ours:.2f}x" if ours else ""
         cpu = f"{v['cpu_median']:.3f}" if "cpu_median" in v else ""
-        lines.append(f"| {label} | {v['median']:.3f} | {v.get('min', v['median']):.3f} | {cpu} | {tp} | {rel} |")
+        faults = f"{v['minor_faults_median']:,.0f}" if "minor_faults_median" in v else ""
+        lines.append(
+            f"| {label} | {v['median']:.3f} | {v.get('min', v['median']):.3f} | {cpu} | {tp} | {rel} | {faults} |"
+        )
     r_cpu = result.get("ratios_of_cpu_time", {})
     lines += ["", "| ratio | from medians | from minima | from CPU time |", "|---|---:|---:|---:|"]
     for k, v in r.items():

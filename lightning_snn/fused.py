@@ -52,48 +52,74 @@ C_SOURCE = r"""
 #include <stdint.h>
 #define BLK 8192
 
+/* K steps of one block; X is the step's input current at i, TH the threshold at i (tp[i], or the
+   scalar th0 of a layer with one threshold: one stream less), REC what a spike adds to the counts
+   (empty when nothing is counted: the loop then keeps no per-block counter at all) */
+#define IF_STEPS(T, X, TH, REC)                                                                     \
+    for (int64_t t = 0; t < K; t++) {                                                               \
+        const T *ip = I + t * stride_t + b * F + f0;                                                \
+        T *op = out + (t * B + b) * F + f0;                                                         \
+        for (int64_t i = 0; i < n; i++) {                                                           \
+            T x = X;                                                                                \
+            T u = vp[i] + x;                                                                        \
+            int s = u >= TH;                                                                        \
+            vp[i] = s ? u - TH : u;                                                                 \
+            op[i] = s ? TH : (T)0;                                                                  \
+            REC                                                                                     \
+        }                                                                                           \
+    }
+
+/* the four (bias, counting) combinations of IF_STEPS for one threshold form */
+#define IF_BLOCK(T, TH)                                                                             \
+    if (count) {                                                                                    \
+        int32_t cnt[BLK];                                                                           \
+        for (int64_t i = 0; i < n; i++) cnt[i] = 0;                                                 \
+        if (bp) { IF_STEPS(T, ip[i] + bp[i], TH, cnt[i] += s;) }                                    \
+        else { IF_STEPS(T, ip[i], TH, cnt[i] += s;) }                                               \
+        T *cp = count + b * F + f0;                                                                 \
+        for (int64_t i = 0; i < n; i++) cp[i] += (T)cnt[i];                                         \
+    } else if (bp) {                                                                                \
+        IF_STEPS(T, ip[i] + bp[i], TH, )                                                            \
+    } else {                                                                                        \
+        IF_STEPS(T, ip[i], TH, )                                                                    \
+    }
+
+/* th_scalar: th holds one value for every feature (th[0]) instead of F values */
 #define IF_KERNEL(NAME, T)                                                                          \
 void NAME(const T *I, int64_t stride_t, const T *bias, const T *th, T *v, T *out, T *count,         \
-          int64_t K, int64_t B, int64_t F, int nthreads) {                                          \
+          int64_t K, int64_t B, int64_t F, int nthreads, int th_scalar) {                           \
     int64_t fb = (F + BLK - 1) / BLK, nblocks = B * fb;                                             \
     _Pragma("omp parallel for num_threads(nthreads) schedule(static) if(nthreads > 1 && K * B * F >= 65536)") \
     for (int64_t blk = 0; blk < nblocks; blk++) {                                                   \
         int64_t b = blk / fb, f0 = (blk % fb) * BLK, n = F - f0 < BLK ? F - f0 : BLK;               \
         T *vp = v + b * F + f0;                                                                     \
-        const T *tp = th + f0;                                                                      \
-        int32_t cnt[BLK];                                                                           \
-        for (int64_t i = 0; i < n; i++) cnt[i] = 0;                                                 \
-        for (int64_t t = 0; t < K; t++) {                                                           \
-            const T *ip = I + t * stride_t + b * F + f0;                                            \
-            T *op = out + (t * B + b) * F + f0;                                                     \
-            if (bias) {                                                                             \
-                const T *bp = bias + f0;                                                            \
-                for (int64_t i = 0; i < n; i++) {                                                   \
-                    T x = ip[i] + bp[i];                                                            \
-                    T u = vp[i] + x;                                                                \
-                    int s = u >= tp[i];                                                             \
-                    vp[i] = s ? u - tp[i] : u;                                                      \
-                    op[i] = s ? tp[i] : (T)0;                                                       \
-                    cnt[i] += s;                                                                    \
-                }                                                                                   \
-            } else {                                                                                \
-                for (int64_t i = 0; i < n; i++) {                                                   \
-                    T u = vp[i] + ip[i];                                                            \
-                    int s = u >= tp[i];                                                             \
-                    vp[i] = s ? u - tp[i] : u;                                                      \
-                    op[i] = s ? tp[i] : (T)0;                                                       \
-                    cnt[i] += s;                                                                    \
-                }                                                                                   \
-            }                                                                                       \
-        }                                                                                           \
-        if (count) {                                                                                \
-            T *cp = count + b * F + f0;                                                             \
-            for (int64_t i = 0; i < n; i++) cp[i] += (T)cnt[i];                                     \
+        const T *tp = th_scalar ? th : th + f0, *bp = bias ? bias + f0 : 0;                         \
+        if (th_scalar) {                                                                            \
+            const T th0 = tp[0];                                                                    \
+            IF_BLOCK(T, th0)                                                                        \
+        } else {                                                                                    \
+            IF_BLOCK(T, tp[i])                                                                      \
         }                                                                                           \
     }                                                                                               \
 }
 
 /* signed: +1 at v >= th; -1 at v < 0 if the net count so far is positive; v -= s * th */
+#define SIGNED_STEPS(T, REC)                                                                        \
+    for (int64_t t = 0; t < K; t++) {                                                               \
+        const T *ip = I + t * stride_t + b * F + f0;                                                \
+        T *op = out + (t * B + b) * F + f0;                                                         \
+        for (int64_t i = 0; i < n; i++) {                                                           \
+            T x = bias ? ip[i] + bias[f0 + i] : ip[i];                                              \
+            T u = vp[i] + x;                                                                        \
+            T s = u >= tp[i] ? (T)1 : ((u < 0 && np[i] > 0) ? (T)-1 : (T)0);                        \
+            np[i] += s;                                                                             \
+            vp[i] = u - s * tp[i];                                                                  \
+            op[i] = s * tp[i];                                                                      \
+            ncnt[i] += s < 0;                                                                       \
+            REC                                                                                     \
+        }                                                                                           \
+    }
+
 #define SIGNED_KERNEL(NAME, T)                                                                      \
 void NAME(const T *I, int64_t stride_t, const T *bias, const T *th, T *v, T *out, T *count,         \
           T *net, T *neg, int64_t K, int64_t B, int64_t F, int nthreads) {                          \
@@ -103,28 +129,19 @@ void NAME(const T *I, int64_t stride_t, const T *bias, const T *th, T *v, T *out
         int64_t b = blk / fb, f0 = (blk % fb) * BLK, n = F - f0 < BLK ? F - f0 : BLK;               \
         T *vp = v + b * F + f0, *np = net + b * F + f0;                                             \
         const T *tp = th + f0;                                                                      \
-        int32_t cnt[BLK], ncnt[BLK];                                                                \
-        for (int64_t i = 0; i < n; i++) cnt[i] = ncnt[i] = 0;                                       \
-        for (int64_t t = 0; t < K; t++) {                                                           \
-            const T *ip = I + t * stride_t + b * F + f0;                                            \
-            T *op = out + (t * B + b) * F + f0;                                                     \
-            for (int64_t i = 0; i < n; i++) {                                                       \
-                T x = bias ? ip[i] + bias[f0 + i] : ip[i];                                          \
-                T u = vp[i] + x;                                                                    \
-                T s = u >= tp[i] ? (T)1 : ((u < 0 && np[i] > 0) ? (T)-1 : (T)0);                    \
-                np[i] += s;                                                                         \
-                vp[i] = u - s * tp[i];                                                              \
-                op[i] = s * tp[i];                                                                  \
-                cnt[i] += s != 0;                                                                   \
-                ncnt[i] += s < 0;                                                                   \
-            }                                                                                       \
+        int32_t ncnt[BLK];                                                                          \
+        for (int64_t i = 0; i < n; i++) ncnt[i] = 0;                                                \
+        if (count) {                                                                                \
+            int32_t cnt[BLK];                                                                       \
+            for (int64_t i = 0; i < n; i++) cnt[i] = 0;                                             \
+            SIGNED_STEPS(T, cnt[i] += s != 0;)                                                      \
+            T *cp = count + b * F + f0;                                                             \
+            for (int64_t i = 0; i < n; i++) cp[i] += (T)cnt[i];                                     \
+        } else {                                                                                    \
+            SIGNED_STEPS(T, )                                                                       \
         }                                                                                           \
         T *gp = neg + b * F + f0;                                                                   \
         for (int64_t i = 0; i < n; i++) gp[i] += (T)ncnt[i];                                        \
-        if (count) {                                                                                \
-            T *cp = count + b * F + f0;                                                             \
-            for (int64_t i = 0; i < n; i++) cp[i] += (T)cnt[i];                                     \
-        }                                                                                           \
     }                                                                                               \
 }
 
@@ -177,7 +194,7 @@ if _mode not in MODES:
 def _declare(lib: ctypes.CDLL) -> None:
     p, i64 = ctypes.c_void_p, ctypes.c_int64
     for name in ("if_f32", "if_f64"):
-        getattr(lib, name).argtypes = [p, i64, p, p, p, p, p, i64, i64, i64, ctypes.c_int]
+        getattr(lib, name).argtypes = [p, i64, p, p, p, p, p, i64, i64, i64, ctypes.c_int, ctypes.c_int]
         getattr(lib, name).restype = None
     for name in ("signed_f32", "signed_f64"):
         getattr(lib, name).argtypes = [p, i64, p, p, p, p, p, p, p, i64, i64, i64, ctypes.c_int]
@@ -350,17 +367,22 @@ def if_forward(neuron, current: torch.Tensor) -> torch.Tensor | None:
         neuron.negative_count = torch.zeros_like(v)
     if neuron.record_spikes and neuron.spike_count is None:
         neuron.spike_count = torch.zeros_like(v)
-    th = _per_feature(neuron, neuron.v_threshold, features, current, "th")
+    state = (neuron.net_count, neuron.negative_count) if neuron.emits_negative else None
+    th_scalar = neuron.v_threshold.numel() == 1 and state is None and device.type == "cpu"
+    th = (
+        neuron.v_threshold.reshape(1).to(device=device, dtype=dtype)
+        if th_scalar
+        else _per_feature(neuron, neuron.v_threshold, features, current, "th")
+    )
     bias = _per_feature(neuron, neuron.bias_current, features, current, "bias") if neuron.has_bias else None
     out = torch.empty((steps, batch, *features), dtype=dtype, device=device)
     count = neuron.spike_count if neuron.record_spikes else None
-    state = (neuron.net_count, neuron.negative_count) if neuron.emits_negative else None
     with torch.profiler.record_function("lightning_snn::fused_if"):  # named in profiles (ctypes is invisible)
-        _LAUNCHERS[device.type](current, stride_t, bias, th, v, out, count, state, steps, batch, n_feat)
+        _LAUNCHERS[device.type](current, stride_t, bias, th, v, out, count, state, steps, batch, n_feat, th_scalar)
     return out.view(-1, *features)
 
 
-def _launch_cpu(current, stride_t, bias, th, v, out, count, state, steps, batch, n_feat) -> None:
+def _launch_cpu(current, stride_t, bias, th, v, out, count, state, steps, batch, n_feat, th_scalar=False) -> None:
     def ptr(t: torch.Tensor | None) -> int | None:
         return None if t is None else t.data_ptr()
 
@@ -370,10 +392,12 @@ def _launch_cpu(current, stride_t, bias, th, v, out, count, state, steps, batch,
     if state is not None:
         getattr(_cpu_lib, f"signed_{name}")(*args, ptr(state[0]), ptr(state[1]), *tail)
     else:
-        getattr(_cpu_lib, f"if_{name}")(*args, *tail)
+        getattr(_cpu_lib, f"if_{name}")(*args, *tail, int(th_scalar))
 
 
-def _launch_triton(current, stride_t, bias, th, v, out, count, state, steps, batch, n_feat, block: int = 1024) -> None:
+def _launch_triton(
+    current, stride_t, bias, th, v, out, count, state, steps, batch, n_feat, th_scalar=False, block: int = 1024
+) -> None:
     k = _cuda_kernels
     n = batch * n_feat
     net, neg = state if state is not None else (v, v)  # unread where a constexpr flag is off

@@ -203,6 +203,7 @@ def fused_update(page, data: dict) -> str:
             f"{r['megabytes_per_step']:g}",
             r["neuron"],
             "on" if r["record_spikes"] else "off",
+            f"{100 * r['spike_rate']:.1f}",
             f"{1e3 * r['cpu_s']['fused']:.2f}",
             f"{1e3 * r['cpu_s']['eager']:.2f}",
             f"**{r['fused_over_eager']:.2f}x**",
@@ -210,5 +211,5 @@ def fused_update(page, data: dict) -> str:
         ]
         for r in data["rows"]
     ]
-    header = ["input (B x C x H x W), chunk", "MB per step", "neuron", "counting", "fused ms", "eager ms"]
+    header = ["input (B x C x H x W), chunk", "MB per step", "neuron", "counting", "spikes %", "fused ms", "eager ms"]
     return table([*header, "fused / eager", "bit-identical"], rows)
