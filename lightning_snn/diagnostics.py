@@ -79,7 +79,7 @@ from lightning_snn.diagnostic_results import (
     summary_table,
 )
 from lightning_snn.fanout import INPUT_KEY, SynapseMap, _body, synapse_map
-from lightning_snn.graph import activation_sites, prepare
+from lightning_snn.graph import activation_sites, prepare, record_sites
 from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, _per_channel
 from lightning_snn.simulation import rows_as_asked, simulate, validate_timesteps
 from lightning_snn.snn import ConvertedSNN
@@ -293,16 +293,8 @@ class DiagnosticsProbe:
         self.ann = self.ann.to(x.device)
         gm, _ = _body(next(iter(self.snns.values())))
         acts: dict[str, torch.Tensor] = {}
-        ann_sites = activation_sites(self.ann)
-        handles = [
-            ann_sites[n].register_forward_hook(lambda _m, _i, out, n=n: acts.__setitem__(n, out.detach()))
-            for n in self.sites
-        ]
-        try:
+        with record_sites(activation_sites(self.ann), acts.__setitem__):
             self.ann(x)
-        finally:
-            for h in handles:
-                h.remove()
         targets = {}
         for j, name in enumerate(self.sites):
             neuron: IFNeuron = _get(gm, name)
