@@ -5,22 +5,18 @@ Runs at the end of ``fit`` and at the end of ``test`` (a checkpoint given with
 callback checks its settings and the results path before training, builds the loaders (each
 DDP rank gets its share of the calibration and test images; thresholds are all-reduced with MAX
 and counts with SUM, so the numbers equal a single process's), stops at the next batch on
-SIGTERM, prints and logs the table, then writes ``snn_results.json`` into the run's own
-directory (:mod:`lightning_snn.callbacks.run_files`).
+SIGTERM (:mod:`lightning_snn.callbacks.signals`), prints the table and logs its scalars to every
+logger (tables and plots where the logger shows them: :mod:`lightning_snn.callbacks.wandb_logging`),
+then writes ``snn_results.json`` into the run's own directory (:mod:`lightning_snn.callbacks.run_files`).
 """
 
 from __future__ import annotations
 
-import signal
-import threading
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from lightning_snn.conversion import check_convertible, check_neuron
@@ -29,12 +25,15 @@ from lightning_snn.evaluation import ConversionReport, evaluate_conversion, vali
 from lightning_snn.export import check_export_settings, check_model_exportable, export_nir
 from lightning_snn.recurrent_conversion import is_recurrent
 from lightning_snn.recurrent_evaluation import check_recurrent_settings, validate_output_loops
-from lightning_snn.report import wandb_payload, write_dashboard
+from lightning_snn.report import write_dashboard
 from lightning_snn.results import dashboard_name
 
 from .run_files import claim_files, release, run_dir, write_json_atomic
+from .signals import Repeatable, SigtermFlag, until_sigterm
+from .wandb_logging import log_dashboard, log_report
 
-__all__ = ["SNNConversion", "run_dir", "shard", "write_json_atomic"]
+# SigtermFlag and until_sigterm are re-exported: their home is signals.py
+__all__ = ["SNNConversion", "SigtermFlag", "run_dir", "shard", "until_sigterm", "write_json_atomic"]
 
 
 def shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
@@ -42,64 +41,6 @@ def shard(dataset: Dataset, rank: int, world_size: int) -> Dataset:
     if world_size == 1:
         return dataset
     return Subset(dataset, list(range(rank, len(dataset), world_size)))
-
-
-class SigtermFlag:
-    """Catch SIGTERM while the SNN evaluation runs, to stop at the next batch.
-
-    Lightning's own handler is in place while a fit or test runs, but not after the trainer's
-    teardown (a fit whose training loop never ran converts in ``on_fit_end``; a direct call to
-    :meth:`SNNConversion.evaluate` after ``fit`` returned), where a SIGTERM would otherwise kill the
-    process mid-write or be swallowed by another library's handler. The previous handler is called
-    too (Lightning's forwards the signal to its DDP workers) and restored afterwards. Main thread only.
-    """
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous = None
-
-    def _handler(self, signum, frame) -> None:
-        self.received = True
-        if callable(self._previous):
-            self._previous(signum, frame)
-
-    def __enter__(self) -> SigtermFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
-
-
-def until_sigterm(trainer: pl.Trainer, batches: Iterable, flag: SigtermFlag | None = None) -> Iterator:
-    """``batches``, stopped at the next batch once the process got SIGTERM (Lightning's convention:
-    its loops raise :class:`SIGTERMException` too; the CLI turns it into exit status 143)."""
-    for batch in batches:
-        if getattr(trainer, "received_sigterm", False):
-            raise SIGTERMException
-        if flag is not None and flag.received:
-            # Lightning's handler (gone after the teardown) would pass the signal on to the DDP workers it
-            # started; do the same, so that they stop too instead of waiting in a collective
-            launcher = getattr(getattr(trainer, "strategy", None), "launcher", None)
-            if launcher is not None:
-                launcher.kill(signal.SIGTERM)
-            raise SIGTERMException
-        yield batch
-
-
-class Repeatable:
-    """``until_sigterm`` over ``batches``, afresh at every pass: percentile calibration and the
-    light correction read the calibration images more than once."""
-
-    def __init__(self, trainer: pl.Trainer, batches: Iterable, flag: SigtermFlag | None = None) -> None:
-        self.trainer, self.batches, self.flag = trainer, batches, flag
-
-    def __iter__(self) -> Iterator:
-        return until_sigterm(self.trainer, self.batches, self.flag)
 
 
 def _shift_size(report: ConversionReport) -> str:
@@ -409,8 +350,7 @@ class SNNConversion(pl.Callback):
             metrics[f"snn/energy_uj_T{t}"] = results["energy"][t]["snn_uj"]
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
-            if isinstance(logger, WandbLogger):
-                self._log_wandb(logger, report)
+        log_report(trainer.loggers, report)  # tables and plots where the logger shows them (W&B)
         path = Path(self.results_file)
         try:
             claimed = claimed or self._claim(trainer)  # claimed in setup; here for a direct call
@@ -457,22 +397,4 @@ class SNNConversion(pl.Callback):
             rank_zero_warn(f"could not draw the SNN dashboard {str(png)!r}: {type(exc).__name__}: {exc}")
             return
         rank_zero_info(f"  dashboard: {png}")
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                import wandb
-
-                logger.experiment.log({"snn/report": wandb.Image(str(png))})
-
-    def _log_wandb(self, logger: WandbLogger, r: ConversionReport) -> None:
-        import wandb
-
-        rows = [[t, r.snn_acc[t], r.ann_acc, r.conversion_loss[t]] for t in r.timesteps]
-        table = wandb.Table(data=rows, columns=["T", "snn_acc", "ann_acc", "conversion_loss"])
-        logger.experiment.log(
-            {
-                "snn/results": table,
-                "snn/acc_vs_T": wandb.plot.line(table, "T", "snn_acc", title=f"SNN accuracy vs T ({r.shift} shift)"),
-            }
-        )
-        if r.diagnostics is not None:  # accuracy vs energy, per-layer error vs T, firing rate per layer
-            logger.experiment.log(wandb_payload(r.to_json()))
+        log_dashboard(trainer.loggers, png)

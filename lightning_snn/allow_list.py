@@ -1,6 +1,6 @@
 """The converter's allow-list: the operations that run unchanged on spikes, and the activations.
 
-One home for these sets: :mod:`lightning_snn.graph` checks a network against them before any
+One home for these sets: :mod:`lightning_snn.graph_check` checks a network against them before any
 conversion, and :mod:`lightning_snn.fanout` counts the synapses of the same operations, so what
 converts and what the diagnostics count cannot drift apart. Everything here is linear and
 time-invariant (DESIGN.md section 7), or an activation that becomes an IF neuron.

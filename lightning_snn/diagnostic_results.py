@@ -74,7 +74,8 @@ class Diagnostics:
         energy: the energy constants of the report.
         quant_factor: ``[layers, T]``: the quantisation model's mean error in steps of
             ``V_th / T`` (1/4 with the paper's shift, 1/2 without; :func:`quantisation_factor`), a
-            property of the SNN (not summed by :meth:`merge`); ``None``: no prediction (NaN).
+            property of the SNN (not summed by :meth:`merge`), NaN for a layer whose neuron model has
+            none; ``None``: no prediction at all. Not predicted: ``predicted_mae`` is None.
     """
 
     timesteps: list[int]
@@ -223,7 +224,10 @@ class Diagnostics:
                 row[name] = {
                     "mae": mae,
                     "relative": mae / mean_act if mean_act > 0 else float("nan"),
-                    "predicted_mae": factor[j][i] * quant / (t * elements) if factor else float("nan"),
+                    # None: no prediction (a neuron model without a quantisation error; NaN in the factor)
+                    "predicted_mae": None
+                    if factor is None or math.isnan(factor[j][i])
+                    else factor[j][i] * quant / (t * elements),
                     "clip_mae": clip / elements,
                     "mean_activation": mean_act,
                 }
@@ -291,7 +295,9 @@ def summary_table(results: Mapping[str, Any]) -> str:
         where = ""
         if worst is not None and worst[1]["relative"] is not None:
             name, e = worst
-            where = f"{name} {e['relative']:.3f} ({e['predicted_mae'] / e['mean_activation']:.3f})"
+            predicted = e["predicted_mae"]  # None: not predicted (a neuron model without a quantisation error)
+            predicted = "n/a" if predicted is None else f"{predicted / e['mean_activation']:.3f}"
+            where = f"{name} {e['relative']:.3f} ({predicted})"
         lines.append(
             f"  {int(key):5d}  {_num(rates['network'], '6.4f')}  {_num(sops['per_image'], '9.3g')}  "
             f"{_num(energy['snn_uj'], '10.4g')}  {_num(energy['snn_over_ann'], '6.3f')}x  {where}"

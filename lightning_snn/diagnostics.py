@@ -42,7 +42,9 @@ at every T of the list, reduce it at once to a few numbers per layer; nothing of
   another size (``shift_scale``, the constant shift) offsets the floor by ``o`` steps, read from
   the neuron's initial membrane and bias current at each T (``o = v_0 / V_th + T b / V_th``),
   and the model's error is ``(o^2 + (1 - o)^2) / 2`` steps for ``0 <= o <= 1``, ``o - 1/2``
-  beyond (:func:`quantisation_factor`). We compare the
+  beyond (:func:`quantisation_factor`). The factor is the neuron model's own
+  (:meth:`~lightning_snn.neurons.IFNeuron.quantisation_error`; the signed neuron's is the IF
+  neuron's); a model without one is left out of the prediction (``null``), by name. We compare the
   mean *absolute* error in activation units because the paper's own totals, eq. (13) and (16)
   (``L V_th^2 / (4T)``), are a loss proxy (constant Hessian, summed over layers), not a per-layer
   quantity one can measure; they share its ``1/T`` law. The prediction is the layer's own
@@ -56,6 +58,7 @@ them (``merge``) and to reduce them over ``torch.distributed`` ranks (``all_redu
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -79,8 +82,8 @@ from lightning_snn.diagnostic_results import (
     summary_table,
 )
 from lightning_snn.fanout import INPUT_KEY, SynapseMap, _body, synapse_map
-from lightning_snn.graph import activation_sites, prepare
-from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, _per_channel
+from lightning_snn.graph import activation_sites, prepare, record_sites
+from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, _per_channel, quantisation_factor
 from lightning_snn.simulation import rows_as_asked, simulate, validate_timesteps
 from lightning_snn.snn import ConvertedSNN
 
@@ -183,23 +186,44 @@ class DiagnosticsProbe:
         self.quant_factor = torch.tensor(
             [[self._quant_factor(name, t) for t in self.timesteps] for name in self.layers], dtype=torch.float64
         ).reshape(len(self.layers), len(self.timesteps))
+        self._warn_unmodelled()
         self.read_timesteps = self.timesteps if read_timesteps is None else validate_timesteps(read_timesteps)
         if not set(self.timesteps) <= set(self.read_timesteps):
             raise ValueError(f"read_timesteps must hold every T of the diagnostics {self.timesteps}.")
         if None not in self.snns and self.read_timesteps != self.timesteps:
             raise ValueError("one SNN per T (bias shift) reads its own T only: read_timesteps must be the T list.")
 
-    def _quant_factor(self, name: str, t: int) -> float:
-        """The quantisation model's error in steps at T for layer ``name`` of the SNN simulated at T:
-        the floor's offset ``o`` (steps) from the neuron's initial membrane and bias current. Negative
-        currents (an ANN trained with a shifted ReLU subtracts its shift) are the ANN's own, not a
-        shift of the floor: left out, as the model compares with that ANN."""
+    def _neuron(self, name: str, t: int) -> IFNeuron:
         gm, readout = _body(self.snns[None] if None in self.snns else self.snns[t])
-        neuron = readout if name == OUTPUT_KEY else _get(gm, name)
-        vth = neuron.v_threshold.to(torch.float64)
-        offset = float((neuron.v_init.to(torch.float64) / vth).clamp(min=0).mean())
-        offset += t * float((neuron.bias_current.to(torch.float64) / vth).clamp(min=0).mean())
-        return quantisation_factor(offset)
+        return readout if name == OUTPUT_KEY else _get(gm, name)
+
+    def _quant_factor(self, name: str, t: int) -> float:
+        """The quantisation error in steps at T of layer ``name`` of the SNN simulated at T, as its
+        neuron model gives it (:meth:`~lightning_snn.neurons.IFNeuron.quantisation_error`); NaN
+        where the model has none."""
+        neuron = self._neuron(name, t)
+        factor = neuron.quantisation_error(t)
+        if factor is None:
+            return float("nan")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0 <= factor < float("inf"):
+            raise ValueError(
+                f"{type(neuron).__name__}.quantisation_error({t}) returned {factor!r}: it must be a number of "
+                "steps >= 0, or None for a neuron model without one."
+            )
+        return float(factor)
+
+    def _warn_unmodelled(self) -> None:
+        """Name the layers left out of the theory overlay and their neuron models."""
+        rows = torch.isnan(self.quant_factor).any(1).tolist()
+        left_out = [name for name, nan in zip(self.layers, rows, strict=True) if nan]
+        if left_out:
+            models = sorted({repr(self._neuron(n, self.timesteps[0]).kind) for n in left_out})
+            warnings.warn(
+                f"no predicted error for layer(s) {left_out}: neuron {', '.join(models)} gives no quantisation "
+                "error per step (IFNeuron.quantisation_error; docs/EXTENDING.md), so the theory overlay leaves "
+                "them out (predicted_mae: null); everything measured is reported.",
+                stacklevel=3,
+            )
 
     def empty(self, device=None) -> Diagnostics:
         """Zero diagnostics of this SNN (for a rank with no batches)."""
@@ -293,16 +317,8 @@ class DiagnosticsProbe:
         self.ann = self.ann.to(x.device)
         gm, _ = _body(next(iter(self.snns.values())))
         acts: dict[str, torch.Tensor] = {}
-        ann_sites = activation_sites(self.ann)
-        handles = [
-            ann_sites[n].register_forward_hook(lambda _m, _i, out, n=n: acts.__setitem__(n, out.detach()))
-            for n in self.sites
-        ]
-        try:
+        with record_sites(activation_sites(self.ann), acts.__setitem__):
             self.ann(x)
-        finally:
-            for h in handles:
-                h.remove()
         targets = {}
         for j, name in enumerate(self.sites):
             neuron: IFNeuron = _get(gm, name)
@@ -326,16 +342,6 @@ class DiagnosticsProbe:
         if len(self.layers) > len(self.sites):  # the spiking readout's neuron
             diag.structure[len(self.sites)] = float(self.synapses.fanout[OUTPUT_KEY].numel())
         return targets
-
-
-def quantisation_factor(offset: float) -> float:
-    """``E|floor(u + o) - u|`` for ``u`` uniform in ``[0, 1)``: the IF neuron's mean rate error in
-    steps of ``V_th / T`` when its charge is offset by ``o >= 0`` steps. ``o = 1/2`` (the paper's
-    shift, a rounding): 1/4; ``o = 0`` (a floor): 1/2; ``(o^2 + (1 - o)^2) / 2`` up to ``o = 1``,
-    ``o - 1/2`` beyond (every count is then too high)."""
-    if offset >= 1:
-        return offset - 0.5
-    return (offset**2 + (1 - offset) ** 2) / 2
 
 
 def _get(gm: nn.Module, name: str) -> nn.Module | None:
@@ -386,6 +392,7 @@ __all__ = [
     "EnergyModel",
     "INPUT_KEY",
     "SynapseMap",
+    "quantisation_factor",
     "simulate_with_diagnostics",
     "summary_table",
     "synapse_map",

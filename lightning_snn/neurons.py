@@ -72,6 +72,22 @@ def _as_tensor(value: float | torch.Tensor, name: str) -> torch.Tensor:
     return t
 
 
+def quantisation_factor(offset: float) -> float:
+    """``E|floor(u + o) - u|`` for ``u`` uniform in ``[0, 1)``: the IF neuron's mean rate error in
+    steps of ``V_th / T`` when its charge is offset by ``o >= 0`` steps. ``o = 1/2`` (the paper's
+    shift, a rounding): 1/4; ``o = 0`` (a floor): 1/2; ``(o^2 + (1 - o)^2) / 2`` up to ``o = 1``,
+    ``o - 1/2`` beyond (every count is then too high)."""
+    if offset >= 1:
+        return offset - 0.5
+    return (offset**2 + (1 - offset) ** 2) / 2
+
+
+def _no_error_model(self, t: int) -> None:
+    """No quantisation model for this neuron: soft reset's (:meth:`IFNeuron.quantisation_error`) is
+    not this recurrence's, so the diagnostics leave its layers out of the theory overlay."""
+    return None
+
+
 class IFNeuron(StatefulModule):
     """Integrate-and-fire neuron, soft reset, spike amplitude ``v_threshold`` (the paper's neuron,
     ``neuron: if``), and the base of every neuron model the converter can build (:data:`NEURONS`).
@@ -82,11 +98,13 @@ class IFNeuron(StatefulModule):
     A neuron model is a subclass registered under a name (:func:`register_neuron`); it says what
     differs from this one and nothing else: its recurrence over a chunk (:meth:`_steps`), how its
     spike counts are read back for the diagnostics (:meth:`spike_counts`), how many synaptic
-    events its counts make (:meth:`events`) and whether it emits negative spikes
+    events its counts make (:meth:`events`), its quantisation error per step for the diagnostics'
+    theory overlay (:meth:`quantisation_error`) and whether it emits negative spikes
     (:attr:`emits_negative`). Threshold, initial membrane, bias current, time folding, spike
     recording and validation are the base's. A subclass with its own recurrence must also say how
-    its counts are read (soft reset's charge conservation is this class's alone), and runs the eager
-    update (the fused kernels are this class's and :class:`SignedIFNeuron`'s only).
+    its counts are read (soft reset's charge conservation is this class's alone), has no
+    quantisation error unless it gives its own, and runs the eager update (the fused kernels are
+    this class's and :class:`SignedIFNeuron`'s only).
 
     Args:
         v_threshold: firing threshold: a scalar (one per layer, the calibrated maximum
@@ -111,6 +129,8 @@ class IFNeuron(StatefulModule):
                 "counts back from soft reset's charge conservation, which another recurrence need not keep. "
                 "Define spike_counts (e.g. return a count the recurrence keeps)."
             )
+        if "_steps" in cls.__dict__ and "quantisation_error" not in cls.__dict__:
+            cls.quantisation_error = _no_error_model  # soft reset's error model is not another recurrence's
 
     def __init__(
         self,
@@ -220,6 +240,23 @@ class IFNeuron(StatefulModule):
         """Synaptic events (spikes of either sign) behind the net ``counts`` of :meth:`spike_counts`."""
         return counts
 
+    def quantisation_error(self, t: int) -> float | None:
+        """The theory overlay's error at ``T = t`` in steps of ``V_th / t`` (the paper's eq. (14)-(15)):
+        the mean ``|rate x V_th - a|`` of a neuron whose activation ``a`` is inside ``(0, V_th)``, ``a``
+        taken uniform within each step. Soft reset makes the count a floor of the charge, offset by
+        ``o = v_0 / V_th + t b / V_th`` steps by the initial membrane and the bias current (channels
+        averaged): :func:`quantisation_factor`, 1/4 at the paper's shift, 1/2 without. Negative
+        currents (an ANN trained with a shifted ReLU subtracts its shift) are the ANN's own, not a
+        shift of the floor: left out, as the model compares with that ANN.
+
+        A neuron model with its own recurrence gives its own, or ``None`` (the default for one that
+        does not define it): the diagnostics then leave its layers out of the overlay and say so.
+        """
+        vth = self.v_threshold.to(torch.float64)
+        offset = float((self.v_init.to(torch.float64) / vth).clamp(min=0).mean())
+        offset += t * float((self.bias_current.to(torch.float64) / vth).clamp(min=0).mean())
+        return quantisation_factor(offset)
+
     def extra_repr(self) -> str:
         def show(t: torch.Tensor) -> str:
             return f"{t.item():.4g}" if t.dim() == 0 else f"[{t.numel()} channels]"
@@ -287,6 +324,11 @@ class SignedIFNeuron(IFNeuron):
         """Every spike is an event, whatever its sign: the net count plus twice the negative spikes."""
         return counts + 2 * self.negative_count.to(counts.dtype)
 
+    def quantisation_error(self, t: int) -> float:
+        """The IF neuron's (:meth:`IFNeuron.quantisation_error`): the net count is the same floor of
+        the total charge, offset by the same initial membrane and bias current."""
+        return super().quantisation_error(t)
+
 
 #: The neuron models by name (``snn.neuron``, ``convert(neuron=...)``): ``"if"`` and ``"signed"``
 #: here; :func:`register_neuron` adds more, from any module.
@@ -302,6 +344,7 @@ def register_neuron(kind: str) -> Callable[[type[IFNeuron]], type[IFNeuron]]:
         class ResetToZero(IFNeuron):
             def _steps(self, per_step, out, vth): ...
             def spike_counts(self, mean_current, t): ...
+            # optional: def quantisation_error(self, t): ... (None without: no theory overlay)
     """
     if not isinstance(kind, str) or not kind:
         raise ValueError(f"a neuron kind is a non-empty string, got {kind!r}.")

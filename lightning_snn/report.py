@@ -114,7 +114,11 @@ def write_dashboard(results: Mapping[str, Any], path: str | Path, title: str | N
         rows = [results["layer_errors"][k][name] for k in keys]
         rel = [r["relative"] if r["relative"] is not None else float("nan") for r in rows]
         mean = [r["mean_activation"] or float("nan") for r in rows]
-        predicted = [r["predicted_mae"] / m for r, m in zip(rows, mean, strict=True)]
+        # None: not predicted (a neuron model without a quantisation error): not drawn
+        predicted = [
+            float("nan") if r["predicted_mae"] is None else r["predicted_mae"] / m
+            for r, m in zip(rows, mean, strict=True)
+        ]
         positive = positive or any(v > 0 for v in rel + predicted)
         a_err.plot(ts, rel, "o-", color=colour, ms=3, lw=1.2, label=_short(name))
         a_err.plot(ts, predicted, "--", color=colour, lw=0.8, alpha=0.7)

@@ -55,7 +55,7 @@ from lightning_snn.export.nir_common import (
     require_nir,
 )
 from lightning_snn.export.nir_graph import GraphBuilder, Term, diagonal_conv
-from lightning_snn.graph import _kinds
+from lightning_snn.graph_check import _kinds
 from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d
 from lightning_snn.snn import ConvertedSNN
 
