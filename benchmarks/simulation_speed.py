@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import ctypes
 import json
 import os
 import platform
@@ -60,6 +59,7 @@ from lightning_snn.activations import CONVERTIBLE_ACTIVATIONS, set_threshold_ena
 from lightning_snn.chunking import auto_time_chunk, largest_activation_bytes
 from lightning_snn.constant_input import constant_prefix
 from lightning_snn.conversion import calibrate_thresholds, convert
+from lightning_snn.heap import heap_kept, keep_freed_memory
 from lightning_snn.models import create_model
 from lightning_snn.reference import simulate_reference
 from lightning_snn.simulation import SpikingEvaluator, simulate
@@ -108,10 +108,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--heap",
         default="keep",
         choices=["keep", "trim"],
-        help="keep (default): freed memory stays in the process (glibc mallopt: no trimming, no mmap below "
-        "1 GiB), so a row's CPU time does not depend on which rows freed memory before it; trim: glibc's "
-        "defaults, where the kernel zeroes fresh pages for many large allocations (minor page faults, "
-        "counted per row)",
+        help="keep (default): freed memory stays in the process (lightning_snn.heap.keep_freed_memory, as "
+        "train.py does), so no row pays page faults for memory another row freed, and time_chunk auto "
+        "aims at 64 MB; trim: glibc's defaults (minor page faults counted per row; auto aims at 8 MB)",
     )
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = leave as is)")
     p.add_argument("--calib-size", type=int, default=64, help="calibration batch (random or CIFAR train images)")
@@ -506,25 +505,11 @@ def fused_build_info(device: torch.device, dtype: torch.dtype, fresh_processes: 
 
 
 # ---- the benchmark -----------------------------------------------------------------------------
-def keep_heap() -> str:
-    """Stop glibc from giving freed memory back to the kernel (and from mmap-ing blocks under 1 GiB).
-
-    With glibc's defaults, whether a large tensor's allocation costs page faults depends on what
-    was freed before it (the heap top is trimmed past a threshold that adapts to earlier frees), so
-    two rows doing the same work differ by the kernel zeroing pages: ~23% of the CPU time of every
-    engine at batch 256 here, and moving between rows from run to run. Returns what was done."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_trim_threshold, 2**31 - 1) == 1 and libc.mallopt(m_mmap_threshold, 2**30) == 1
-    except (OSError, AttributeError) as exc:
-        return f"not applied ({type(exc).__name__}: not glibc?)"
-    return "kept (glibc mallopt: M_TRIM_THRESHOLD 2^31-1, M_MMAP_THRESHOLD 1 GiB)" if ok else "not applied"
-
-
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
-    heap = keep_heap() if args.heap == "keep" else "glibc defaults (trimmed)"
+    if args.heap == "keep" and not keep_freed_memory():
+        raise SystemExit("--heap keep: freed memory cannot be kept here (not glibc, or LIGHTNING_SNN_HEAP=trim)")
+    heap = "kept (lightning_snn.heap: no trimming, mmap from 1 GiB)" if heap_kept() else "glibc defaults (trimmed)"
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but torch.cuda.is_available() is False")
     if args.threads > 0:

@@ -4,8 +4,10 @@ A chunk of ``c`` steps runs every stateless layer once on ``c x B`` rows, so its
 tensor holds ``c x B x (largest activation of one sample)`` values. What is fastest depends on
 that size, not on the batch alone (docs/BENCHMARKS.md, the time_chunk sweeps):
 
-* CPU: folded tensors of a few MB stay in cache; past ~8-16 MB the element-wise passes and the
-  convolutions fall out of it, so large batches run fastest one step per chunk;
+* CPU: it depends on the heap. Where freed memory stays in the process
+  (:func:`lightning_snn.heap.keep_freed_memory`, which the command line calls), larger folded
+  convolutions keep paying up to ~64 MB per tensor (the sweeps at batch 8, 64 and 256 all peak
+  there); with glibc's defaults every large fresh tensor costs page faults, and ~8 MB is best;
 * CUDA: larger kernels win up to ~4096 samples x a CIFAR VGG-16's largest activation (1 GiB);
   at ImageNet size (49x the activation) that many samples would ask for tens of GB per layer,
   so the rule counts bytes, not samples.
@@ -22,8 +24,12 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from lightning_snn.heap import heap_kept
+
 #: bytes of one folded tensor (chunk x batch x largest activation per sample) that "auto" aims at
 TARGET_BYTES = {"cpu": 8 * 2**20, "cuda": 2**30}
+#: the CPU's target where freed memory stays in the process (no page faults for a larger tensor)
+CPU_KEPT_HEAP_TARGET = 64 * 2**20
 #: folded tensors of the largest size alive at once during a chunk (a layer's input current, its
 #: spikes, the next layer's output), with a margin for the allocator
 LIVE_TENSORS = 4
@@ -63,7 +69,10 @@ def auto_time_chunk(
     overrides the measured free memory (:func:`available_memory`)."""
     device = torch.device(device)
     per_step = max(1, int(batch) * int(bytes_per_sample))
-    chunk = max(1, TARGET_BYTES.get(device.type, TARGET_BYTES["cpu"]) // per_step)
+    target = TARGET_BYTES.get(device.type, TARGET_BYTES["cpu"])
+    if device.type == "cpu" and heap_kept():
+        target = CPU_KEPT_HEAP_TARGET
+    chunk = max(1, target // per_step)
     available = available_memory(device) if available_bytes is None else available_bytes
     if available is not None:
         chunk = min(chunk, max(1, int(MEMORY_SHARE * available) // (LIVE_TENSORS * per_step)))

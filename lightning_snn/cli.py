@@ -46,6 +46,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from lightning_snn.callbacks.run_files import run_dir
 from lightning_snn.callbacks.snn_conversion import SNNConversion
 from lightning_snn.checkpoints import check_model_overrides, given_keys, load_checkpoint, saved_model_hparams
+from lightning_snn.heap import keep_freed_memory
 from lightning_snn.module import ConversionModule
 
 #: Exit status of a run stopped by SIGTERM: 128 + 15, what a shell reports for a killed process.
@@ -244,6 +245,7 @@ def check_lightning_checkpoint(path: str | Path, weights_only: bool = True) -> d
 
 def main(args=None, run: bool = True) -> SNNLightningCLI:
     """Parse ``args`` (default: ``sys.argv``) and run the subcommand; finish the W&B run after."""
+    keep_freed_memory()  # no page faults for the same large tensors every chunk (lightning_snn/heap.py)
     cli = SNNLightningCLI(
         ConversionModule,
         pl.LightningDataModule,  # any subclass, e.g. lightning_snn.data.CIFAR10DataModule

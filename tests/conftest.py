@@ -13,6 +13,15 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+@pytest.fixture(autouse=True)
+def heap_rule_as_glibc_default(monkeypatch):
+    """Every test sees the chunk rule of a process that did not keep its heap: the command line's
+    ``keep_freed_memory()`` (tests run ``main()`` in-process) must not change later tests' chunks."""
+    from lightning_snn import heap
+
+    monkeypatch.setattr(heap, "_kept", False)
+
+
 @pytest.fixture(scope="session")
 def cifar10_dir() -> Path:
     if not (CIFAR10_DIR / "train.npz").is_file():

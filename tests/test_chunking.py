@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lightning_snn import heap
 from lightning_snn.activations import set_threshold_enabled
 from lightning_snn.chunking import (
+    CPU_KEPT_HEAP_TARGET,
     LIVE_TENSORS,
     MEMORY_SHARE,
     TARGET_BYTES,
@@ -28,6 +30,27 @@ def test_cpu_rule_counts_bytes_per_folded_tensor():
     assert auto_time_chunk("cpu", 8, 256 * KB, PLENTY) == TARGET_BYTES["cpu"] // (8 * 256 * KB)
     assert auto_time_chunk("cpu", 256, 64 * KB, PLENTY) == 1  # 16 MiB per step already
     assert auto_time_chunk("cpu", 1, 1, PLENTY) == TARGET_BYTES["cpu"]  # tiny: as long as T allows
+
+
+def test_cpu_rule_aims_at_64_mb_where_the_heap_is_kept(monkeypatch):
+    """Without page faults (lightning_snn.heap) the CPU sweeps peak near 64 MB per folded tensor."""
+    monkeypatch.setattr(heap, "_kept", True)
+    assert auto_time_chunk("cpu", 256, 64 * KB, PLENTY) == CPU_KEPT_HEAP_TARGET // (256 * 64 * KB) == 4
+    assert auto_time_chunk("cpu", 64, 64 * KB, PLENTY) == 16
+    assert auto_time_chunk("cpu", 8, 256 * KB, PLENTY) == 32
+    assert auto_time_chunk("cuda", 128, 256 * KB, PLENTY) * 128 == 4096  # the GPU's rule does not change
+    assert auto_time_chunk("cpu", 256, 64 * KB, 64 * 2**20) == 1  # the memory bound still binds
+
+
+def test_keep_freed_memory_is_idempotent_and_can_be_refused(monkeypatch):
+    monkeypatch.setenv("LIGHTNING_SNN_HEAP", "trim")
+    assert heap.keep_freed_memory() is False and heap.heap_kept() is False
+    monkeypatch.setenv("LIGHTNING_SNN_HEAP", "sometimes")
+    with pytest.raises(ValueError, match="LIGHTNING_SNN_HEAP"):
+        heap.keep_freed_memory()
+    monkeypatch.setenv("LIGHTNING_SNN_HEAP", "keep")
+    kept = heap.keep_freed_memory()  # True on glibc (Linux CI); elsewhere a no-op
+    assert heap.heap_kept() is kept and heap.keep_freed_memory() is kept
 
 
 def test_cuda_rule_is_about_4096_cifar_samples_not_at_imagenet_size():
