@@ -7,8 +7,8 @@ hurts at long T. This script sweeps ``snn.shift_scale`` on two trained networks 
 plain-ReLU and threshold-ReLU runs of docs/REPRODUCE.md, Lightning checkpoints of train.py) with
 the paper's bias shift (one SNN per scale and T) and with the membrane shift (``scale x V_th/2``:
 the same charge, one simulation per scale for every T), checks both findings from the numbers, and
-writes ``docs/shift_scale.json`` and ``docs/shift_scale.png``; its section of docs/RESULTS.md is rendered
-from them by ``python benchmarks/render.py``.
+writes ``docs/shift_scale.json``; its section of docs/RESULTS.md and ``docs/shift_scale.png`` are
+rendered from it by ``python benchmarks/render.py``.
 
     python benchmarks/shift_scale.py --relu-ckpt runs/repro_vgg16_relu/checkpoints/last.ckpt \\
         --threshold-ckpt runs/repro_vgg16_t/checkpoints/last.ckpt --test-samples 1000
@@ -246,35 +246,6 @@ def _acc(r: dict, mode: str, scale: float, t: int) -> float:
     return accuracy(r["bits"][(mode, scale, t)])
 
 
-def plot(summary: dict, args, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    nets = [n for n in NETWORKS if n in summary]
-    fig, axes = plt.subplots(len(nets), len(args.timesteps), figsize=(3.6 * len(args.timesteps), 3.2 * len(nets)),
-                             squeeze=False)  # fmt: skip
-    for i, net in enumerate(nets):
-        r = summary[net]
-        for j, t in enumerate(args.timesteps):
-            ax = axes[i, j]
-            for mode, style in (("bias", "-o"), ("membrane", "--s")):
-                pts = [(s, _acc(r, mode, s, t)) for s in args.scales if (mode, s, t) in r["bits"]]
-                if pts:
-                    ax.plot(*zip(*pts, strict=True), style, label=mode, ms=4)
-            ax.axhline(r["ann_acc"], color="gray", ls=":", lw=1, label="ANN")
-            ax.axvline(1.0, color="black", lw=0.5)
-            ax.set_title(f"{net} ANN, T = {t}", fontsize=9)
-            ax.set_xlabel("shift scale (1 = V_th/(2T))")
-            ax.grid(alpha=0.3)
-        axes[i, 0].set_ylabel("SNN accuracy (%)")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def write_outputs(args, state: dict, out: Path, n_batches: int) -> None:
     summary = summarise(state, args, n_batches)
     stem = "shift_scale" + ("_tiny" if args.tiny else "")
@@ -300,9 +271,7 @@ def write_outputs(args, state: dict, out: Path, n_batches: int) -> None:
         "findings": findings(summary, args),
     }
     _atomic_write(out / f"{stem}.json", json.dumps(payload, indent=2))
-    if summary:
-        plot(summary, args, out / f"{stem}.png")
-    print(f"wrote {out / stem}.json and .png; render docs/RESULTS.md with python benchmarks/render.py")
+    print(f"wrote {out / stem}.json; render docs/RESULTS.md (its tables and plot) with python benchmarks/render.py")
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -419,6 +419,7 @@ def test_shift_scale_script_tiny_resumes(cifar10_dir, tmp_path):
     doc = render_blocks(tmp_path / "docs", [f"shift_scale.{b} from shift_scale_tiny.json" for b in ("command",
                         "setup", "accuracy", "findings")])  # fmt: skip
     assert "--tiny" in doc and "**bias shift**" in doc and "![SNN accuracy against the shift scale]" in doc
+    assert (tmp_path / "docs" / "shift_scale_tiny.png").stat().st_size > 1000  # drawn by the renderer
     proc = run_tiny("shift_scale.py", cifar10_dir, tmp_path)  # a rerun finds everything done
     assert "batch 0" not in proc.stdout
 

@@ -1,6 +1,6 @@
 """docs/RESULTS.md's shift-size section (the paper's Fig. 3B-D) from docs/shift_scale.json
-(benchmarks/shift_scale.py). The findings' verdicts are in the JSON, computed from each image's
-outcome (paired standard errors), which the JSON does not keep."""
+(benchmarks/shift_scale.py), and its figure. The findings' verdicts are in the JSON: the study computes
+them from each image's outcome (paired standard errors), which the JSON does not keep."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def setup(page, payload: dict) -> str:
 
 def accuracy(page, payload: dict) -> str:
     """Per network: accuracy by (shift, scale) and T, the paired standard errors; then the figure
-    (drawn by the study, which holds each image's outcome)."""
+    (``<json stem>.png``)."""
     lines = []
     for net, r in payload["networks"].items():
         ts = payload["setup"]["timesteps"]
@@ -72,7 +72,42 @@ def accuracy(page, payload: dict) -> str:
             + ".",
             "",
         ]
-    return "\n".join([*lines, f"![SNN accuracy against the shift scale]({page.names[0].removesuffix('.json')}.png)"])
+    name = f"{page.names[0].removesuffix('.json')}.png"
+    if page.figures is not None and payload["networks"]:
+        _plot(payload, page.figures / name)
+    return "\n".join([*lines, f"![SNN accuracy against the shift scale]({name})"])
+
+
+def _plot(payload: dict, path) -> None:
+    """SNN accuracy against the shift scale, one panel per (network, T), both shift modes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scales, timesteps = payload["setup"]["scales"], payload["setup"]["timesteps"]
+    nets = [n for n in NETWORKS if n in payload["networks"]]
+    fig, axes = plt.subplots(len(nets), len(timesteps), figsize=(3.6 * len(timesteps), 3.2 * len(nets)),
+                             squeeze=False)  # fmt: skip
+    for i, net in enumerate(nets):
+        r = payload["networks"][net]
+        for j, t in enumerate(timesteps):
+            ax = axes[i, j]
+            for mode, style in (("bias", "-o"), ("membrane", "--s")):
+                accs = {s: r["snn_acc"].get(mode, {}).get(f"{s:g}", {}).get(str(t)) for s in scales}
+                pts = [(s, a) for s, a in accs.items() if a is not None]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), style, label=mode, ms=4)
+            ax.axhline(r["ann_acc"], color="gray", ls=":", lw=1, label="ANN")
+            ax.axvline(1.0, color="black", lw=0.5)
+            ax.set_title(f"{net} ANN, T = {t}", fontsize=9)
+            ax.set_xlabel("shift scale (1 = V_th/(2T))")
+            ax.grid(alpha=0.3)
+        axes[i, 0].set_ylabel("SNN accuracy (%)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def findings(page, payload: dict) -> str:
