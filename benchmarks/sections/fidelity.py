@@ -3,7 +3,11 @@ study (docs/results.json), the width studies (docs/width_study*.json) with their
 (docs/width_check_*.json), the full-width GPU run (docs/gpu_full_width.json, benchmarks/collect_gpu.py),
 and the paper's numbers (docs/paper_numbers.json). The statements under "claims", "What the trend
 shows" and "Conclusion" are computed here from the JSON (each names the numbers it reads), so a rerun
-of the study re-renders them; the fixed prose around them is hand text in the page."""
+of the study re-renders them; the fixed prose around them is hand text in the page.
+
+A setup check joins the page by a block ``fidelity.check from <study>.json <check>.json`` and by its
+name at the end of the study's ``fidelity.width_conclusion`` block (a check of another network than
+the study's is left out of its conclusion)."""
 
 from __future__ import annotations
 
