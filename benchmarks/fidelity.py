@@ -254,8 +254,8 @@ def write_width_json(args, state: StudyState, out: Path, n_batches: int) -> None
     results = {}
     for k, e in state.data["widths"].items():
         results[k] = {**width_accuracies(e, n_batches), **{f: e.get(f) for f in kept}}
-        if e.get("checkpoint"):
-            results[k]["checkpoint"] = portable(argparse.Namespace(c=str(Path(e["checkpoint"]).resolve())))["c"]
+        if e.get("checkpoint"):  # recorded relative to the checkout (older states: to the cwd, the checkout)
+            results[k]["checkpoint"] = portable(argparse.Namespace(c=str((REPO / e["checkpoint"]).resolve())))["c"]
     payload = {"args": portable(args), "recipe": state.data["recipe"], "results": results}
     payload["network"] = network_of(state.data)
     write_json(out / f"{args.study_name}{'_tiny' if args.tiny else ''}.json", payload)
