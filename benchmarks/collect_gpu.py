@@ -3,7 +3,7 @@ the full-width training (its recipe, epochs done, accuracies), the conversion at
 diagnostics (firing rate, synaptic operations, energy) of the same checkpoint.
 
     python benchmarks/collect_gpu.py <gpu.sh output folder> --out docs/gpu_full_width.json
-    python benchmarks/fidelity.py --from-json docs/width_study.json   # docs/RESULTS.md picks it up
+    python benchmarks/render.py docs/RESULTS.md                        # its section of docs/RESULTS.md
 
 Every number comes from the folder's files (env.txt, gpu.log, train_metrics.csv,
 train_snn_results.json, test_snn_results.json); a missing file leaves its part out.

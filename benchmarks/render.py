@@ -26,22 +26,25 @@ import importlib
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # a section may format with the library (this checkout's, not an installed one)
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sections package beside this file
 #: The modules of benchmarks/sections/ a block may name (one per study).
-SECTION_MODULES = ("low_latency", "converter", "rnn", "speed")
+SECTION_MODULES = ("low_latency", "converter", "rnn", "speed", "fidelity", "shift_scale", "paper_tables")
 BLOCK = re.compile(r"(<!-- generated: (\S+) from ([^>]+?) -->\n)(.*?)(<!-- end generated -->)", re.S)
 
 
 @dataclass
 class Page:
-    """Where a page's figures go (``None``: do not write them) and which JSON stands for which name."""
+    """Where a page's figures go (``None``: do not write them), which JSON stands for which name, and
+    (while a block renders) the JSON names the block gives, in order (e.g. to name its figure)."""
 
     figures: Path | None = None
     data: dict[str, Path] = field(default_factory=dict)
+    names: tuple[str, ...] = ()
 
 
 def section(name: str):
@@ -61,11 +64,12 @@ def render(text: str, folder: Path, page: Page) -> str:
     """``text`` with every generated block rendered from its JSON files (names relative to ``folder``)."""
 
     def fill(m: re.Match) -> str:
-        files = [page.data.get(n, folder / n) for n in m[3].split()]
+        names = tuple(m[3].split())
+        files = [page.data.get(n, folder / n) for n in names]
         if missing := [str(f) for f in files if not f.is_file()]:
             raise ValueError(f"section {m[2]} reads {missing}: no such file (run its study, or pass --data)")
         datas = [json.loads(f.read_text()) for f in files]
-        body = section(m[2])(page, *datas).rstrip("\n")
+        body = section(m[2])(replace(page, names=names), *datas).rstrip("\n")
         return f"{m[1]}{body}\n{m[5]}" if body else f"{m[1]}{m[5]}"
 
     return BLOCK.sub(fill, text)

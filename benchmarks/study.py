@@ -143,16 +143,23 @@ def fit_quietly(
 
 
 def train_or_load(
-    module: pl.LightningModule, args, state: StudyState, entry: dict, name: str, callbacks: list | None = None
+    module: pl.LightningModule,
+    args,
+    state: StudyState,
+    entry: dict,
+    name: str,
+    callbacks: list | None = None,
+    resume: str | None = None,
 ) -> pl.LightningModule:
     """``module`` trained by :func:`fit_quietly`, or its weights loaded from ``<work>/<name>.ckpt``
     where ``entry`` (a piece of ``state``) recorded them: a checkpoint that changed since is
     refused. Training goes on from ``<work>/<name>_epochs/last.ckpt`` after a killed run (its epoch
     is recorded in ``resumed_at_epoch``). Records ``train_seconds``, ``checkpoint``, ``sha256`` and
     ``parameters`` in ``entry`` and saves the state. The checkpoint holds the weights alone (a
-    Lightning checkpoint: ``train.py test --ckpt_path`` takes it)."""
+    Lightning checkpoint: ``train.py test --ckpt_path`` takes it). ``resume`` names the folder of
+    the per-epoch checkpoints where a study's layout predates ``<name>_epochs``."""
     work = state.path.parent
-    ckpt, resume = work / f"{name}.ckpt", work / f"{name}_epochs"
+    ckpt, resume = work / f"{name}.ckpt", work / (resume or f"{name}_epochs")
     if ckpt.exists() and "sha256" in entry:
         if sha256(ckpt) != entry["sha256"]:
             raise SystemExit(f"{ckpt} changed since the study recorded it: delete it (and its entry) to retrain.")

@@ -5,6 +5,7 @@ imports it (only the CLI, which composes both). Import it as ``lightning_snn.cal
 class path ``lightning_snn.callbacks.SNNConversion`` in a YAML config.
 """
 
+from .dead_layer import StopWhenDead
 from .snn_conversion import SNNConversion
 
-__all__ = ["SNNConversion"]
+__all__ = ["SNNConversion", "StopWhenDead"]

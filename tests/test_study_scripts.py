@@ -38,15 +38,18 @@ def run_tiny(script: str, cifar10_dir, tmp_path, *extra: str, ok: bool = True) -
 
 def test_fidelity_script_tiny(cifar10_dir, tmp_path):
     run_tiny("fidelity.py", cifar10_dir, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["results_tiny.json"]  # the study writes JSON only
     data = json.loads((tmp_path / "docs" / "results_tiny.json").read_text())
     for src in ("relu", "threshold"):
         r = data["results"][src]
         assert set(r["snn_acc"]) == {"none", "bias", "membrane"}
         assert len(r["snn_acc"]["membrane"]) == 7
         assert len(r["sha256"]) == 64
-    doc = (tmp_path / "docs" / "RESULTS_tiny.md").read_text()
-    assert "Table 4" in doc and "holds" in doc
-    assert (tmp_path / "docs" / "results_tiny_acc_vs_T.png").stat().st_size > 1000
+    out = tmp_path / "out" / "RESULTS.md"
+    doc = render_page("RESULTS.md", out, results__json=tmp_path / "docs" / "results_tiny.json")
+    assert "width 0.0625" in doc and "first 64 test images" in doc and "One test image is 1.56 points" in doc
+    assert "Table 4" in doc and ("holds" in doc)
+    assert (out.parent / "results_acc_vs_T.png").stat().st_size > 1000
 
 
 def render_page(page: str, out, **data) -> str:
@@ -56,6 +59,27 @@ def render_page(page: str, out, **data) -> str:
     proc = subprocess.run([*cmd, "--data", *subst], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out.read_text()
+
+
+def render_blocks(folder, blocks: list[str]) -> str:
+    """A page of the given generated blocks (``"section from a.json b.json"``, names relative to
+    ``folder``, where docs/paper_numbers.json is copied), rendered in ``folder`` by render.py."""
+    (folder / "paper_numbers.json").write_text((REPO / "docs" / "paper_numbers.json").read_text())
+    page = folder / "PAGE.md"
+    page.write_text("".join(f"<!-- generated: {b} -->\n<!-- end generated -->\n\n" for b in blocks))
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "render.py"), str(page)], capture_output=True,
+                          text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return page.read_text()
+
+
+#: Every block of a width study's section, for a study JSON ``{0}`` (and its checks, added by the caller).
+WIDTH_BLOCKS = [
+    "fidelity.width_command from {0}", "fidelity.network from {0}", "fidelity.width_setup from {0}",
+    "fidelity.width_sources from {0}", "fidelity.width_loss from {0}", "fidelity.width_accuracy from {0}",
+    "fidelity.width_against from {0} paper_numbers.json", "fidelity.width_trend from {0} paper_numbers.json",
+    "fidelity.width_differs from {0}",
+]  # fmt: skip
 
 
 @pytest.mark.slow  # ~2-3 min on 2 cores (four source ANNs, thirteen conversions); CI runs the slow tests too
@@ -126,8 +150,8 @@ def test_render_keeps_the_hand_written_text_and_refuses_unknown_sections(monkeyp
     got = render.render(page, tmp_path, render.Page())
     assert got == "Hand text.\n" + block.format("- x: `no`\n") + "More hand text.\n"
     assert render.render(got, tmp_path, render.Page()) == got  # idempotent
-    with pytest.raises(ValueError, match="unknown section 'fidelity.table'"):
-        render.render(page.replace("converter.refusals", "fidelity.table"), tmp_path, render.Page())
+    with pytest.raises(ValueError, match="unknown section 'nosuch.table'"):
+        render.render(page.replace("converter.refusals", "nosuch.table"), tmp_path, render.Page())
     with pytest.raises(ValueError, match="has no section 'nope'"):
         render.render(page.replace("converter.refusals", "converter.nope"), tmp_path, render.Page())
 
@@ -160,8 +184,9 @@ def test_width_study_tiny_resumes_and_refuses_another_recipe(cifar10_dir, tmp_pa
         assert r["ann_acc"] is not None and len(r["sha256"]) == 64
         assert len(r["snn_acc"]["membrane"]) == 7 and len(r["snn_acc"]["none"]) == 7
         assert sorted(r["snn_acc"]["bias"]) == ["16", "8"]
-    doc = (docs / "RESULTS_tiny.md").read_text()
-    assert "Width study" in doc and "1 (paper)" in doc and "What the trend shows" in doc
+    assert not list(docs.glob("*.md")) and not list(docs.glob("*.png"))  # the study writes JSON only
+    doc = render_blocks(docs, [b.format("width_study_tiny.json") for b in WIDTH_BLOCKS])
+    assert "| 0.03125 | T: threshold alone |" in doc and "1 (paper)" in doc and "no trend to state yet" not in doc
     assert (docs / "width_study_tiny.png").stat().st_size > 1000
 
     # a lost test-batch result is recomputed on the rerun, nothing else: same numbers, same checkpoints
@@ -189,9 +214,12 @@ def test_width_study_tiny_resumes_and_refuses_another_recipe(cifar10_dir, tmp_pa
     assert got["recipe"]["conv_dropout"] == 0.2 and got["recipe"]["timesteps"] == [16, 32, 64]
     assert all(sorted(r["snn_acc"]["membrane"], key=int) == ["16", "32", "64"] for r in got["results"].values())
     assert {w: r["sha256"] for w, r in got["results"].items()} != {w: r["sha256"] for w, r in data["results"].items()}
-    doc = (docs / "RESULTS_tiny.md").read_text()
+    checked = "width_study_tiny.json width_check_dropout_tiny.json"
+    conclusion = "width_study_tiny.json paper_numbers.json width_check_dropout_tiny.json"
+    doc = render_blocks(docs, [f"fidelity.check from {checked}", f"fidelity.width_conclusion from {conclusion}",
+                               "fidelity.width_command from width_check_dropout_tiny.json"])  # fmt: skip
     assert "### Setup check: conv_dropout 0.0 -> 0.2" in doc
-    assert "### Conclusion" in doc and "The setup check (conv_dropout 0.0 -> 0.2" in doc
+    assert "The setup check (conv_dropout 0.0 -> 0.2, `width_check_dropout_tiny.json`)" in doc
     assert "--timesteps 16 32 64 " in doc and "--study-name width_check_dropout" in doc
     for t in (16, 32, 64):  # the check's rows: loss with the study's recipe, with the check's, the change
         assert (
@@ -203,13 +231,17 @@ def test_width_study_tiny_resumes_and_refuses_another_recipe(cifar10_dir, tmp_pa
         )
 
 
-def test_width_extrapolation_reads_the_line_through_log_width_at_width_1(monkeypatch):
-    import importlib.util
-
+def _sections(monkeypatch):
+    """benchmarks/sections/fidelity.py: the fidelity sections of docs/RESULTS.md."""
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("fidelity_under_test", REPO / "benchmarks" / "fidelity.py")
-    fidelity = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fidelity)
+    import sections.fidelity
+
+    return sections.fidelity
+
+
+def test_width_extrapolation_reads_the_line_through_log_width_at_width_1(monkeypatch):
+    fidelity = _sections(monkeypatch)
+    paper = fidelity._paper(json.loads((REPO / "docs" / "paper_numbers.json").read_text()))[0]
 
     def row(width, ann, none_loss, bias_loss):
         accs = {shift: {t: ann - loss for t in (32, 64)} for shift, loss in (("none", none_loss), ("bias", bias_loss))}
@@ -217,15 +249,15 @@ def test_width_extrapolation_reads_the_line_through_log_width_at_width_1(monkeyp
 
     # the threshold alone loses 3 points less per doubling (12, 9, 6 -> 3 at width 1); the bias shift is flat
     rows = [row(0.125, 60.0, 12.0, 4.0), row(0.25, 70.0, 9.0, 4.0), row(0.5, 80.0, 6.0, 4.0)]
-    lines = fidelity.width_extrapolation(rows)
+    lines = fidelity.width_extrapolation(rows, paper)
     assert "| T: threshold alone | 32 | -3.00 | +3.00 | +0.31 |" in lines
     assert "| TS: threshold + V_th/(2T) bias shift | 64 | +0.00 | +4.00 | +0.12 |" in lines
     assert any("not a measurement" in line for line in lines)
-    assert fidelity.width_extrapolation(rows[:2]) == []  # two points: no line drawn
+    assert fidelity.width_extrapolation(rows[:2], paper) == []  # two points: no line drawn
 
 
 def test_width_trend_words_say_when_a_loss_moves_both_ways(monkeypatch):
-    fidelity = _load_fidelity(monkeypatch)
+    fidelity = _sections(monkeypatch)
     trend = fidelity.trend
     assert trend([12.0, 6.0, 2.0], 1.0) == "falls"
     assert trend([2.0, 6.0, 12.0], 1.0) == "grows"
@@ -238,7 +270,7 @@ def test_width_trend_words_say_when_a_loss_moves_both_ways(monkeypatch):
 
 
 def test_a_seed_check_is_read_as_the_trainings_spread_beside_the_width_moves(monkeypatch):
-    fidelity = _load_fidelity(monkeypatch)
+    fidelity = _sections(monkeypatch)
 
     def row(width, ann, bias16):  # every loss 1 point, but the bias shift's at T = 16
         loss = {s: {t: 1.0 for t in fidelity.SUMMARY_T} for s in fidelity.WIDTH_VARIANTS}
@@ -295,56 +327,25 @@ def _load_fidelity(monkeypatch):
     return fidelity
 
 
-def test_stop_when_dead_ends_a_width_whose_layer_never_fires(cifar10_dir, tmp_path, monkeypatch):
-    """A layer silent on every calibration image after an epoch stops the training there and is
-    named; a healthy network trains to the end."""
-    import argparse
-
-    import torch
-
-    from lightning_snn.module import ConversionModule
-
-    fidelity = _load_fidelity(monkeypatch)
-    import study
-
-    args = argparse.Namespace(data_dir=str(cifar10_dir), epochs=3, seed=0, train_samples=64, test_samples=32)
-    args.calibration_samples, args.batch_size = 64, 32
-    calib_x, _ = study.evaluation_images(args)
-    kwargs = dict(arch="vgg11", width=0.0625, model_kwargs={"conv_dropout": 0.0, "fc_dropout": 0.0})
-
-    healthy, entry = ConversionModule(**kwargs), {}
-    trainer, _ = study.fit_quietly(healthy, args, tmp_path, callbacks=[fidelity.StopWhenDead(calib_x, entry)])
-    assert "stopped_dead" not in entry and trainer.current_epoch == 3
-
-    dead, entry = ConversionModule(**kwargs), {}
-    convs = [m for m in dead.model.modules() if isinstance(m, torch.nn.Conv2d)]
-    with torch.no_grad():  # the fourth conv's output is -1 everywhere: its ReLU never fires, no gradient revives it
-        convs[3].weight.zero_()
-        convs[3].bias.fill_(-1.0)
-    trainer, _ = study.fit_quietly(dead, args, tmp_path, callbacks=[fidelity.StopWhenDead(calib_x, entry)])
-    assert entry["stopped_dead"]["epoch"] == 0 and trainer.current_epoch == 1
-    assert entry["stopped_dead"]["layers"]  # the silent activation site, by its name in the model
-
-
 def test_width_command_names_the_optimizer_and_only_settings_off_their_defaults(monkeypatch):
-    fidelity = _load_fidelity(monkeypatch)
+    fidelity = _sections(monkeypatch)
     recipe = {"epochs": 8, "warmup": 2, "lr": 0.01, "test_samples": 2000, "optimizer": "sgd"}
     payload = {"args": {"widths": [0.125, 0.25, 0.5]}, "recipe": recipe}
-    cmd = fidelity._width_command(payload)
+    cmd = fidelity.width_command_line(payload)
     assert cmd == (
         "python benchmarks/fidelity.py --widths 0.125 0.25 0.5 --epochs 8 --warmup 2 --lr 0.01 "
         "--test-samples 2000 --optimizer sgd"
     )
     old = {"args": {"widths": [0.125]}, "recipe": {**recipe, "lr": 0.001}}
     del old["recipe"]["optimizer"]  # a state stored before the optimizer was a recipe key: Adam
-    assert "--optimizer" not in fidelity._width_command(old)
+    assert "--optimizer" not in fidelity.width_command_line(old)
     assert fidelity.OPTIMIZERS["sgd"].startswith("SGD") and "adam" in fidelity.OPTIMIZERS
     # a seed check: its command must name the seed (session 7's first seed-check doc printed it without)
     full = {**recipe, "seed": 0, "train_samples": None, "calibration_samples": 5000, "batch_size": 250}
-    assert fidelity._width_command({**payload, "recipe": full}) == cmd  # a stored recipe has every key
+    assert fidelity.width_command_line({**payload, "recipe": full}) == cmd  # a stored recipe has every key
     seed = {"args": {"widths": [0.125], "study_name": "width_check_seed", "work_dir": "runs/s"},
             "recipe": {**full, "seed": 1}}  # fmt: skip
-    assert "--optimizer sgd --seed 1 --study-name width_check_seed" in fidelity._width_command(seed)
+    assert "--optimizer sgd --seed 1 --study-name width_check_seed" in fidelity.width_command_line(seed)
 
 
 @pytest.mark.slow  # ~1 min on 2 cores: two tiny trainings, then their simulations from a folder of 16 training images
@@ -369,7 +370,8 @@ def test_width_study_trains_first_then_simulates_without_the_training_images(cif
     data = json.loads((tmp_path / "docs" / "width_study_tiny.json").read_text())
     for r in data["results"].values():
         assert len(r["snn_acc"]["membrane"]) == 7 and r["sim_devices"]["membrane"][0].startswith("cpu")
-    assert "SGD (momentum 0.9, weight decay 5e-4)" in (tmp_path / "docs" / "RESULTS_tiny.md").read_text()
+    assert "SGD (momentum 0.9, weight decay 5e-4)" in render_blocks(tmp_path / "docs", [
+        "fidelity.width_setup from width_study_tiny.json"])  # fmt: skip
 
 
 def _load_script(monkeypatch, name: str):
@@ -414,31 +416,36 @@ def test_shift_scale_script_tiny_resumes(cifar10_dir, tmp_path):
         accs = data["networks"][net]["snn_acc"]
         assert set(accs) == {"bias", "membrane"} and set(accs["bias"]) == {"0", "1", "2"}
         assert accs["bias"]["0"] == accs["membrane"]["0"]  # scale 0: no shift either way
-    doc = (tmp_path / "docs" / "RESULTS_tiny.md").read_text()
-    assert "The size of the shift" in doc and "The paper's two findings" in doc
+    doc = render_blocks(tmp_path / "docs", [f"shift_scale.{b} from shift_scale_tiny.json" for b in ("command",
+                        "setup", "accuracy", "findings")])  # fmt: skip
+    assert "--tiny" in doc and "**bias shift**" in doc and "![SNN accuracy against the shift scale]" in doc
+    assert (tmp_path / "docs" / "shift_scale_tiny.png").stat().st_size > 1000  # drawn by the renderer
     proc = run_tiny("shift_scale.py", cifar10_dir, tmp_path)  # a rerun finds everything done
     assert "batch 0" not in proc.stdout
 
 
-def test_results_doc_labels_the_five_pool_network_and_keeps_the_other_sections(monkeypatch, tmp_path):
-    fidelity = _load_fidelity(monkeypatch)
-    docs = REPO / "docs"
-    for name in ("width_study_five_pool.json", "width_check_seed.json", "gpu_full_width.json"):
-        (tmp_path / name).write_text((docs / name).read_text())
-    new = json.loads((docs / "width_study_five_pool.json").read_text())
+def test_results_doc_labels_each_network_and_sets_a_check_beside_its_own_network(tmp_path):
+    """docs/RESULTS.md rendered with a width study on the paper's network: its section says so, the
+    five-pool study's and the GPU run's say theirs, and a five-pool check is not read against it."""
+    new = json.loads((REPO / "docs" / "width_study_five_pool.json").read_text())
     new["network"] = "paper"
     new["results"] = {"0.125": new["results"]["0.125"]}
     (tmp_path / "width_study.json").write_text(json.dumps(new))
-    (tmp_path / "reproduce.json").write_text(json.dumps({"scale": _load_script(monkeypatch, "paper_tables").SCALE,
-                                                         "runs": {}}))  # fmt: skip
-    fidelity.rewrite_results_doc(argparse.Namespace(tiny=False), tmp_path)
-    doc = (tmp_path / "RESULTS.md").read_text()
-    assert "## Width study: does the conversion loss shrink as VGG-16 grows?\n" in doc  # the paper's network
-    assert "grows? (the earlier five-pool network)" in doc
-    assert doc.count("**Measured on the earlier five-pool VGG-16") == 2  # the old width study and the GPU run
-    assert "Setup check: seed 0 -> 1" in doc.split("(the earlier five-pool network)")[1]  # with its own network
-    assert "## The paper's VGG-16 against the earlier five-pool network" in doc
+    doc = render_page("RESULTS.md", tmp_path / "out" / "RESULTS.md", width_study__json=tmp_path / "width_study.json")
+    paper, five_pool = doc.split("## Width study: does the conversion loss shrink as VGG-16 grows?")[1:3]
+    assert paper.split("\n")[0] == "" and five_pool.startswith(" (the earlier five-pool network)")
+    assert "Measured on the paper's VGG-16" in paper and "Setup check" not in paper
+    assert (
+        doc.count("**Measured on the earlier five-pool VGG-16") == 3
+    )  # results.json, the old width study, the GPU run
+    assert "Setup check: seed 0 -> 1" in five_pool
+    assert "| 0.125 | | T: threshold alone, loss at T = 16 | +33.95 | +33.95 | +0.00 |" in doc  # the same numbers
     assert "The paper's Tables 2 and 4 at CPU scale" in doc
+    # a check names its network: one of the five-pool network is left out of the paper's study's conclusion
+    (tmp_path / "width_check_seed.json").write_text((REPO / "docs" / "width_check_seed.json").read_text())
+    conclusion = render_blocks(tmp_path, ["fidelity.width_conclusion from width_study.json paper_numbers.json "
+                                          "width_check_seed.json"])  # fmt: skip
+    assert "seed" not in conclusion.replace("width_check_seed", "")
 
 
 def test_reproduce_cells_are_filled_from_the_runs_and_refilled_not_appended(monkeypatch):
@@ -488,8 +495,8 @@ def test_reproduce_cells_are_filled_from_the_runs_and_refilled_not_appended(monk
 def test_a_width_study_of_the_five_pool_network_is_not_continued_on_the_papers(monkeypatch, tmp_path):
     fidelity = _load_fidelity(monkeypatch)
     args = argparse.Namespace(**{k: fidelity.RECIPE_DEFAULTS.get(k) for k in fidelity.RECIPE_KEYS})
-    fresh = fidelity.load_width_state(args, tmp_path / "none.json")
-    assert fresh["network"] == "paper"
+    fresh = fidelity.load_width_state(args, tmp_path / "none.json").data
+    assert fresh["network"] == "paper" and fresh["widths"] == {}
     old = tmp_path / "old.json"  # a state written before issue 24 has no "network"
     old.write_text(json.dumps({"recipe": fresh["recipe"], "widths": {}}))
     with pytest.raises(SystemExit, match="five-pool"):

@@ -1,0 +1,954 @@
+"""docs/RESULTS.md's fidelity sections from the JSON of benchmarks/fidelity.py: the ReLU-vs-threshold
+study (docs/results.json), the width studies (docs/width_study*.json) with their setup checks
+(docs/width_check_*.json), the full-width GPU run (docs/gpu_full_width.json, benchmarks/collect_gpu.py),
+and the paper's numbers (docs/paper_numbers.json). The statements under "claims", "What the trend
+shows" and "Conclusion" are computed here from the JSON (each names the numbers it reads), so a rerun
+of the study re-renders them; the fixed prose around them is hand text in the page.
+
+A setup check joins the page by a block ``fidelity.check from <study>.json <check>.json`` and by its
+name at the end of the study's ``fidelity.width_conclusion`` block (a check of another network than
+the study's is left out of its conclusion)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sections import table
+
+# ---- what a stored JSON means (the study script reads these too) ------------------------------------------
+
+TIMESTEPS = [8, 16, 32, 64, 128, 256, 512]
+#: (source ANN, shift mode) -> label of the ReLU-vs-threshold study; the paper's names where they exist.
+VARIANTS = {
+    ("relu", "none"): "ReLU, no shift (threshold balancing)",
+    ("relu", "bias"): "S: ReLU + V_th/(2T) bias shift",
+    ("relu", "membrane"): "ReLU + membrane shift",
+    ("threshold", "none"): "T: threshold ReLU, no shift",
+    ("threshold", "bias"): "TS: threshold + V_th/(2T) bias shift",
+    ("threshold", "membrane"): "TS-membrane: threshold + V_th/2 membrane",
+}
+WIDTH_VARIANTS = {
+    "none": "T: threshold alone",
+    "bias": "TS: threshold + V_th/(2T) bias shift",
+    "membrane": "TS-membrane: threshold + V_th/2 membrane",
+}
+SUMMARY_T = (16, 32, 64)
+# Which VGG-16 a result was measured on. Until issue 24 the registered vgg16 had a fifth average pool
+# (after block 5) and a 512 w -> 4096 w first FC: not the paper's network. A JSON written since records
+# "network": "paper"; one without the key was measured on the five-pool network.
+NETWORK = "paper"
+NETWORK_WORDS = {
+    "paper": "the paper's VGG-16 (four average pools, none after block 5; first FC 2048 w -> 4096 w; 39.9 M "
+    "parameters at width 1)",
+    "five_pool": "the earlier five-pool VGG-16 (a fifth pool after block 5, first FC 512 w -> 4096 w; 33.6 M "
+    "parameters at width 1), not the paper's network",
+}
+#: The last commit whose vgg16 was the five-pool network: check it out to rerun a five-pool result.
+FIVE_POOL_COMMIT = "51baa16"
+# The optimisers a study may train with: Adam (no weight decay), or the paper's SGD (its appendix A.1:
+# momentum 0.9, weight decay 5e-4; the paper's lr is 0.01). Both with a cosine schedule over the epochs.
+OPTIMIZERS = {"adam": "Adam (no weight decay)", "sgd": "SGD (momentum 0.9, weight decay 5e-4)"}
+# Settings that must not change between the sittings of one width study.
+RECIPE_KEYS = (
+    "epochs", "warmup", "lr", "seed", "train_samples", "calibration_samples", "test_samples", "batch_size",
+    "bias_timesteps", "conv_dropout", "fc_dropout", "timesteps", "optimizer",
+)  # fmt: skip
+# Recipe keys added after a study may have started: a stored recipe without them had these values. They
+# are also the study's argparse defaults, and a command printed for the doc names only the keys that differ.
+RECIPE_DEFAULTS = {
+    "conv_dropout": 0.0, "fc_dropout": 0.2, "timesteps": TIMESTEPS, "bias_timesteps": [8, 16, 32, 64],
+    "optimizer": "adam", "seed": 0, "train_samples": None, "calibration_samples": 5000, "batch_size": 250,
+}  # fmt: skip
+# What a setup check may change, in the words of its section title.
+CHECK_KEYS = (
+    "epochs", "warmup", "optimizer", "lr", "seed", "train_samples", "conv_dropout", "fc_dropout", "calibration_samples",
+)  # fmt: skip
+
+
+def network_of(payload: dict) -> str:
+    """``"paper"`` or ``"five_pool"``: the VGG-16 a results JSON was measured on."""
+    return payload.get("network", "five_pool")
+
+
+def _recipe(payload: dict) -> dict:
+    return {**RECIPE_DEFAULTS, **payload["recipe"]}
+
+
+def _int_keys(payload: dict) -> dict:
+    """A results JSON's ``snn_acc`` with int T keys (JSON stores them as strings)."""
+    for r in payload["results"].values():
+        r["snn_acc"] = {s: ({int(t): v for t, v in a.items()} if a is not None else None)
+                        for s, a in r["snn_acc"].items()}  # fmt: skip
+    return payload
+
+
+def _paper(refs: dict) -> tuple[dict, float]:
+    """Table 4 against the threshold-ReLU ANN (shift -> {T: loss}) and that ANN's accuracy."""
+    t4 = refs["vgg16_cifar10_table4"]
+    full = {shift: {int(t): v for t, v in d.items()} for shift, d in t4["against_threshold_ann"].items()}
+    return full, t4["threshold_ann_acc"]
+
+
+def network(page, payload: dict) -> str:
+    """The line that says which VGG-16 a section's numbers come from."""
+    net = network_of(payload)
+    if net == NETWORK:
+        return f"Measured on {NETWORK_WORDS[net]}."
+    return (
+        f"**Measured on {NETWORK_WORDS[net]}.** Kept as that network's record; the commands here now build the "
+        f"paper's network (commit `{FIVE_POOL_COMMIT}` and earlier built the five-pool one)."
+    )
+
+
+def _noise(n_images: int) -> float:
+    """The smallest change of a loss (points) the width study reads as real: 1 point, or two test
+    images where that is more. Between two networks on the same images the sampling spread of a
+    loss difference is about 100 * sqrt(d / n) points when a fraction d of the images changes its
+    prediction (0.7 points at d = 0.1, n = 2000); a training's seed adds its own spread, unmeasured."""
+    return max(1.0, 2 * 100.0 / n_images)
+
+
+# ---- the ReLU-vs-threshold study (results.json) ------------------------------------------------------------
+
+
+def command(page, payload: dict) -> str:
+    a = payload["args"]
+    return "    python benchmarks/fidelity.py " + " ".join(
+        f"--{k.replace('_', '-')} {a[k]}" for k in ("width", "epochs", "test_samples")
+    )
+
+
+def setup(page, payload: dict) -> str:
+    a = payload["args"]
+    return "\n".join(
+        [
+            f"- {NETWORK_WORDS[network_of(payload)]}, no BN, at **width {a['width']}** (the paper: 1.0), conv "
+            f"dropout {a.get('conv_dropout', 0.0):g}, FC dropout {a.get('fc_dropout', 0.2):g} (paper: 0.2 / 0.5).",
+            f"- **{a['epochs']} epochs** of {OPTIMIZERS[a.get('optimizer', 'adam')]}, lr {a['lr']}, cosine, "
+            f"batch 128, random crop + flip, seed {a['seed']}, "
+            f"{a['train_samples'] or 50000} training images (the paper: 300 epochs of SGD with step decay).",
+            f"- Both source ANNs are trained identically; the threshold ANN uses plain ReLU for the first "
+            f"{a['warmup']} epochs, then `clamp(x, 0, 1)` (the paper: 20 of 300 epochs, y_th = 1).",
+            f"- Thresholds: max activation over a fixed, seeded, un-augmented subset of "
+            f"{a['calibration_samples']} training images.",
+            f"- SNN accuracy on the **first {a['test_samples']} test images** (fixed subset); the ANN accuracy is on "
+            "the same images. Analog readout.",
+            f"- Machine: {payload['machine']}. Wall times below were taken with other jobs on the machine: "
+            "they are not benchmarks (see docs/BENCHMARKS.md for those).",
+        ]
+    )
+
+
+def sources(page, payload: dict) -> str:
+    rows = []
+    for src in ("relu", "threshold"):
+        r = payload["results"][src]
+        rows.append([src, f"{r['ann_acc']:.2f}%", f"{r['train_seconds'] / 60:.1f} min", f"`{r['sha256']}`"])
+    return table(["source ANN", "test acc (same images)", "training time", "checkpoint sha256"], rows)
+
+
+def _ts(results: dict) -> list[str]:
+    return sorted(results["relu"]["snn_acc"]["none"], key=int)
+
+
+def accuracy(page, payload: dict) -> str:
+    res, ts = payload["results"], _ts(payload["results"])
+    rows = [[label, *(f"{res[src]['snn_acc'][shift][t]:.2f}" for t in ts)] for (src, shift), label in VARIANTS.items()]
+    return table(["variant", *(f"T={t}" for t in ts)], rows)
+
+
+def loss(page, payload: dict) -> str:
+    """The loss table and the figure (accuracy and loss against T), drawn as ``<json stem>_acc_vs_T.png``."""
+    res, ts = payload["results"], _ts(payload["results"])
+    rows = [
+        [label, *(f"{res[src]['ann_acc'] - res[src]['snn_acc'][shift][t]:+.2f}" for t in ts)]
+        for (src, shift), label in VARIANTS.items()
+    ]
+    name = f"{Path(page.names[0]).stem}_acc_vs_T.png"
+    if page.figures is not None:
+        _plot(res, page.figures / name)
+    return table(["variant", *(f"T={t}" for t in ts)], rows) + f"\n\n![accuracy and conversion loss vs T]({name})"
+
+
+def paper_table4(page, refs: dict) -> str:
+    t4 = refs["vgg16_cifar10_table4"]
+    return table(["method", *(f"T={t}" for t in t4["timesteps"])], [[k, *row] for k, row in t4["rows"].items()])
+
+
+def claims(page, payload: dict) -> str:
+    """The paper's qualitative claims, checked on our numbers (loss = ANN acc - SNN acc)."""
+    results, n_images = payload["results"], payload["args"]["test_samples"]
+    ts = [int(t) for t in _ts(results)]
+
+    def loss_at(src, shift, t):
+        return results[src]["ann_acc"] - results[src]["snn_acc"][shift][str(t)]
+
+    def mean_loss(key, ts):
+        return sum(loss_at(key[0], key[1], t) for t in ts) / len(ts)
+
+    step = 100.0 / n_images
+    short = [t for t in ts if t <= 32]
+    with_shift = [("threshold", "bias"), ("threshold", "membrane")]
+    best_ts = min(with_shift, key=lambda k: mean_loss(k, short))
+    others = {k: mean_loss(k, short) for k in VARIANTS if k not in with_shift}
+    best_other = min(others, key=others.get)
+    c1 = mean_loss(best_ts, short) < others[best_other]
+    long_t = [t for t in ts if t >= 256]
+    t_long, ts_long = mean_loss(("threshold", "none"), long_t), mean_loss(("threshold", "bias"), long_t)
+    c2 = t_long <= ts_long
+    relu_512, relu_256 = loss_at("relu", "none", 512), loss_at("relu", "none", 256)
+    thr_512 = loss_at("threshold", "none", 512)
+    residual = relu_512 > thr_512 + step
+    plateau = abs(relu_512 - relu_256) <= 2 * step
+    verdict3 = (
+        "holds"
+        if residual and plateau
+        else "partly: a larger residual loss at T=512, but no plateau yet (still falling)"
+        if residual
+        else "does not hold"
+    )
+    seconds = ", ".join(
+        f"{shift} {sum(results[s]['seconds'][shift] for s in ('relu', 'threshold')):.0f}s"
+        for shift in ("none", "bias", "membrane")
+    )
+    return "\n".join(
+        [
+            f"One test image is {step:.2f} points here: differences of a few tenths are noise.",
+            "",
+            f"1. Threshold + shift has the smallest loss at short T (T <= 32): **{'holds' if c1 else 'does not hold'}**"
+            f" (mean loss, best threshold+shift variant {VARIANTS[best_ts]!r}: {mean_loss(best_ts, short):.2f} pts; "
+            f"best variant without both: {VARIANTS[best_other]!r}: {others[best_other]:.2f} pts).",
+            f"2. Threshold alone is best at long T (T >= 256): **{'holds' if c2 else 'does not hold'}** "
+            f"(mean loss T {t_long:.2f} pts vs TS {ts_long:.2f} pts).",
+            f"3. Plain ReLU converges to a plateau with a residual loss: **{verdict3}** "
+            f"(ReLU no-shift loss {relu_256:.2f} pts at T=256, {relu_512:.2f} at T=512; threshold ReLU "
+            f"{thr_512:.2f} at T=512).",
+            "",
+            f"Time to evaluate all {len(ts)} T on the test subset (both ANNs): {seconds} (the bias shift needs one "
+            "simulation per T; membrane and none need one in all).",
+        ]
+    )
+
+
+def _plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ts = [int(t) for t in _ts(results)]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    for (src, shift), label in VARIANTS.items():
+        r = results[src]
+        accs = [r["snn_acc"][shift][str(t)] for t in ts]
+        style = "-" if src == "threshold" else "--"
+        axes[0].plot(ts, accs, style, marker="o", label=label)
+        axes[1].plot(ts, [r["ann_acc"] - a for a in accs], style, marker="o", label=label)
+    for src, color in (("relu", "gray"), ("threshold", "black")):
+        axes[0].axhline(results[src]["ann_acc"], color=color, lw=0.8, ls=":", label=f"ANN ({src})")
+    for ax, title in zip(axes, ("SNN accuracy (%)", "conversion loss (points)"), strict=True):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("simulation length T")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[1].axhline(0, color="black", lw=0.8)
+    axes[1].set_ylim(-1.5, 10)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- the width study (width_study*.json) and its setup checks (width_check_*.json) --------------------------
+
+
+def _loss(r: dict, shift: str, t: int) -> float | None:
+    accs = r["snn_acc"].get(shift)
+    if r["ann_acc"] is None or accs is None or t not in accs:
+        return None
+    return r["ann_acc"] - accs[t]
+
+
+def _rows(payload: dict) -> list[dict]:
+    return sorted(_int_keys(payload)["results"].values(), key=lambda r: r["width"])
+
+
+def _missing(r: dict) -> str:
+    return "not convertible" if r.get("error") else "pending"
+
+
+def _label(shift: str) -> str:
+    """A width variant's short name: T, TS, TS-membrane."""
+    return WIDTH_VARIANTS[shift].split(":")[0]
+
+
+def width_command_line(payload: dict) -> str:
+    """The command that reproduces a width study (or check) JSON: every recipe setting that
+    differs from the script's defaults, the study name and work dir of a check."""
+    a, recipe = payload["args"], _recipe(payload)
+    parts = [
+        f"python benchmarks/fidelity.py --widths {' '.join(f'{w:g}' for w in a['widths'])}",
+        f"--epochs {recipe['epochs']} --warmup {recipe['warmup']} --lr {recipe['lr']:g} "
+        f"--test-samples {recipe['test_samples']}",
+    ]
+    if recipe["optimizer"] != RECIPE_DEFAULTS["optimizer"]:
+        parts.append(f"--optimizer {recipe['optimizer']}")
+    parts += [f"--{k.replace('_', '-')} {recipe[k]}" for k in ("seed", "train_samples", "calibration_samples",
+              "batch_size") if recipe[k] != RECIPE_DEFAULTS[k]]  # fmt: skip
+    parts += [f"--{k.replace('_', '-')} {recipe[k]:g}" for k in ("conv_dropout", "fc_dropout")
+              if recipe[k] != RECIPE_DEFAULTS[k]]  # fmt: skip
+    for k in ("timesteps", "bias_timesteps"):
+        if list(recipe[k]) != RECIPE_DEFAULTS[k]:
+            parts.append(f"--{k.replace('_', '-')} {' '.join(map(str, recipe[k]))}")
+    if a.get("study_name", "width_study") != "width_study":
+        parts.append(f"--study-name {a['study_name']} --work-dir {a['work_dir']}")
+    return " ".join(parts)
+
+
+def width_command(page, payload: dict) -> str:
+    return f"    {width_command_line(payload)}"
+
+
+def width_setup(page, payload: dict) -> str:
+    recipe, rows = _recipe(payload), _rows(payload)
+    n, bias_ts = recipe["test_samples"], recipe["bias_timesteps"]
+    return "\n".join(
+        [
+            f"- {NETWORK_WORDS[network_of(payload)]}, no BN, **threshold ReLU** (y_th = 1) "
+            f"after {recipe['warmup']} epochs of plain ReLU, at each width below; one recipe for all: "
+            f"{recipe['epochs']} epochs of {OPTIMIZERS[recipe['optimizer']]}, lr {recipe['lr']:g}, cosine, "
+            f"batch 128, random crop + flip, seed {recipe['seed']}, {recipe['train_samples'] or 50000} training "
+            f"images, conv dropout {recipe['conv_dropout']:g}, FC dropout {recipe['fc_dropout']:g}.",
+            f"- Max thresholds over {recipe['calibration_samples']} fixed training images; SNN and ANN accuracy on "
+            f"the **first {n} test images** (one image = {100 / n:.2f} points); analog readout.",
+            *_where_lines(rows),
+            f"- Variants: threshold alone (no shift); threshold + the paper's V_th/(2T) bias shift (one simulation "
+            f"per T, so only at T = {', '.join(map(str, bias_ts))}: the other T would cost "
+            f"{sum(t for t in TIMESTEPS if t not in bias_ts) / max(TIMESTEPS):.2f} one-pass simulations more at "
+            "every width); threshold + V_th/2 membrane shift (one simulation for all T).",
+        ]
+    )
+
+
+def _where_lines(rows: list[dict]) -> list[str]:
+    """Where the numbers were computed: the simulations' processors, and where the thresholds and ANN
+    accuracies were (a study may train and calibrate on a CPU and simulate on a GPU)."""
+    sims = sorted({d for r in rows for ds in (r.get("sim_devices") or {}).values() for d in ds})
+    prep = sorted({r["prepared_on"] for r in rows if r.get("prepared_on")})
+    if not sims:
+        return []
+    text = f"- Simulations ran on {' and '.join(sims)} (float32; on a GPU with TF32 off)"
+    text += f"; thresholds and ANN accuracies on {' and '.join(prep)}." if prep else "."
+    if any(not d.startswith("cpu") for d in sims):
+        text += (
+            " The networks were trained by the command above with `--train-only` on the CPU, then simulated by "
+            "it with `--device cuda --data-dir <folder>` on the GPU machine, whose folder held the first test "
+            "images and a stub train.npz (`python benchmarks/make_cifar_subset.py --src ../shared/data/cifar10 "
+            "--out .device_data/width_test --train 16 --test 2000`)."
+        )
+    return [text]
+
+
+def width_sources(page, payload: dict) -> str:
+    rows = []
+    for r in _rows(payload):
+        acc = f"{r['ann_acc']:.2f}%" if r["ann_acc"] is not None else "pending"
+        tt = f"{r['train_seconds'] / 60:.0f} min" if r.get("train_seconds") else "pending"
+        resumed = r.get("resumed_at_epoch")
+        resumed = f" (resumed at epoch {', '.join(map(str, resumed))})" if resumed else ""
+        sha = f"`{r['sha256']}`" if r.get("sha256") else "pending"
+        params = f"{r['parameters'] / 1e6:.2f} M" if r.get("parameters") else "?"
+        rows.append([f"{r['width']:g}", params, acc, f"{tt}{resumed}", sha])
+    return table(["width", "parameters", "ANN test acc", "training time", "checkpoint sha256"], rows)
+
+
+def width_loss(page, payload: dict) -> str:
+    rows = []
+    for r in _rows(payload):
+        for shift, label in WIDTH_VARIANTS.items():
+            cells = [
+                f"{x:+.2f}" if (x := _loss(r, shift, t)) is not None
+                else (_missing(r) if r["snn_acc"].get(shift) is None else "-")
+                for t in TIMESTEPS
+            ]  # fmt: skip
+            rows.append([f"{r['width']:g}", label, *cells])
+    return table(["width", "variant", *(f"T={t}" for t in TIMESTEPS)], rows)
+
+
+def width_accuracy(page, payload: dict) -> str:
+    rows = []
+    for r in _rows(payload):
+        for shift, label in WIDTH_VARIANTS.items():
+            accs = r["snn_acc"].get(shift)
+            cells = [(f"{accs[t]:.2f}" if t in accs else "-") if accs is not None else _missing(r) for t in TIMESTEPS]
+            rows.append([f"{r['width']:g}", label, *cells])
+    return table(["width", "variant", *(f"T={t}" for t in TIMESTEPS)], rows)
+
+
+def width_against(page, payload: dict, refs: dict) -> str:
+    """The loss at the summary T by width beside the paper's full-width numbers, and the figure
+    (``<json stem>.png``: the same losses against width and against the ANN's accuracy)."""
+    rows, (full, paper_acc) = _rows(payload), _paper(refs)
+    out = []
+    for r in rows:
+        for shift, label in WIDTH_VARIANTS.items():
+            accs = r["snn_acc"].get(shift)
+            cells = [
+                f"{x:+.2f}" if (x := _loss(r, shift, t)) is not None else (_missing(r) if accs is None else "-")
+                for t in SUMMARY_T
+            ]
+            acc = f"{r['ann_acc']:.1f}%" if r["ann_acc"] is not None else "pending"
+            out.append([f"{r['width']:g}", acc, label, *cells])
+    for shift, paper in full.items():
+        out.append(["1 (paper)", f"{paper_acc:.1f}%", WIDTH_VARIANTS[shift], *(f"{paper[t]:+.2f}" if t in paper
+                    else "-" for t in SUMMARY_T)])  # fmt: skip
+    name = f"{Path(page.names[0]).stem}.png"
+    if page.figures is not None:
+        _plot_widths(rows, full, page.figures / name)
+    text = table(["width", "ANN acc", "variant", *(f"T={t}" for t in SUMMARY_T)], out)
+    return text + f"\n\n![conversion loss against width and ANN accuracy]({name})"
+
+
+def width_differs(page, payload: dict) -> str:
+    """What else differs from the paper's setup (its appendix A.1), as a table."""
+    recipe, rows, n = _recipe(payload), _rows(payload), _recipe(payload)["test_samples"]
+    return table(
+        ["", "the paper (VGG-16, CIFAR-10)", "this study"],
+        [
+            ["width", "1", ", ".join(f"{r['width']:g}" for r in rows)],
+            ["epochs (plain-ReLU warm-up)", "300 (20)", f"{recipe['epochs']} ({recipe['warmup']})"],
+            ["optimiser", "SGD, lr 0.01, momentum 0.9, weight decay 5e-4, x0.1 at 180/240/270",
+             f"{OPTIMIZERS[recipe['optimizer']]}, lr {recipe['lr']:g}, cosine"],
+            ["dropout (conv / FC)", "0.2 / 0.5", f"{recipe['conv_dropout']:g} / {recipe['fc_dropout']:g}"],
+            ["conv init", "normal, std sqrt(2 / (k^2 n))", "the same"],
+            ["thresholds", "max over the training set", f"max over {recipe['calibration_samples']} training images"],
+            ["test images", "10,000", f"the first {n}"],
+        ],
+    )  # fmt: skip
+
+
+def trend(losses: list[float], noise: float) -> str:
+    """How a loss moves across the widths, in words, from its steps (one per doubling) and its net
+    change, each read as a move only beyond ``noise``:
+
+    - ``falls`` / ``grows``: every step, the same way;
+    - ``flat``: no step and no net change beyond the noise;
+    - ``falls overall`` / ``grows overall``: a net move, with flat steps but none the other way;
+    - ``up and down``: steps both ways (one training per width: the training's own spread shows).
+    """
+    steps = [b - a for a, b in zip(losses, losses[1:])]
+    ups, downs = [d > noise for d in steps], [d < -noise for d in steps]
+    net = losses[-1] - losses[0]
+    if any(ups) and any(downs):
+        return "up and down"
+    if all(downs):
+        return "falls"
+    if all(ups):
+        return "grows"
+    if net < -noise:
+        return "falls overall"
+    if net > noise:
+        return "grows overall"
+    return "flat"
+
+
+TREND_WORDS = {
+    "falls": "falls at every doubling of width",
+    "grows": "grows at every doubling of width",
+    "flat": "does not change beyond noise",
+    "falls overall": "lower at the widest width, not lower at every doubling",
+    "grows overall": "higher at the widest width, not higher at every doubling",
+    "up and down": "up and down: moves both ways between widths by more than the noise",
+}
+
+
+def width_trend(page, payload: dict, refs: dict) -> str:
+    """Plain statements a reader can check against the tables: how each variant's loss at the
+    summary T moves across the finished widths (:func:`trend`: every step, not just the ends), and
+    the straight line through them read at width 1 (:func:`width_extrapolation`)."""
+    rows, n_images = _rows(payload), _recipe(payload)["test_samples"]
+    done = [r for r in rows if r["ann_acc"] is not None and r["snn_acc"].get("membrane") is not None]
+    pending = [f"{r['width']:g}" for r in rows if r not in done and not r.get("error")]
+    out = []
+    for r in rows:
+        if r.get("error"):
+            acc = f"{r['ann_acc']:.1f}%" if r["ann_acc"] is not None else "?"
+            out.append(
+                f"Width {r['width']:g} could not be converted (its ANN: {acc} on the test images): "
+                f"`{r['error'].split(': a dead')[0]}`: the training collapsed, not the conversion."
+            )
+            out.append("")
+    if pending:
+        out.append(f"Widths still pending: {', '.join(pending)}; the statements below cover the finished ones only.")
+        out.append("")
+    if len(done) < 2:
+        out.append("Fewer than two widths have finished: no trend to state yet.")
+        return "\n".join(out)
+    noise = _noise(n_images)
+    lo, hi = done[0], done[-1]
+    out.append(
+        f"From width {lo['width']:g} to {hi['width']:g} the ANN goes from {lo['ann_acc']:.1f}% "
+        f"to {hi['ann_acc']:.1f}%. "
+        f"A change counts when it exceeds {noise:.1f} points (the sampling spread of {n_images} test images, "
+        "see `_noise` in benchmarks/sections/fidelity.py); smaller ones read as no change."
+    )
+    out.append("")
+    for shift, label in WIDTH_VARIANTS.items():
+        for t in SUMMARY_T:
+            losses = [(r["width"], _loss(r, shift, t)) for r in done]
+            losses = [(w, x) for w, x in losses if x is not None]
+            if len(losses) < 2:
+                continue
+            seq = ", ".join(f"{x:+.2f} (w {w:g})" for w, x in losses)
+            verdict = TREND_WORDS[trend([x for _, x in losses], noise)]
+            out.append(f"- {label}, T = {t}: {seq}: **{verdict}**.")
+    out += width_extrapolation(done, _paper(refs)[0])
+    return "\n".join(out)
+
+
+def width_extrapolation(done: list[dict], paper_full_width: dict) -> list[str]:
+    """Where the paper gives a full-width number: the straight line (least squares) through the
+    finished widths' losses against log2(width), read at width 1. Three points and a long reach:
+    a reading aid, labelled as such, not a result."""
+    if len(done) < 3:
+        return []
+    import numpy as np
+
+    lines = [
+        "",
+        f"**Extrapolation, not a measurement.** A straight line through the {len(done)} widths' losses "
+        "against log2(width) (least squares), read at width 1 (two to three doublings beyond the widest "
+        "run), beside the paper's full-width loss:",
+        "",
+        "| variant | T | slope (points per doubling) | line at width 1 | the paper |",
+        "|---|---|---|---|---|",
+    ]
+    for shift, paper in paper_full_width.items():
+        for t, p in paper.items():
+            pts = [(np.log2(r["width"]), _loss(r, shift, t)) for r in done]
+            pts = [(x, y) for x, y in pts if y is not None]
+            if len(pts) < 3:
+                continue
+            slope, intercept = (round(float(v), 2) + 0.0 for v in np.polyfit(*zip(*pts, strict=True), 1))  # no -0.00
+            lines.append(f"| {WIDTH_VARIANTS[shift]} | {t} | {slope:+.2f} | {intercept:+.2f} | {p:+.2f} |")
+    return lines
+
+
+def _plot_widths(rows: list[dict], paper_full_width: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(SUMMARY_T), figsize=(4 * len(SUMMARY_T), 7), sharey="row")
+    for j, t in enumerate(SUMMARY_T):
+        for shift, label in WIDTH_VARIANTS.items():
+            pts = [(r["width"], r["ann_acc"], _loss(r, shift, t)) for r in rows]
+            pts = [p for p in pts if p[2] is not None]
+            if not pts:
+                continue
+            line = axes[0, j].plot([p[0] for p in pts], [p[2] for p in pts], marker="o", label=label)[0]
+            axes[1, j].plot([p[1] for p in pts], [p[2] for p in pts], marker="o", color=line.get_color())
+            if t in paper_full_width.get(shift, {}):
+                axes[0, j].plot([1.0], [paper_full_width[shift][t]], marker="*", ms=14, ls="", color=line.get_color())
+        axes[0, j].set_xscale("log", base=2)
+        axes[0, j].set_xlabel("width (stars: the paper at width 1, Table 4)")
+        axes[1, j].set_xlabel("the source ANN's test accuracy (%)")
+        for ax in axes[:, j]:
+            ax.set_title(f"conversion loss at T = {t}")
+            ax.axhline(0, color="black", lw=0.8)
+            ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("ANN acc - SNN acc (points)")
+    axes[1, 0].set_ylabel("ANN acc - SNN acc (points)")
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def check(page, main: dict, check: dict) -> str:
+    """A setup check beside the width study: the same widths trained with one setting changed
+    (``width_check_<what>.json``, the block's second file), their conversion loss at the summary T side by side."""
+    main, check, json_name = _int_keys(main), _int_keys(check), page.names[1]
+    rm, rc = _recipe(main), _recipe(check)
+    changed = [k for k in CHECK_KEYS if rm[k] != rc[k]]
+    what = ", ".join(f"{k} {rm[k]} -> {rc[k]}" for k in changed) or "nothing (same recipe)"
+    lines = [
+        f"### Setup check: {what}",
+        "",
+        f"Generated from `docs/{json_name}`: the width-study recipe with only {what}; same "
+        f"{'' if 'seed' in changed else 'seed, '}data, calibration and test images. Rerun with:",
+        "",
+        f"    {width_command_line(check)}",
+        "",
+        "| width | variant | T | loss, width-study recipe | loss, the check | change |",
+        "|---|---|---|---|---|---|",
+    ]
+    pairs = [(w, main["results"].get(w), r) for w, r in sorted(check["results"].items(), key=lambda x: float(x[0]))]
+    notes = []
+    for w, rm_, rc_ in pairs:
+        if rm_ is None or rm_["ann_acc"] is None or rc_["ann_acc"] is None:
+            notes.append(f"Width {w}: the width study or the check has no result yet.")
+            continue
+        if rc_.get("error"):
+            notes.append(f"- Width {w}: the check's network is not convertible (ANN {rc_['ann_acc']:.2f}%): "
+                         f"{rc_['error'].split(':')[0]}.")  # fmt: skip
+        lines.append(f"| {w} | ANN test accuracy | | {rm_['ann_acc']:.2f}% | {rc_['ann_acc']:.2f}% | "
+                     f"{rc_['ann_acc'] - rm_['ann_acc']:+.2f} |")  # fmt: skip
+        noise = _noise(rc["test_samples"])
+        for shift, label in WIDTH_VARIANTS.items():
+            changes = []
+            for t in SUMMARY_T:
+                a_, b_ = _loss(rm_, shift, t), _loss(rc_, shift, t)
+                if a_ is None or b_ is None:
+                    continue
+                lines.append(f"| {w} | {label} | {t} | {a_:+.2f} | {b_:+.2f} | {b_ - a_:+.2f} |")
+                changes.append(b_ - a_)
+            if changes:
+                verdict = (
+                    "lower at every T" if all(c < -noise for c in changes)
+                    else "higher at every T" if all(c > noise for c in changes)
+                    else f"not consistently changed (mixed, or within {noise:.1f} points)"
+                )  # fmt: skip
+                notes.append(f"- Width {w}, {label}: the check's loss is **{verdict}** "
+                             f"(mean change {sum(changes) / len(changes):+.2f} points).")  # fmt: skip
+        if abs(rc_["ann_acc"] - rm_["ann_acc"]) > noise and not rc_.get("error"):
+            notes.append(
+                f"- Width {w}: the check's ANN is {rc_['ann_acc'] - rm_['ann_acc']:+.2f} points from the study's, so "
+                "each loss is measured against another ANN: part of a change may come with the accuracy, not the "
+                "setting (the width study's second figure row shows how the loss goes with ANN accuracy)."
+            )
+        notes.append(
+            f"- Width {w}: the check's checkpoint sha256 `{rc_.get('sha256')}`, training "
+            f"{(rc_.get('train_seconds') or 0) / 60:.0f} min."
+        )
+    if changed == ["seed"]:
+        spread = (
+            "Only the seed changed: this check *is* the seed-to-seed spread of two trainings of one recipe. "
+            "A difference between widths of the width study no larger than the changes here is within it."
+        )
+    else:
+        spread = (
+            "One training per recipe: a change here also holds the seed-to-seed spread of two trainings, "
+            "which this check does not measure; read a change of a point or less as unresolved."
+        )
+    lines += ["", *notes, "", spread]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _mean_change(main: dict, check: dict, shift: str, w: str) -> float | None:
+    """The check's mean change of the loss at the summary T, at width ``w``, where both have one."""
+    rm, rc = main["results"].get(w), check["results"][w]
+    if rm is None:
+        return None
+    ch = [(_loss(rc, shift, t), _loss(rm, shift, t)) for t in SUMMARY_T]
+    ch = [b - a for b, a in ch if a is not None and b is not None]
+    return sum(ch) / len(ch) if ch else None
+
+
+def width_conclusion(page, payload: dict, refs: dict, *checks: dict) -> str:
+    """The study's answer in a few sentences, each computed from the tables above; then what each setup
+    check of the same network (the block's third and later files) says."""
+    return "\n".join(_conclusion(payload, refs, [(n, _int_keys(c)) for n, c in zip(page.names[2:], checks, strict=True)
+                                                 if network_of(c) == network_of(payload)]))  # fmt: skip
+
+
+def _conclusion(payload: dict, refs: dict, checks: list[tuple[str, dict]]) -> list[str]:
+    rows, paper_full_width = _rows(payload), _paper(refs)[0]
+    done = [r for r in rows if r["ann_acc"] is not None and all(r["snn_acc"].get(s) for s in WIDTH_VARIANTS)]
+    out = []
+    not_run = payload.get("not_run")  # widths deliberately left out of this study, and why
+    if len(done) < 2 and not_run:
+        widths = ", ".join(f"{w:g}" for w in not_run["widths"])
+        ran = ", ".join(f"{r['width']:g}" for r in done)
+        return out + [
+            f"No trend on this network: only width {ran} was run on it; "
+            f"widths {widths} were not ({not_run['why']}). Its numbers are read beside the same width of the "
+            "earlier five-pool network below, whose study has every width."
+        ]
+    if len(done) < 2:
+        return out + ["Pending: fewer than two widths have every variant finished."]
+    noise = _noise(payload["recipe"]["test_samples"])
+    lo, hi = done[0], done[-1]
+    text = (
+        f"From width {lo['width']:g} to {hi['width']:g} (the ANN from {lo['ann_acc']:.1f}% to {hi['ann_acc']:.1f}%; "
+        f"a change counts beyond {noise:.1f} points):"
+    )
+    out += [text, ""]
+    kinds = {}  # shift -> {T: trend}
+    for shift, label in WIDTH_VARIANTS.items():
+        kinds[shift] = {}
+        for t in SUMMARY_T:
+            losses = [_loss(r, shift, t) for r in done]
+            if all(x is not None for x in losses):
+                kinds[shift][t] = trend(losses, noise)
+        by_kind: dict[str, list[int]] = {}
+        for t, k in kinds[shift].items():
+            by_kind.setdefault(k, []).append(t)
+        out.append(
+            f"- {label}: "
+            + "; ".join(f"{TREND_WORDS[k].split(':')[0]} at T = {', '.join(map(str, ts))}" for k, ts in by_kind.items())
+            + "."
+        )  # fmt: skip
+    out.append("")
+    pairs = [k for s in ("bias", "membrane") for k in kinds[s].values()]
+    n_falls = sum(k in ("falls", "falls overall") for k in pairs)
+    n_grows = sum(k in ("grows", "grows overall") for k in pairs)
+    n_both = pairs.count("up and down")
+    text = (
+        f"For the paper's method, threshold + shift, over the {len(pairs)} (shift, T) pairs the loss falls with "
+        f"width at {n_falls}, grows at {n_grows}, moves both ways at {n_both} and stays within noise at "
+        f"{pairs.count('flat')}: "
+    )
+    if n_falls > len(pairs) / 2 and n_grows == 0 and n_both == 0:
+        text += (
+            "the trend points the paper's way, and part of the gap to its full-width numbers is the network's scale. "
+        )
+    elif n_grows > n_falls:
+        text += "a wider network does not convert better here. "
+    elif n_both:
+        text += (
+            "no steady trend with width. With one training per width, a loss that moves both ways by more than "
+            "the test-image noise suggests that two trainings of one recipe can differ that much at short T (a "
+            "seed check below, where there is one, measures that spread at one width). "
+        )
+    else:
+        text += "the paper's way where it moves, not at every T. "
+    for shift in ("membrane", "bias"):
+        worst = [_loss(r, shift, t) for r in done for t in SUMMARY_T[1:]]
+        if worst and all(x is not None for x in worst):
+            text += (
+                f"{WIDTH_VARIANTS[shift].split(':')[0]} loses at most {max(worst):+.2f} points at "
+                f"T = {', '.join(map(str, SUMMARY_T[1:]))} at every width. "
+            )
+    none_kinds = kinds["none"]
+    if none_kinds:
+        text += (
+            "The threshold alone: "
+            + "; ".join(f"{TREND_WORDS[k].split(':')[0]} at T = {t}" for t, k in none_kinds.items())
+            + ". "
+        )
+    gaps = [(s, t, _loss(hi, s, t), p) for s, paper in paper_full_width.items() for t, p in paper.items()
+            if _loss(hi, s, t) is not None]  # fmt: skip
+    above = [g for g in gaps if g[2] > g[3] + noise]
+    matched = [g for g in gaps if g[2] <= g[3] + noise]
+    if matched and above:
+        text += (
+            f"At width {hi['width']:g}, the widest run, the paper's full-width loss is matched (within the noise or "
+            "below) by "
+            + "; ".join(
+                f"{WIDTH_VARIANTS[s].split(':')[0]} at T = {t} ({x:+.2f}, the paper {p:+.2f})" for s, t, x, p in matched
+            )  # fmt: skip
+            + ". "
+        )
+    if above:
+        text += (
+            f"The gap is not closed at width {hi['width']:g}, the widest run: "
+            + "; ".join(
+                f"{WIDTH_VARIANTS[s].split(':')[0]} at T = {t} loses {x:+.2f} points (the paper {p:+.2f})"
+                for s, t, x, p in above
+            )  # fmt: skip
+            + ". "
+        )
+    elif gaps:
+        text += f"At width {hi['width']:g} every loss the paper reports is matched (within two test images or below). "
+    text += (
+        "Width and ANN accuracy rise together in this study, so it cannot tell their effects apart; "
+        "the second row of the figure plots the same losses against the ANN's accuracy."
+    )
+    out.append(text)
+    for name, check in checks:
+        rc, rm = _recipe(check), _recipe(payload)
+        what = ", ".join(f"{k} {rm[k]} -> {rc[k]}" for k in CHECK_KEYS if rm[k] != rc[k])
+        for w in sorted(check["results"], key=float):
+            out += check_conclusion(payload, check, name, what, w, done, noise)
+    return out
+
+
+def check_conclusion(payload: dict, check: dict, name: str, what: str, w: str, done: list, noise: float) -> list[str]:
+    """What a setup check says at one width, in a sentence computed from its table."""
+    rc_, rm_ = check["results"][w], payload["results"].get(w)
+    if rm_ is None:
+        return []
+    if rc_.get("error") and not rm_.get("error"):
+        acc = f"{rc_['ann_acc']:.2f}%" if rc_["ann_acc"] is not None else "?"
+        return ["", f"With the setup check's recipe ({what}, `{name}`), width {w} could not be converted (its ANN "
+                    f"{acc}; a layer never fires), while the width study's recipe trains it."]  # fmt: skip
+    got = [(WIDTH_VARIANTS[s].split(":")[0], _mean_change(payload, check, s, w)) for s in WIDTH_VARIANTS]
+    got = [(label, m) for label, m in got if m is not None]
+    if not got or rc_["ann_acc"] is None or rm_["ann_acc"] is None:
+        return []
+    if what.startswith("seed ") and "," not in what:  # the training's own spread, beside the width study's moves
+        changes = [(abs(_loss(rc_, s, t) - _loss(rm_, s, t)), s, t) for s in WIDTH_VARIANTS for t in SUMMARY_T
+                   if _loss(rc_, s, t) is not None and _loss(rm_, s, t) is not None]  # fmt: skip
+        moves = [(abs(_loss(b, s, t) - _loss(a, s, t)), s, t) for s in ("bias", "membrane") for t in SUMMARY_T
+                 for a, b in zip(done, done[1:])
+                 if _loss(a, s, t) is not None and _loss(b, s, t) is not None]  # fmt: skip
+        if changes and moves:
+            c, m = max(changes), max(moves)
+            return ["", (
+                f"Two trainings of width {w} that differ only in the seed ({what}, `{name}`) reach ANNs "
+                f"{abs(rc_['ann_acc'] - rm_['ann_acc']):.2f} points apart, and their losses differ by up to {c[0]:.2f} "
+                f"points ({WIDTH_VARIANTS[c[1]].split(':')[0]} at T = {c[2]}). The largest move of a shifted loss "
+                f"between neighbouring widths in the study is {m[0]:.2f} points ({WIDTH_VARIANTS[m[1]].split(':')[0]} "
+                f"at T = {m[2]}): "
+                + (f"of the same order as the spread of two seeds at width {w}, so one training per width cannot "
+                   "tell such a move from the training's own spread."
+                   if m[0] <= 2 * c[0] else
+                   f"more than twice the spread of two seeds at width {w} (one pair of seeds, at one width), so that "
+                   f"move is larger than this measure of the training's spread; moves of up to {c[0]:.2f} points are "
+                   "within it.")
+            )]  # fmt: skip
+    d_ann = rc_["ann_acc"] - rm_["ann_acc"]
+    text = (
+        f"The setup check ({what}, `{name}`) changed the loss at width {w} by "
+        + ", ".join(f"{m:+.2f} ({label})" for label, m in got)
+        + " points on average over T = " + ", ".join(map(str, SUMMARY_T))
+        + f", with its ANN {d_ann:+.2f} points from the study's."
+    )  # fmt: skip
+    # The width study's own reading of accuracy: does its membrane-shift loss fall as the ANN gets better?
+    by_acc = [(r["ann_acc"], _loss(r, "membrane", SUMMARY_T[0])) for r in done]
+    loss_falls_with_acc = all(b[1] < a[1] - noise for a, b in zip(by_acc, by_acc[1:], strict=False))
+    mem = dict(got).get(WIDTH_VARIANTS["membrane"].split(":")[0])
+    if d_ann < -noise and mem is not None and mem < -noise and loss_falls_with_acc:
+        text += (
+            " Its ANN is less accurate, and in the width study the less accurate ANN lost more, not less: "
+            "the lower membrane-shift loss is not the accuracy's doing, which points at the setting itself."
+        )
+        bias = dict(got).get(WIDTH_VARIANTS["bias"].split(":")[0])
+        if bias is not None and bias >= -noise:
+            text += (
+                f" The bias shift's loss did not fall with it ({bias:+.2f}): the gain is the membrane "
+                "shift's, not the method's as a whole."
+            )
+    return ["", text]
+
+
+def network_change(page, paper: dict, five_pool: dict) -> str:
+    """What changed when the width study was rerun on the paper's network: the widths both studies
+    trained, with the same recipe, side by side (ANN accuracy and the loss at the summary T)."""
+    paper, five_pool = _int_keys(paper), _int_keys(five_pool)
+    common = sorted(set(paper["results"]) & set(five_pool["results"]), key=float)
+    rp, r5 = _recipe(paper), _recipe(five_pool)
+    same = [k for k in RECIPE_KEYS if rp.get(k) != r5.get(k)]
+    noise = _noise(rp["test_samples"])
+    lines = [
+        "The same recipe" + (f" except {', '.join(same)}" if same else "") + ", the same images, widths trained by "
+        "both studies; 'change' = the paper's network minus the five-pool one. One training per network and width: "
+        f"a change within {noise:.1f} points is noise, and a change of a few points at short T is within the "
+        "spread of two seeds measured by the seed check on the five-pool network.",
+        "",
+        "| width | parameters (paper / five-pool) | | five-pool | paper's | change |",
+        "|---|---|---|---|---|---|",
+    ]
+    for w in common:
+        a, b = paper["results"][w], five_pool["results"][w]
+        if a["ann_acc"] is None or b["ann_acc"] is None:
+            lines.append(f"| {w} | | pending | | | |")
+            continue
+        params = f"{(a.get('parameters') or 0) / 1e6:.2f} M / {(b.get('parameters') or 0) / 1e6:.2f} M"
+        lines.append(f"| {w} | {params} | ANN test acc | {b['ann_acc']:.2f}% | {a['ann_acc']:.2f}% | "
+                     f"{a['ann_acc'] - b['ann_acc']:+.2f} |")  # fmt: skip
+        for shift, label in WIDTH_VARIANTS.items():
+            for t in SUMMARY_T:
+                x, y = _loss(a, shift, t), _loss(b, shift, t)
+                if x is not None and y is not None:
+                    lines.append(f"| {w} | | {label}, loss at T = {t} | {y:+.2f} | {x:+.2f} | {x - y:+.2f} |")
+    lines.append("")
+    for w in common:
+        a, b = paper["results"][w], five_pool["results"][w]
+        change = {(s, t): _loss(a, s, t) - _loss(b, s, t) for s in WIDTH_VARIANTS for t in SUMMARY_T
+                  if _loss(a, s, t) is not None and _loss(b, s, t) is not None}  # fmt: skip
+        if a["ann_acc"] is None or b["ann_acc"] is None or not change:
+            continue
+        shifted = {k: v for k, v in change.items() if k[0] != "none" and k[1] > SUMMARY_T[0]}
+        worst = max(shifted, key=lambda k: abs(shifted[k])) if shifted else None
+        d_ann = a["ann_acc"] - b["ann_acc"]
+        text = f"- Width {w}: the paper's network's ANN is {d_ann:+.2f} points from the five-pool one's"
+        if worst is not None:
+            text += (
+                f"; with a shift, the loss at T = {', '.join(map(str, SUMMARY_T[1:]))} moves by at most "
+                f"{abs(shifted[worst]):.2f} points ({WIDTH_VARIANTS[worst[0]].split(':')[0]} at T = {worst[1]}: "
+                + ("within the noise" if abs(shifted[worst]) <= noise else "beyond the noise")
+                + ")"
+            )
+        t16 = [f"{WIDTH_VARIANTS[s].split(':')[0]} {change[(s, SUMMARY_T[0])]:+.2f}" for s in WIDTH_VARIANTS
+               if (s, SUMMARY_T[0]) in change]  # fmt: skip
+        lines.append(text + f"; at T = {SUMMARY_T[0]}: " + ", ".join(t16) + ".")
+    lines += [
+        "",
+        "Training times in the two studies' tables are wall times on a machine shared with other jobs: they do "
+        "not compare the networks' costs (the paper's network has 1.9% more multiply-accumulates per image).",
+    ]
+    return "\n".join(lines)
+
+
+def _on(flag) -> str:
+    return "on" if flag else "off"
+
+
+def gpu(page, g: dict, refs: dict) -> str:
+    """The full-width VGG-16 trained and converted on a GPU (``benchmarks/gpu.sh``, collected by
+    ``benchmarks/collect_gpu.py`` into docs/gpu_full_width.json)."""
+    m, r, tr, sub = g.get("machine", {}), g.get("recipe", {}), g.get("training", {}), g.get("subset", {})
+    n_train = sub.get("train_images", "?")
+    conv, diag = g.get("conversion"), g.get("diagnostics")
+    full, paper_acc = _paper(refs)
+    lines = [
+        network(page, g),
+        "",
+        "Generated from `docs/gpu_full_width.json`: the training step of `benchmarks/gpu.sh` on one "
+        f"**{m.get('gpu', '?')}** (torch {m.get('torch', '?')}, cuDNN TF32 {_on(m.get('cudnn_allow_tf32'))}, "
+        f"matmul TF32 {_on(m.get('matmul_allow_tf32'))}), collected with `python benchmarks/collect_gpu.py <its "
+        "output folder>`. The GPU machine has no network and takes 64 MiB of files, so it trains on the first "
+        f"{n_train} training images (`benchmarks/prepare_gpu_payload.sh`) and tests on the first "
+        f"{sub.get('test_images', '?')} test images, the width study's test images.",
+        "",
+        f"- Recipe: VGG-16 as above, threshold ReLU after {r.get('model.relu_warmup_epochs', '?')} "
+        f"plain-ReLU epochs, SGD lr {r.get('model.optimizer.lr', '?')}, "
+        f"momentum {r.get('model.optimizer.momentum', '?')}, "
+        f"weight decay {r.get('model.optimizer.weight_decay', '?')}, cosine over {r.get('trainer.max_epochs', '?')} "
+        f"epochs (at most {r.get('trainer.max_time', '?')} of training), batch 128, conv dropout 0, FC dropout 0.2; "
+        f"thresholds: max over {r.get('snn.calibration_samples', '?')} training images; membrane shift.",
+    ]
+    if tr:
+        lines.append(
+            f"- Trained {tr['epochs_done']} epochs: train accuracy {tr['train_acc']:.1f}% (augmented), "
+            f"test accuracy {tr['val_acc']:.1f}% on the 2000 test images (the validation curve of the run)."
+        )
+    if conv is None:
+        steps = "; ".join(f"{x['step']}: exit {x['exit']} after {x['seconds']} s" for x in g.get("steps", []))
+        note = g.get("note") or "The conversion did not finish in its time limit."
+        return "\n".join([*lines, "", f"**No conversion result at full width yet.** {note} Steps: {steps}."])
+    ts = sorted(conv["snn_acc"], key=int)
+    per_t = (diag or {}).get("per_t", {})
+    lines += [
+        f"- ANN (threshold ReLU) test accuracy **{conv['ann_acc']:.2f}%** on {conv['num_test_images']} images; "
+        f"simulation of all T in one pass: {conv['seconds']['simulation']:.1f} s.",
+        "",
+        "| T | SNN acc | loss (points) | firing rate | synaptic ops / image | energy SNN / ANN |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in ts:
+        d = per_t.get(t)
+        extra = (
+            f"{d['firing_rate']:.3f} | {d['sops_per_image'] / 1e6:.1f} M | {d['snn_over_ann']:.2f}"
+            if d else "- | - | -"
+        )  # fmt: skip
+        lines.append(f"| {t} | {conv['snn_acc'][t]:.2f}% | {conv['conversion_loss'][t]:+.2f} | {extra} |")
+    if diag:
+        em = diag.get("energy_model") or {}
+        lines += [
+            "",
+            "Firing rate, synaptic operations and energy from `test --snn.diagnostics true` on the same checkpoint "
+            f"(its accuracy: {diag['ann_acc']:.2f}% ANN, the same test images); energy with {em.get('ac_pj')} pJ per "
+            f"accumulate and {em.get('mac_pj')} pJ per MAC ({em.get('source')}).",
+        ]
+    paper = " and ".join(f"{v:+.2f} (T = {t})" for t, v in full["bias"].items())
+    lines += [
+        "",
+        f"The paper's full-width VGG-16 (300 epochs on all 50000 images, {paper_acc}%) loses {paper} points with "
+        "threshold + shift. This network is trained for minutes on a subset of the data, so its accuracy is far "
+        "below the paper's; read its losses beside the width study's, whose networks are in the same regime.",
+    ]
+    return "\n".join(lines)
