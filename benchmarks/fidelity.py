@@ -50,6 +50,7 @@ from lightning_snn.callbacks import StopWhenDead  # after study: it puts this ch
 
 from lightning_snn.conversion import calibrate_thresholds
 from lightning_snn.evaluation import evaluate_conversion
+from lightning_snn.heap import keep_freed_memory
 from lightning_snn.module import ConversionModule
 from lightning_snn.simulation import SpikingEvaluator
 
@@ -296,6 +297,7 @@ def main() -> None:
                    help="width study: where thresholds and simulations run (training: Lightning's choice)")  # fmt: skip
     p.add_argument("--tiny", action="store_true", help="smoke test: 1 epoch on 256 images, 64 test images")
     args = p.parse_args()
+    keep_freed_memory()  # as train.py: no page faults per chunk, and the CPU chunk rule's 64 MB target
     if args.tiny:
         args.width, args.epochs, args.warmup = 0.0625, 1, 0
         args.train_samples, args.calibration_samples, args.test_samples, args.batch_size = 256, 128, 64, 64
