@@ -117,13 +117,14 @@ class ConversionConfig:
         check_calibration(self.calibration, self.percentile)
         validate_correction(self.correction, self.correction_timesteps, self.shift)
         neuron_type = neuron_class(self.neuron)
+        # the messages name the config keys (snn.*): the callback's settings are where most of them come from
         if not isinstance(self.diagnostics, bool):
-            raise TypeError(f"diagnostics must be true or false (snn.diagnostics), got {self.diagnostics!r}.")
+            raise TypeError(f"snn.diagnostics must be true or false, got {self.diagnostics!r}.")
         if self.energy is not None and not isinstance(self.energy, EnergyModel):
             raise TypeError(f"energy must be a lightning_snn.diagnostics.EnergyModel or None, got {self.energy!r}.")
         b = self.batch_size
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b <= 0):
-            raise ValueError(f"batch_size (snn.batch_size) must be a positive int or null (the default), got {b!r}.")
+            raise ValueError(f"snn.batch_size must be a positive int or null (the default), got {b!r}.")
         put = object.__setattr__  # frozen: the normalised values are set once, here
         put(self, "timesteps", tuple(ts))
         put(self, "time_chunk", time_chunk)
