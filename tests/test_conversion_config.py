@@ -11,6 +11,7 @@ from torch import nn
 
 import lightning_snn.graph as graph
 import lightning_snn.simulation as simulation
+from lightning_snn.calibration import calibrate_thresholds
 from lightning_snn.conversion import convert
 from lightning_snn.conversion_config import ConversionConfig
 from lightning_snn.diagnostics import DiagnosticsProbe
@@ -127,8 +128,6 @@ def test_one_prepare_and_one_timesteps_check_per_evaluation(monkeypatch, setting
 
 def test_spiking_evaluator_prepares_once_for_every_t_of_the_bias_shift(monkeypatch):
     model, (x, _) = small_cnn(), batches(1)[0]
-    from lightning_snn.calibration import calibrate_thresholds
-
     thresholds = calibrate_thresholds(model, [x])
     prepares = count_calls(monkeypatch, "prepare", graph.prepare)
     evaluator = SpikingEvaluator(model, thresholds, [2, 4, 8, 16], shift="bias")
@@ -143,8 +142,6 @@ def test_copies_of_the_prepared_graph_give_convert_s_snns_exactly():
     """The evaluator converts copies of one prepared graph; convert() prepares the model anew for
     every SNN: the same graph and weights, so the same outputs bit for bit, at every T."""
     model, test = small_cnn(), batches(2)
-    from lightning_snn.calibration import calibrate_thresholds
-
     thresholds = calibrate_thresholds(model, [x for x, _ in test])
     for shift in ("bias", "membrane"):
         evaluator = SpikingEvaluator(model, thresholds, [3, 8], shift=shift, time_chunk=2)
@@ -157,8 +154,6 @@ def test_copies_of_the_prepared_graph_give_convert_s_snns_exactly():
 
 def test_diagnostics_from_a_config_equal_the_public_probe():
     model, test = small_cnn(), batches(2)
-    from lightning_snn.calibration import calibrate_thresholds
-
     thresholds = calibrate_thresholds(model, [x for x, _ in test])
     config = ConversionConfig([2, 4], diagnostics=True)
     evaluator = SpikingEvaluator.from_config(config.check_model(model), thresholds, config, "cpu")
@@ -168,3 +163,21 @@ def test_diagnostics_from_a_config_equal_the_public_probe():
     (out_a, diag_a), (out_b, diag_b) = probe(x), public(x)
     assert torch.equal(out_a, out_b)
     assert diag_a.to_json() == diag_b.to_json()
+
+
+@pytest.mark.parametrize("shift", ["membrane", "bias"])
+def test_the_callback_prepares_once_to_check_before_training_and_once_per_conversion(tmp_path, monkeypatch, shift):
+    from lightning_snn.callbacks.snn_conversion import SNNConversion
+
+    from tests.test_callback import fake_trainer, tiny_module
+
+    callback = SNNConversion(timesteps=[2, 4, 8, 16], shift=shift)  # diagnostics on: the default
+    trainer, module = fake_trainer(tmp_path), tiny_module()
+    prepares = count_calls(monkeypatch, "prepare", graph.prepare)
+    checks = count_calls(monkeypatch, "validate_timesteps", simulation.validate_timesteps)
+    callback.setup(trainer, module, stage="fit")
+    assert prepares[0] == 1  # the model checked before training (the trained weights are prepared later)
+    callback.evaluate(trainer, module, stage="fit")
+    assert prepares[0] == 2  # before: 1 + 3 (calibration, convert, probe); bias with these 4 T: 1 + 6
+    assert checks[0] == 0  # checked once, when the callback was built
+    assert callback.results["snn_acc"].keys() == {"2", "4", "8", "16"}
