@@ -1,7 +1,7 @@
 """The conversion callback: calibrate -> convert -> evaluate across T -> log.
 
 Runs at the end of ``fit`` and at the end of ``test`` (a checkpoint given with
-``--ckpt_path``). The work itself is :func:`lightning_snn.evaluation.evaluate_conversion`; this
+``--ckpt_path``). The work itself is :func:`lightning_snn.evaluation.evaluate_config`; this
 callback checks its settings and the results path before training, builds the loaders (each
 DDP rank gets its share of the calibration and test images; thresholds are all-reduced with MAX
 and counts with SUM, so the numbers equal a single process's), stops at the next batch on
