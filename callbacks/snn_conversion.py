@@ -1,7 +1,7 @@
 """The conversion callback: calibrate -> convert -> evaluate across T -> log.
 
 Runs at the end of ``fit`` and at the end of ``test`` (a checkpoint given with
-``--ckpt_path``). The work itself is :func:`lightning_snn.evaluation.evaluate_conversion`; this
+``--ckpt_path``). The work itself is :func:`lightning_snn.evaluation.evaluate_config`; this
 callback checks its settings and the results path before training, builds the loaders (each
 DDP rank gets its share of the calibration and test images; thresholds are all-reduced with MAX
 and counts with SUM, so the numbers equal a single process's), stops at the next batch on
@@ -19,9 +19,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from lightning_snn.conversion import check_convertible, check_neuron
+from lightning_snn.conversion_config import ConversionConfig
 from lightning_snn.diagnostics import EnergyModel
-from lightning_snn.evaluation import ConversionReport, evaluate_conversion, validate_conversion_settings
+from lightning_snn.evaluation import ConversionReport, evaluate_config
 from lightning_snn.export import check_export_settings, check_model_exportable, export_nir
 from lightning_snn.recurrent_conversion import is_recurrent
 from lightning_snn.recurrent_evaluation import check_recurrent_settings, validate_output_loops
@@ -136,10 +136,16 @@ class SNNConversion(pl.Callback):
         shift_fraction: float | None = None,
         average_over: list[int] | None = None,
     ) -> None:
-        self.timesteps = validate_conversion_settings(
+        for name, value in (("energy_ac_pj", energy_ac_pj), ("energy_mac_pj", energy_mac_pj)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise ValueError(f"snn.{name} must be a number of picojoules >= 0, e.g. 0.9, got {value!r}.")
+        energy = EnergyModel(float(energy_ac_pj), float(energy_mac_pj))
+        #: every conversion setting, checked once here and passed down as is (evaluation.evaluate_config)
+        self.config = ConversionConfig(
             timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron,
-            shift_scale, shift_fraction, average_over,
+            shift_scale, shift_fraction, average_over, diagnostics, energy, batch_size,
         )  # fmt: skip
+        self.timesteps = list(self.config.timesteps)
         self.shift_scale, self.shift_fraction, self.average_over = shift_scale, shift_fraction, average_over
         check_export_settings(
             export, export_timesteps, export_options, shift=shift, simulated=self.timesteps, neuron=neuron
@@ -148,17 +154,8 @@ class SNNConversion(pl.Callback):
         self.calibration, self.percentile, self.neuron = calibration, percentile, neuron
         self.output_loops = validate_output_loops(output_loops)
         self.correction, self.correction_timesteps = correction, correction_timesteps
-        if not isinstance(diagnostics, bool):
-            raise TypeError(f"snn.diagnostics must be true or false, got {diagnostics!r}.")
-        for name, value in (("energy_ac_pj", energy_ac_pj), ("energy_mac_pj", energy_mac_pj)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
-                raise ValueError(f"snn.{name} must be a number of picojoules >= 0, e.g. 0.9, got {value!r}.")
-        self.diagnostics, self.energy = diagnostics, EnergyModel(float(energy_ac_pj), float(energy_mac_pj))
-        for name, value in (
-            ("calibration_samples", calibration_samples),
-            ("max_test_samples", max_test_samples),
-            ("batch_size", batch_size),
-        ):
+        self.diagnostics, self.energy = diagnostics, self.config.energy
+        for name, value in (("calibration_samples", calibration_samples), ("max_test_samples", max_test_samples)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"snn.{name} must be a positive int or null (the default), got {value!r}.")
         if not isinstance(results_file, (str, Path)) or not str(results_file).strip():
@@ -193,8 +190,7 @@ class SNNConversion(pl.Callback):
         elif self.output_loops is not None:
             raise ValueError("snn.output_loops applies to recurrent models only; remove it.")
         else:
-            check_convertible(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
-            check_neuron(self.neuron, model)
+            self.config.check_model(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
             if self.export is not None:
                 check_model_exportable(model, self.shift, self.readout)
         if trainer.is_global_zero:
@@ -288,26 +284,9 @@ class SNNConversion(pl.Callback):
                 from tqdm.auto import tqdm
 
                 test_batches = tqdm(test_batches, desc=f"SNN eval (T<={self.timesteps[-1]})", leave=False)
-            report = evaluate_conversion(
-                model,
-                self._loader(calibration, trainer, datamodule, flag),
-                test_batches,
-                self.timesteps,
-                shift=self.shift,
-                readout=self.readout,
-                time_chunk=self.time_chunk,
-                device=device,
-                calibration=self.calibration,
-                percentile=self.percentile,
-                correction=self.correction,
-                correction_timesteps=self.correction_timesteps,
-                neuron=self.neuron,
-                diagnostics=self.diagnostics,
-                energy=self.energy,
-                output_loops=self.output_loops,
-                shift_scale=self.shift_scale,
-                shift_fraction=self.shift_fraction,
-                average_over=self.average_over,
+            calibration_batches = self._loader(calibration, trainer, datamodule, flag)
+            report = evaluate_config(
+                model, calibration_batches, test_batches, self.config, device=device, output_loops=self.output_loops
             )
         results = {
             "stage": stage,

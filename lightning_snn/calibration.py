@@ -17,7 +17,7 @@ from fractions import Fraction
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import fx, nn
 
 from lightning_snn.activations import QCFS, ThresholdReLU
 from lightning_snn.graph import activation_sites, prepare, record_sites
@@ -138,9 +138,23 @@ def calibrate_thresholds(
     """
     check_calibration(method, percentile)
     gm = prepare(model)
-    layers = activation_sites(gm)
     if device is None:
         device = next(model.parameters()).device
+    return calibrate_graph(gm, batches, device, include_output, method, percentile)
+
+
+def calibrate_graph(
+    gm: fx.GraphModule,
+    batches: Iterable,
+    device: torch.device | str,
+    include_output: bool = True,
+    method: str = "max",
+    percentile: float = 99.99,
+) -> dict[str, float | torch.Tensor]:
+    """:func:`calibrate_thresholds` on the model's prepared graph (:func:`lightning_snn.graph.prepare`,
+    moved to ``device``, otherwise not modified) with settings checked already (by
+    :func:`calibrate_thresholds` or a :class:`~lightning_snn.conversion_config.ConversionConfig`)."""
+    layers = activation_sites(gm)
     gm = gm.to(device)
     names = list(layers)
     if CALIBRATIONS[method].two_passes and isinstance(batches, Iterator):
@@ -349,6 +363,7 @@ __all__ = [
     "OUTPUT_KEY",
     "CalibrationMethod",
     "CalibrationRun",
+    "calibrate_graph",
     "calibrate_thresholds",
     "check_calibration",
     "register_calibration",

@@ -22,7 +22,7 @@ neuron that integrates branch + shortcut, with the same shift as every other neu
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from lightning_snn.activations import ThresholdReLU
 from lightning_snn.calibration import CALIBRATION_METHODS, OUTPUT_KEY, calibrate_thresholds, check_calibration
@@ -76,10 +76,12 @@ def check_neuron(neuron: str, model: nn.Module | None = None) -> None:
     calibration."""
     cls = neuron_class(neuron)
     if model is not None and cls.emits_negative:
-        _refuse_negative_spikes_into_pools(neuron, max_pool_sites(prepare(model)))
+        refuse_negative_spikes_into_pools(neuron, max_pool_sites(prepare(model)))
 
 
-def _refuse_negative_spikes_into_pools(neuron: str, spike_pools: dict) -> None:
+def refuse_negative_spikes_into_pools(neuron: str, spike_pools: dict) -> None:
+    """Refuse the neuron model ``neuron`` (one that emits negative spikes) if a gated spiking max-pool
+    (:func:`~lightning_snn.graph.max_pool_sites`) would take its spikes."""
     if spike_pools:
         raise ConversionError(
             f"max-pool(s) {sorted(spike_pools)} gate spike trains by their counts, which needs positive spikes: "
@@ -140,7 +142,33 @@ def convert(
     if shift == "bias" and (timesteps is None or int(timesteps) <= 0):
         raise ValueError("shift='bias' adds V_th/(2T) to the bias: pass the simulation length timesteps=T > 0.")
     make = neuron_class(neuron)
-    snn = prepare(model)
+    snn = convert_graph(
+        prepare(model), thresholds, shift=shift, timesteps=timesteps, readout=readout, neuron=neuron,
+        neuron_type=make, shift_scale=shift_scale, shift_fraction=shift_fraction,
+    )  # fmt: skip
+    param = next(model.parameters(), None)
+    return snn.to(param.device if param is not None else "cpu")
+
+
+def convert_graph(
+    gm: fx.GraphModule,
+    thresholds: dict[str, float],
+    *,
+    shift: str,
+    timesteps: int | None,
+    readout: str,
+    neuron: str,
+    neuron_type: type[IFNeuron],
+    shift_scale: float = 1.0,
+    shift_fraction: float | None = None,
+) -> ConvertedSNN:
+    """:func:`convert`'s work on a prepared graph (:func:`lightning_snn.graph.prepare`), which it turns
+    into the SNN's body in place (pass a copy to keep it), with settings checked already (by
+    :func:`convert`, or a :class:`~lightning_snn.conversion_config.ConversionConfig`): nothing is
+    checked again but what depends on the graph (the thresholds, the neuron and the max-pools).
+    ``neuron_type`` is ``neuron``'s class (:func:`~lightning_snn.neurons.neuron_class`). Returns the
+    SNN in eval mode, on the graph's device."""
+    snn = gm
     sites = activation_sites(snn)
     spike_pools = max_pool_sites(snn)  # before the sites become IF neurons: it looks for the sites
     missing = [n for n in sites if n not in thresholds]
@@ -154,9 +182,9 @@ def convert(
         v_init, bias = shift_terms(vth, shift, timesteps, shift_scale, shift_fraction)
         if isinstance(act, ThresholdReLU):
             bias = bias - act.shift  # the source ANN computed clamp(x - shift, 0, y_th)
-        set_submodule(snn, name, make(vth, v_init=v_init, bias_current=bias, name=name))
-    if make.emits_negative:
-        _refuse_negative_spikes_into_pools(neuron, spike_pools)
+        set_submodule(snn, name, neuron_type(vth, v_init=v_init, bias_current=bias, name=name))
+    if neuron_type.emits_negative:
+        refuse_negative_spikes_into_pools(neuron, spike_pools)
     for name, pool in spike_pools.items():
         set_submodule(snn, name, SpikingMaxPool2d.from_max_pool(pool))
     readout_neuron = None
@@ -173,8 +201,7 @@ def convert(
         thresholds={name: thresholds[name] for name in used},
         neuron=neuron,
     )
-    param = next(model.parameters(), None)
-    return snn.to(param.device if param is not None else "cpu").eval()
+    return snn.eval()
 
 
 def neurons(snn: nn.Module) -> list[IFNeuron]:
@@ -201,7 +228,9 @@ __all__ = [
     "check_convertible",
     "check_shift",
     "convert",
+    "convert_graph",
     "neurons",
+    "refuse_negative_spikes_into_pools",
     "site_activations",
     "stateful_modules",
 ]

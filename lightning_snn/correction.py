@@ -35,12 +35,12 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
-from torch import nn
+from torch import fx, nn
 
 from lightning_snn.conversion import OUTPUT_KEY
 from lightning_snn.graph import activation_sites, prepare, record_sites
 from lightning_snn.neurons import IFNeuron
-from lightning_snn.simulation import rows_as_asked, simulate, validate_timesteps
+from lightning_snn.simulation import checked_time_chunk, rows_as_asked, simulate_checked, validate_timesteps
 
 #: Post-conversion corrections the evaluation knows (``snn.correction`` in a config).
 CORRECTIONS = ("none", "light")
@@ -80,7 +80,12 @@ def ann_channel_means(
 ) -> dict[str, torch.Tensor]:
     """``{site: [C] mean activation}`` of the ANN (prepared copy, eval mode) over images and positions."""
     gm = prepare(ann)
-    device = device if device is not None else next(ann.parameters()).device
+    return graph_channel_means(gm, batches, device if device is not None else next(ann.parameters()).device)
+
+
+@torch.no_grad()
+def graph_channel_means(gm: fx.GraphModule, batches: Iterable, device: torch.device | str) -> dict[str, torch.Tensor]:
+    """:func:`ann_channel_means` of the ANN's prepared graph (moved to ``device``, otherwise not modified)."""
     gm = gm.to(device)
     sites = activation_sites(gm)
     sums: dict[str, torch.Tensor] = {}
@@ -157,6 +162,13 @@ def snn_channel_means(
         time_chunk: as :func:`lightning_snn.simulation.simulate`.
     """
     ts = validate_timesteps(timesteps)
+    means = _snn_means(snn, batches, ts, sites, device, checked_time_chunk(time_chunk))
+    rows = rows_as_asked(timesteps, ts)  # one row per T as asked, as simulate() returns them
+    return means if rows is None else {n: m[rows.to(m.device)] for n, m in means.items()}
+
+
+def _snn_means(snn, batches, ts: list[int], sites, device, time_chunk) -> dict[str, torch.Tensor]:
+    """:func:`snn_channel_means` at the checked, sorted ``ts`` (rows in that order)."""
     neurons = spiking_sites(snn)
     names = list(neurons) if sites is None else list(sites)
     unknown = [n for n in names if n not in neurons]
@@ -169,7 +181,7 @@ def snn_channel_means(
         for batch in batches:
             for r in recorders.values():
                 r.start_batch()
-            simulate(snn, _inputs(batch).to(device), ts, time_chunk)
+            simulate_checked(snn, _inputs(batch).to(device), ts, time_chunk)
     finally:
         for r in recorders.values():
             r.remove()
@@ -179,9 +191,7 @@ def snn_channel_means(
     positions = torch.tensor([recorders[n].positions for n in names], dtype=torch.float64, device=device)
     _all_reduce_sum([*sums, positions])
     t = torch.tensor(ts, dtype=torch.float64, device=device).unsqueeze(1)
-    rows = rows_as_asked(timesteps, ts)  # one row per T as asked, as simulate() returns them
-    means = {n: s / (t * p) for n, s, p in zip(names, sums, positions.tolist(), strict=True)}
-    return means if rows is None else {n: m[rows.to(m.device)] for n, m in means.items()}
+    return {n: s / (t * p) for n, s, p in zip(names, sums, positions.tolist(), strict=True)}
 
 
 @torch.no_grad()
@@ -240,8 +250,29 @@ def correct_bias(
     (target,) = validate_timesteps([timesteps])
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise ValueError(f"iterations must be an int >= 1 (Li et al. use 1), got {iterations!r}.")
+    time_chunk = checked_time_chunk(time_chunk)
+    gm = prepare(ann)
+    device = device if device is not None else next(ann.parameters()).device
+    return correct_graph_bias(gm, snn, batches, target, device, time_chunk, iterations)
+
+
+@torch.no_grad()
+def correct_graph_bias(
+    gm: fx.GraphModule,
+    snn: nn.Module,
+    batches: Iterable,
+    timesteps: int,
+    device: torch.device | str,
+    time_chunk: int | str = "auto",
+    iterations: int = 1,
+) -> dict[str, torch.Tensor]:
+    """:func:`correct_bias` from the source ANN's prepared graph (:func:`lightning_snn.graph.prepare`;
+    moved to ``device``, otherwise not modified), with settings checked already (by
+    :func:`correct_bias` or a :class:`~lightning_snn.conversion_config.ConversionConfig`):
+    ``timesteps`` an int >= 1, ``time_chunk`` a positive int or ``"auto"``."""
+    target = timesteps
     _check_reiterable(batches, "once per layer")
-    ann_means = ann_channel_means(ann, batches, device)
+    ann_means = graph_channel_means(gm, batches, device)
     neurons = spiking_sites(snn)
     foreign = sorted(set(neurons) ^ set(ann_means))
     if foreign:
@@ -252,7 +283,7 @@ def correct_bias(
     for name in ann_means:  # execution order: each site sees the corrected sites before it
         neuron = neurons[name]
         for _ in range(iterations):
-            rate = snn_channel_means(snn, batches, [target], sites=[name], device=device, time_chunk=time_chunk)
+            rate = _snn_means(snn, batches, [target], [name], device, time_chunk)
             error = (ann_means[name] - rate[name][0]).to(torch.float32)
             neuron.set_bias_current(neuron.bias_current.to(error.device) + error)
             added[name] = error.cpu() if name not in added else added[name] + error.cpu()
@@ -264,6 +295,8 @@ __all__ = [
     "ann_channel_means",
     "channel_errors",
     "correct_bias",
+    "correct_graph_bias",
+    "graph_channel_means",
     "snn_channel_means",
     "spiking_sites",
 ]

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.fx as fx
@@ -84,8 +85,11 @@ from lightning_snn.diagnostic_results import (
 from lightning_snn.fanout import INPUT_KEY, SynapseMap, _body, synapse_map
 from lightning_snn.graph import activation_sites, prepare, record_sites
 from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, _per_channel, quantisation_factor
-from lightning_snn.simulation import rows_as_asked, simulate, validate_timesteps
+from lightning_snn.simulation import checked_time_chunk, rows_as_asked, simulate_checked, validate_timesteps
 from lightning_snn.snn import ConvertedSNN
+
+if TYPE_CHECKING:
+    from lightning_snn.conversion_config import ConversionConfig
 
 
 # ---- recording during the simulation ------------------------------------------------------------
@@ -166,7 +170,27 @@ class DiagnosticsProbe:
         energy: EnergyModel | None = None,
         read_timesteps: Sequence[int] | None = None,
     ) -> None:
-        self.timesteps = validate_timesteps(timesteps)
+        ts = validate_timesteps(timesteps)
+        read_ts = ts if read_timesteps is None else validate_timesteps(read_timesteps)
+        chunk = checked_time_chunk(time_chunk)
+        self._setup(snns, prepare(ann), ts, chunk, energy, read_ts)
+
+    @classmethod
+    def from_config(
+        cls,
+        snns: Sequence[ConvertedSNN],
+        graph: fx.GraphModule,
+        config: ConversionConfig,
+    ) -> DiagnosticsProbe:
+        """The probe of a checked ``config`` (its T, time chunk, energy and read T) for the SNNs of a
+        :class:`~lightning_snn.simulation.SpikingEvaluator`, with the source ANN's prepared ``graph``
+        (:meth:`~lightning_snn.conversion_config.ConversionConfig.check_model`; not prepared again)."""
+        self = cls.__new__(cls)
+        self._setup(snns, graph, list(config.timesteps), config.time_chunk, config.energy, list(config.read_timesteps))
+        return self
+
+    def _setup(self, snns, graph: fx.GraphModule, timesteps: list[int], time_chunk, energy, read_timesteps) -> None:
+        self.timesteps = timesteps
         if isinstance(snns, Sequence):  # SpikingEvaluator.snns: each SNN knows the T it is built for
             snns = {snn.timesteps: snn for snn in snns}
         self.snns = dict(snns) if isinstance(snns, Mapping) else {None: snns}
@@ -175,7 +199,7 @@ class DiagnosticsProbe:
         self.time_chunk = time_chunk
         self.energy = energy or EnergyModel()
         gm, readout = _body(next(iter(self.snns.values())))
-        self.ann = prepare(ann)
+        self.ann = graph
         self.sites = list(activation_sites(self.ann))  # the ANN's sites, in execution order
         missing = [n for n in self.sites if not isinstance(_get(gm, n), IFNeuron)]
         if missing:
@@ -187,7 +211,7 @@ class DiagnosticsProbe:
             [[self._quant_factor(name, t) for t in self.timesteps] for name in self.layers], dtype=torch.float64
         ).reshape(len(self.layers), len(self.timesteps))
         self._warn_unmodelled()
-        self.read_timesteps = self.timesteps if read_timesteps is None else validate_timesteps(read_timesteps)
+        self.read_timesteps = read_timesteps
         if not set(self.timesteps) <= set(self.read_timesteps):
             raise ValueError(f"read_timesteps must hold every T of the diagnostics {self.timesteps}.")
         if None not in self.snns and self.read_timesteps != self.timesteps:
@@ -253,16 +277,8 @@ class DiagnosticsProbe:
                 read = lambda step, gm=gm, readout=readout, pools=pools: self._read(  # noqa: E731
                     gm, readout, pools, x, step, diag, targets, scratch
                 )
-                outputs.append(
-                    simulate(
-                        snn,
-                        x,
-                        ts,
-                        self.time_chunk,
-                        on_timestep=read,
-                        on_timestep_at=self.timesteps if t is None else ts,
-                    )
-                )
+                stops = self.timesteps if t is None else ts
+                outputs.append(simulate_checked(snn, x, ts, self.time_chunk, on_timestep=read, stops=stops))
             finally:
                 for h in handles:
                     h.remove()

@@ -20,21 +20,16 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from lightning_snn.conversion import (
-    OUTPUT_KEY,
-    READOUTS,
-    calibrate_thresholds,
-    check_calibration,
-    check_neuron,
-)
-from lightning_snn.correction import CORRECTIONS, correct_bias
+from lightning_snn.calibration import calibrate_graph
+from lightning_snn.conversion import OUTPUT_KEY
+from lightning_snn.conversion_config import ConversionConfig, validate_correction, validate_time_chunk  # noqa: F401 (re-exported)
+from lightning_snn.correction import correct_graph_bias
 from lightning_snn.diagnostics import Diagnostics, DiagnosticsProbe, EnergyModel
 from lightning_snn.recurrent_conversion import is_recurrent
 from lightning_snn.results import RESULTS_SCHEMA_VERSION, SCHEMA_KEY
-from lightning_snn.shift import PAPER_CONSTANT_SHIFT, check_shift
-from lightning_snn.simulation import SpikingEvaluator, validate_timesteps
+from lightning_snn.simulation import SpikingEvaluator
 from lightning_snn.snn import ConvertedSNN
-from lightning_snn.t_average import TAverage, read_timesteps, validate_average_over
+from lightning_snn.t_average import TAverage
 
 
 @dataclass
@@ -138,22 +133,6 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-def validate_time_chunk(time_chunk: Any) -> int | str:
-    """``time_chunk`` as a positive int or ``"auto"``, or an error that says what is allowed."""
-    if isinstance(time_chunk, str):
-        if time_chunk == "auto":
-            return time_chunk
-        if time_chunk.strip().isdigit():
-            time_chunk = int(time_chunk)
-        else:
-            raise ValueError(f"time_chunk must be a positive int or 'auto', got {time_chunk!r}.")
-    if isinstance(time_chunk, bool) or not isinstance(time_chunk, int):
-        raise TypeError(f"time_chunk must be a positive int or 'auto', got {type(time_chunk).__name__} {time_chunk!r}.")
-    if time_chunk <= 0:
-        raise ValueError(f"time_chunk must be a positive int or 'auto', got {time_chunk}.")
-    return time_chunk
-
-
 def validate_conversion_settings(
     timesteps: Sequence[int],
     shift: str,
@@ -168,36 +147,13 @@ def validate_conversion_settings(
     shift_fraction: float | None = None,
     average_over: Sequence[int] | None = None,
 ) -> list[int]:
-    """Check the settings of :func:`evaluate_conversion` before any work; returns the sorted T list."""
-    ts = validate_timesteps(timesteps)
-    check_shift(shift, shift_scale, shift_fraction)
-    validate_average_over(average_over, ts, shift)
-    if readout not in READOUTS:
-        raise ValueError(f"unknown readout {readout!r}; choose one of {list(READOUTS)}.")
-    validate_time_chunk(time_chunk)
-    check_calibration(calibration, percentile)
-    validate_correction(correction, correction_timesteps, shift)
-    check_neuron(neuron)
-    return ts
-
-
-def validate_correction(correction: str, correction_timesteps: int | None, shift: str) -> None:
-    """Refuse an unknown correction, a missing or bad target T, or a correction with the bias shift."""
-    if correction not in CORRECTIONS:
-        raise ValueError(f"unknown correction {correction!r}; choose one of {list(CORRECTIONS)}.")
-    if correction == "none":
-        return
-    t = correction_timesteps
-    if t is None or isinstance(t, bool) or not isinstance(t, int) or t <= 0:
-        raise ValueError(
-            f"correction {correction!r} is tuned for one simulation length: set correction_timesteps to that "
-            f"target T (a positive int, e.g. 4), got {t!r}."
-        )
-    if shift == "bias":
-        raise ValueError(
-            "correction 'light' needs one SNN for every T (shift 'membrane' or 'none'); shift 'bias' builds one "
-            "SNN per T. Use shift: membrane."
-        )
+    """Check the settings of :func:`evaluate_conversion` before any work; returns the sorted T list.
+    (Build a :class:`~lightning_snn.conversion_config.ConversionConfig` to keep them, checked.)"""
+    config = ConversionConfig(
+        timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron,
+        shift_scale, shift_fraction, average_over,
+    )  # fmt: skip
+    return list(config.timesteps)
 
 
 def threshold_clip_state(model: nn.Module) -> bool | None:
@@ -273,58 +229,77 @@ def evaluate_conversion(
     Returns:
         A :class:`ConversionReport`; under ``torch.distributed`` the same on every rank.
     """
-    if is_recurrent(model):  # appendix A.4: its own converter, the same settings and report
-        from lightning_snn.recurrent_evaluation import evaluate_recurrent_conversion
-
-        if shift_scale != 1 or shift_fraction is not None or average_over is not None:  # not silently ignored
-            raise ValueError(
-                "shift_scale, shift_fraction and average_over apply to feed-forward models only; remove them "
-                "for a recurrent model."
-            )
+    if is_recurrent(model):  # appendix A.4: its own converter and checks, the same settings and report
         settings = dict(shift=shift, readout=readout, time_chunk=time_chunk, device=device, calibration=calibration)
         settings.update(correction=correction, diagnostics=diagnostics, energy=energy, neuron=neuron)
-        return evaluate_recurrent_conversion(
-            model, calibration_batches, test_batches, timesteps, **settings, output_loops=output_loops
+        feed_forward_only = (shift_scale, shift_fraction, average_over)
+        return _recurrent(
+            model, calibration_batches, test_batches, timesteps, feed_forward_only, output_loops, settings
+        )
+    config = ConversionConfig(
+        timesteps, shift=shift, readout=readout, time_chunk=time_chunk, calibration=calibration,
+        percentile=percentile, correction=correction, correction_timesteps=correction_timesteps, neuron=neuron,
+        shift_scale=shift_scale, shift_fraction=shift_fraction, average_over=average_over, diagnostics=diagnostics,
+        energy=energy,
+    )  # fmt: skip
+    return evaluate_config(model, calibration_batches, test_batches, config, device=device, output_loops=output_loops)
+
+
+@torch.no_grad()
+def evaluate_config(
+    model: nn.Module,
+    calibration_batches: Iterable,
+    test_batches: Iterable,
+    config: ConversionConfig,
+    *,
+    device: torch.device | str | None = None,
+    output_loops: Sequence[int] | None = None,
+) -> ConversionReport:
+    """:func:`evaluate_conversion` with its settings in a :class:`~lightning_snn.conversion_config.ConversionConfig`,
+    checked when it was built and not again: the model is prepared once
+    (:meth:`~lightning_snn.conversion_config.ConversionConfig.check_model`) and that graph is
+    calibrated, converted (every T of the bias shift), corrected and read by the diagnostics."""
+    c = config
+    if is_recurrent(model):
+        settings = dict(shift=c.shift, readout=c.readout, time_chunk=c.time_chunk, device=device)
+        settings.update(calibration=c.calibration, correction=c.correction, diagnostics=c.diagnostics)
+        settings.update(energy=c.energy, neuron=c.neuron)
+        feed_forward_only = (c.shift_scale, c.shift_fraction, c.average_over)
+        return _recurrent(
+            model, calibration_batches, test_batches, c.timesteps, feed_forward_only, output_loops, settings
         )
     if output_loops is not None:
         raise ValueError("output_loops applies to recurrent models only (their looped output layer); remove it.")
-    ts = validate_conversion_settings(
-        timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron,
-        shift_scale, shift_fraction, average_over,
-    )  # fmt: skip
-    average = validate_average_over(average_over, ts, shift)
-    read_ts = read_timesteps(ts, average)  # the report's T and every T of the average: one simulation
-    if shift == "constant" and shift_fraction is None:
-        shift_fraction = PAPER_CONSTANT_SHIFT
+    ts, read_ts = list(c.timesteps), list(c.read_timesteps)  # the report's T and every T of the average
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         t0 = time.perf_counter()
-        if isinstance(calibration_batches, Iterator) and (calibration == "percentile" or correction != "none"):
+        if isinstance(calibration_batches, Iterator) and (c.calibration == "percentile" or c.correction != "none"):
             raise ValueError(
-                f"calibration {calibration!r} with correction {correction!r} reads the calibration batches more "
+                f"calibration {c.calibration!r} with correction {c.correction!r} reads the calibration batches more "
                 "than once: pass a list or a DataLoader, not a generator or iterator."
             )
+        graph = c.check_model(model)  # the one prepared graph of this conversion: every step below reads it
         batches = Counted(calibration_batches)
-        thresholds = calibrate_thresholds(model, batches, device, method=calibration, percentile=percentile)
+        thresholds = calibrate_graph(graph, batches, device, method=c.calibration, percentile=c.percentile)
         t_calibration = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        evaluator = SpikingEvaluator(
-            model, thresholds, read_ts, shift=shift, readout=readout, time_chunk=time_chunk, neuron=neuron,
-            shift_scale=shift_scale, shift_fraction=shift_fraction,
-        )  # fmt: skip
+        param = next(model.parameters(), None)
+        home = param.device if param is not None else "cpu"  # where convert() puts the SNN: the model's device
+        evaluator = SpikingEvaluator.from_config(graph, thresholds, c, home, read_ts)
         t_conversion = time.perf_counter() - t0
         t0 = time.perf_counter()
-        if correction == "light":
-            correct_bias(model, evaluator.snns[0], batches, correction_timesteps, device, time_chunk)
+        if c.correction == "light":
+            correct_graph_bias(graph, evaluator.snns[0], batches, c.correction_timesteps, device, c.time_chunk)
         t_correction = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         # [ANN correct, SNN correct at each T, images], summed over ranks at the end
         counts = torch.zeros(len(read_ts) + 2, dtype=torch.long, device=device)
-        probe = DiagnosticsProbe(evaluator.snns, model, ts, time_chunk, energy, read_ts) if diagnostics else None
+        probe = DiagnosticsProbe.from_config(evaluator.snns, graph, c) if c.diagnostics else None
         diag = probe.empty(device) if probe is not None else None
         for batch in test_batches:
             x, y = batch[0].to(device), batch[1].to(device)
@@ -367,20 +342,36 @@ def evaluate_conversion(
             "correction": t_correction,
             "simulation": t_simulation,
         },
-        shift=shift,
-        readout=readout,
-        time_chunk=time_chunk,
+        shift=c.shift,
+        readout=c.readout,
+        time_chunk=c.time_chunk,
         threshold_clip_on=threshold_clip_state(model),
-        calibration=calibration,
-        percentile=percentile if calibration == "percentile" else None,
-        correction=correction,
-        correction_timesteps=correction_timesteps if correction != "none" else None,
-        neuron=neuron,
+        calibration=c.calibration,
+        percentile=c.percentile if c.calibration == "percentile" else None,
+        correction=c.correction,
+        correction_timesteps=c.correction_timesteps if c.correction != "none" else None,
+        neuron=c.neuron,
         diagnostics=diag,
-        shift_scale=shift_scale,
-        shift_fraction=shift_fraction,
-        average=TAverage.from_counts(average, read, total, ann) if average is not None else None,
+        shift_scale=c.shift_scale,
+        shift_fraction=c.constant_shift,
+        average=TAverage.from_counts(c.average_over, read, total, ann) if c.average_over is not None else None,
         snns=evaluator.snns,
+    )
+
+
+def _recurrent(model, calibration_batches, test_batches, timesteps, feed_forward_only, output_loops, settings):
+    """A recurrent model goes to appendix A.4's evaluation, which checks its own settings; those that
+    apply to feed-forward models only are refused, not silently ignored."""
+    from lightning_snn.recurrent_evaluation import evaluate_recurrent_conversion
+
+    shift_scale, shift_fraction, average_over = feed_forward_only
+    if shift_scale != 1 or shift_fraction is not None or average_over is not None:
+        raise ValueError(
+            "shift_scale, shift_fraction and average_over apply to feed-forward models only; remove them "
+            "for a recurrent model."
+        )
+    return evaluate_recurrent_conversion(
+        model, calibration_batches, test_batches, list(timesteps), **settings, output_loops=output_loops
     )
 
 

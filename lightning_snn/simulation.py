@@ -15,16 +15,22 @@ argmax of that sum, so one simulation to ``T_max`` yields a prediction at every 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
+from torch import fx, nn
 
 from lightning_snn import sparse
 from lightning_snn.chunking import auto_time_chunk, largest_state_bytes
 from lightning_snn.constant_input import chunk_runner
-from lightning_snn.conversion import convert, stateful_modules
+from lightning_snn.conversion import convert_graph, stateful_modules
+from lightning_snn.graph import prepare
 from lightning_snn.snn import ConvertedSNN
+
+if TYPE_CHECKING:
+    from lightning_snn.conversion_config import ConversionConfig
 
 
 def validate_timesteps(timesteps: Sequence[int]) -> list[int]:
@@ -58,6 +64,12 @@ def resolve_time_chunk(
     if isinstance(time_chunk, bool) or chunk <= 0 or chunk != time_chunk and not isinstance(time_chunk, str):
         raise ValueError(message)
     return chunk
+
+
+def checked_time_chunk(time_chunk: int | str) -> int | str:
+    """``time_chunk`` as ``"auto"`` or a positive int (:func:`resolve_time_chunk`'s check), for
+    :func:`simulate_checked`."""
+    return time_chunk if time_chunk == "auto" else resolve_time_chunk(time_chunk, torch.device("cpu"))
 
 
 def reset_snn(snn: nn.Module) -> None:
@@ -104,7 +116,29 @@ def simulate(
     stops = ts if on_timestep_at is None else validate_timesteps(on_timestep_at)
     if not set(stops) <= set(ts):
         raise ValueError(f"on_timestep_at {sorted(set(stops) - set(ts))} are not in timesteps: read them too.")
-    chunk = resolve_time_chunk(time_chunk, x.device, x.shape[0])
+    out = simulate_checked(
+        snn, x, ts, checked_time_chunk(time_chunk), record_spikes=record_spikes, on_timestep=on_timestep, stops=stops
+    )
+    return out if rows is None else out[rows.to(out.device)]
+
+
+@torch.no_grad()
+def simulate_checked(
+    snn: nn.Module,
+    x: torch.Tensor,
+    ts: Sequence[int],
+    time_chunk: int | str = "auto",
+    *,
+    record_spikes: bool = False,
+    on_timestep: Callable[[int], None] | None = None,
+    stops: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """:func:`simulate` with settings checked already, once for every batch (by :func:`simulate`,
+    :func:`validate_timesteps`, or a :class:`~lightning_snn.conversion_config.ConversionConfig`):
+    ``ts`` sorted, de-duplicated positive ints, ``time_chunk`` a positive int or ``"auto"``, ``stops``
+    (``on_timestep_at``; default ``ts``) a sorted subset of ``ts``. Returns one row per T of ``ts``."""
+    stops = ts if stops is None else stops
+    chunk = 1 if time_chunk == "auto" else time_chunk  # "auto": one step, then the memory rule
     batch = x.shape[0]
     all_neurons = stateful_modules(snn)
     if not all_neurons:
@@ -146,8 +180,7 @@ def simulate(
     finally:
         for n in all_neurons:
             n.free_state()  # spike counts stay for the caller
-    out = torch.stack(results)
-    return out if rows is None else out[rows.to(out.device)]
+    return torch.stack(results)
 
 
 def rows_as_asked(timesteps: Sequence[int] | int, ts: list[int]) -> torch.Tensor | None:
@@ -163,7 +196,9 @@ class SpikingEvaluator:
     Membrane, constant and no-shift modes need one SNN simulated once to ``T_max``; the bias
     mode (Algorithm 1 exactly) shifts the bias by ``V_th/(2T)``, so it builds one SNN per T and
     simulates each to its own T. ``shift_scale`` / ``shift_fraction``: as in
-    :func:`~lightning_snn.conversion.convert`.
+    :func:`~lightning_snn.conversion.convert`. The settings are checked here, once
+    (:class:`~lightning_snn.conversion_config.ConversionConfig`); :meth:`from_config` builds it from
+    a checked config and a prepared graph.
     """
 
     def __init__(
@@ -178,15 +213,46 @@ class SpikingEvaluator:
         shift_scale: float = 1.0,
         shift_fraction: float | None = None,
     ) -> None:
-        self.timesteps = validate_timesteps(timesteps)
-        self.time_chunk = time_chunk
+        from lightning_snn.conversion_config import ConversionConfig  # it imports this module
+
+        config = ConversionConfig(
+            timesteps, shift=shift, readout=readout, time_chunk=time_chunk, neuron=neuron,
+            shift_scale=shift_scale, shift_fraction=shift_fraction,
+        )  # fmt: skip
+        param = next(model.parameters(), None)
+        self._build(prepare(model), thresholds, config, config.timesteps, param.device if param is not None else "cpu")
+
+    @classmethod
+    def from_config(
+        cls,
+        graph: fx.GraphModule,
+        thresholds: dict[str, float],
+        config: ConversionConfig,
+        device: torch.device | str,
+        timesteps: Sequence[int] | None = None,
+    ) -> SpikingEvaluator:
+        """The evaluator of a checked ``config`` from the model's prepared ``graph``
+        (:meth:`~lightning_snn.conversion_config.ConversionConfig.check_model`), which is copied, not
+        modified, and not prepared again. ``timesteps``: the T to read, sorted and de-duplicated
+        (default ``config.timesteps``; e.g. ``config.read_timesteps``). The SNNs go to ``device``."""
+        self = cls.__new__(cls)
+        self._build(graph, thresholds, config, config.timesteps if timesteps is None else timesteps, device)
+        return self
+
+    def _build(self, graph, thresholds, config: ConversionConfig, timesteps: Sequence[int], device) -> None:
+        self.timesteps = list(timesteps)
+        self.time_chunk = config.time_chunk
+        settings = dict(
+            readout=config.readout, neuron=config.neuron, neuron_type=config.neuron_type,
+            shift_scale=config.shift_scale, shift_fraction=config.shift_fraction,
+        )  # fmt: skip
+        # one SNN per T for the bias shift; each gets its own copy of the graph (convert_graph edits it in place)
+        per_t = self.timesteps if config.shift == "bias" else [None]
         #: the converted SNNs: one valid at every T, or (bias mode) one per T, each knowing its T
-        self.snns: list[ConvertedSNN]
-        kinds = {"shift_scale": shift_scale, "shift_fraction": shift_fraction}
-        if shift == "bias":
-            self.snns = [convert(model, thresholds, "bias", t, readout, neuron, **kinds) for t in self.timesteps]
-        else:
-            self.snns = [convert(model, thresholds, shift, None, readout, neuron, **kinds)]
+        self.snns: list[ConvertedSNN] = [
+            convert_graph(copy.deepcopy(graph), thresholds, shift=config.shift, timesteps=t, **settings).to(device)
+            for t in per_t
+        ]
         for snn in self.snns:  # event-driven layers where lightning_snn.sparse's mode says so
             sparse.apply_mode(snn)
 
@@ -201,5 +267,5 @@ class SpikingEvaluator:
         """Time-averaged outputs ``[len(timesteps), B, ...]``, one row per T of ``self.timesteps``
         (sorted and de-duplicated)."""
         if len(self.snns) == 1 and self.snns[0].timesteps is None:
-            return simulate(self.snns[0], x, self.timesteps, self.time_chunk)
-        return torch.cat([simulate(snn, x, [snn.timesteps], self.time_chunk) for snn in self.snns])
+            return simulate_checked(self.snns[0], x, self.timesteps, self.time_chunk)
+        return torch.cat([simulate_checked(snn, x, [snn.timesteps], self.time_chunk) for snn in self.snns])
