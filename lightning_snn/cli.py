@@ -246,20 +246,33 @@ def check_lightning_checkpoint(path: str | Path, weights_only: bool = True) -> d
 def main(args=None, run: bool = True) -> SNNLightningCLI:
     """Parse ``args`` (default: ``sys.argv``) and run the subcommand; finish the W&B run after."""
     keep_freed_memory()  # no page faults for the same large tensors every chunk (lightning_snn/heap.py)
-    cli = SNNLightningCLI(
-        ConversionModule,
-        pl.LightningDataModule,  # any subclass, e.g. lightning_snn.data.CIFAR10DataModule
-        subclass_mode_data=True,
-        save_config_callback=RunDirSaveConfig,
-        save_config_kwargs={"save_to_log_dir": False},
-        trainer_defaults=TRAINER_DEFAULTS,
-        seed_everything_default=0,
-        args=args,
-        run=run,
-    )
+    try:
+        cli = SNNLightningCLI(
+            ConversionModule,
+            pl.LightningDataModule,  # any subclass, e.g. lightning_snn.data.CIFAR10DataModule
+            subclass_mode_data=True,
+            save_config_callback=RunDirSaveConfig,
+            save_config_kwargs={"save_to_log_dir": False},
+            trainer_defaults=TRAINER_DEFAULTS,
+            seed_everything_default=0,
+            args=args,
+            run=run,
+        )
+    except BaseException:
+        # a run that failed (a setting refused in setup, Ctrl-C) must not leave its W&B run open:
+        # the next run in this process would write into it
+        finish_open_wandb_run(exit_code=1)
+        raise
     if run:
         finish_wandb(cli.trainer)
     return cli
+
+
+def finish_open_wandb_run(exit_code: int) -> None:
+    """Finish the W&B run this process has open, if any (wandb imported and a run started)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish(exit_code=exit_code)
 
 
 def finish_wandb(trainer, exit_code: int = 0) -> None:

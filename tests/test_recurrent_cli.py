@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -45,6 +46,8 @@ def test_a_setting_the_recurrent_snn_does_not_apply_stops_before_training(tmp_pa
     args = ["fit", "-c", str(SST_CONFIGS / "rnn_t.yaml"), f"--trainer.logger.init_args.save_dir={tmp_path}"]
     with pytest.raises(ValueError, match="bias shift"):
         main([*args, f"--trainer.default_root_dir={tmp_path}", "--snn.shift=bias", "--trainer.max_epochs=50"])
+    wandb = sys.modules.get("wandb")  # the failed run's W&B run is closed: the next run is a new one
+    assert wandb is None or wandb.run is None
 
 
 def test_nir_export_of_a_recurrent_snn_is_refused_before_training(tmp_path):
