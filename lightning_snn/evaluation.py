@@ -315,12 +315,7 @@ def evaluate_config(
     finally:
         model.train(was_training)
 
-    seen = sum_over_ranks(counts, batches.count)
-    if diag is not None:
-        diag.all_reduce()
-    total = int(counts[-1])
-    if total == 0:
-        raise ValueError("the test set is empty: pass at least one (inputs, targets) batch.")
+    seen, total = sum_over_ranks(counts, batches.count, diag, "(inputs, targets)")
     correct = counts[:-1].tolist()
     ann = 100.0 * correct[0] / total
     read = dict(zip(read_ts, correct[1:], strict=True))
@@ -394,14 +389,21 @@ class Counted:
             yield batch
 
 
-def sum_over_ranks(counts: torch.Tensor, calibration_samples: int) -> int:
+def sum_over_ranks(counts: torch.Tensor, calibration_samples: int, probe=None, empty: str = "") -> tuple[int, int]:
     """Sum the per-rank prediction ``counts`` in place over ``torch.distributed`` ranks (nothing to do
-    in one process) and return the calibration samples seen by all ranks together."""
+    in one process), and the ``probe``'s sums if one recorded diagnostics; return the calibration
+    samples seen by all ranks together and the test samples (``counts[-1]``). No test sample is a
+    ValueError saying ``empty`` (what to pass)."""
     seen = torch.tensor([calibration_samples], dtype=torch.long, device=counts.device)
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
         dist.all_reduce(seen, op=dist.ReduceOp.SUM)
-    return int(seen.item())
+    if probe is not None:
+        probe.all_reduce()
+    total = int(counts[-1])
+    if total == 0:
+        raise ValueError(f"the test set is empty: pass at least one {empty} batch.")
+    return int(seen.item()), total
 
 
 def _jsonable(value: Any) -> Any:

@@ -386,12 +386,7 @@ def evaluate_recurrent_conversion(
     finally:
         model.train(was_training)
 
-    seen = sum_over_ranks(counts, calibration_count.count)
-    if probe is not None:
-        probe.all_reduce()
-    total = int(counts[-1])
-    if total == 0:
-        raise ValueError("the test set is empty: pass at least one ((ids, lengths), labels) batch.")
+    seen, total = sum_over_ranks(counts, calibration_count.count, probe, "((ids, lengths), labels)")
     c = counts.tolist()
     pct = lambda n: 100.0 * n / total  # noqa: E731
     analog_correct = {k: c[analog_at + i] for i, k in enumerate(ks)}
