@@ -777,10 +777,11 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     print(report(result))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2))
-        print(f"\nwrote {path}")
+        sys.path.insert(0, str(Path(__file__).resolve().parent))  # also when imported by a test
+        from study import write_json  # no machine paths in a committed file
+
+        write_json(Path(args.json), result)
+        print(f"\nwrote {args.json}")
     return result
 
 

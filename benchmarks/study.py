@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,12 +52,29 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def portable_paths(value):
+    """``value`` with every string that names this machine's folders made portable: a path in the
+    checkout relative to it, one in the temp dir ``<tmp>/<name>``, one in the home dir ``~/...``."""
+    if isinstance(value, dict):
+        return {k: portable_paths(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable_paths(v) for v in value]
+    if isinstance(value, str):
+        for root, short in ((str(REPO), None), (tempfile.gettempdir(), "<tmp>"), (os.path.expanduser("~"), "~")):
+            if value.startswith(root + os.sep):
+                if short is None:
+                    return os.path.relpath(value, REPO)
+                return f"<tmp>/{os.path.basename(value)}" if short == "<tmp>" else "~" + value[len(root) :]
+    return value
+
+
 def write_json(path: Path, payload: dict) -> None:
-    """Write ``payload`` atomically (a killed run leaves the old file or the new one, never half)."""
+    """Write ``payload`` atomically (a killed run leaves the old file or the new one, never half),
+    with this machine's folders made portable (:func:`portable_paths`): committed files name none."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.write_text(json.dumps(portable_paths(payload), indent=2) + "\n")
     os.replace(tmp, path)
 
 
