@@ -462,6 +462,12 @@ TREND_WORDS = {
 }
 
 
+def trend_words(kind: str, n_widths: int) -> str:
+    """:data:`TREND_WORDS` for ``kind``; with two widths there is one doubling, and the words say so."""
+    words = TREND_WORDS[kind]
+    return words.replace("at every doubling of width", "over the one doubling of width") if n_widths == 2 else words
+
+
 def width_trend(page, payload: dict, refs: dict) -> str:
     """Plain statements a reader can check against the tables: how each variant's loss at the
     summary T moves across the finished widths (:func:`trend`: every step, not just the ends), and
@@ -500,7 +506,7 @@ def width_trend(page, payload: dict, refs: dict) -> str:
             if len(losses) < 2:
                 continue
             seq = ", ".join(f"{x:+.2f} (w {w:g})" for w, x in losses)
-            verdict = TREND_WORDS[trend([x for _, x in losses], noise)]
+            verdict = trend_words(trend([x for _, x in losses], noise), len(losses))
             out.append(f"- {label}, T = {t}: {seq}: **{verdict}**.")
     out += width_extrapolation(done, _paper(refs)[0])
     return "\n".join(out)
@@ -685,11 +691,9 @@ def _conclusion(payload: dict, refs: dict, checks: list[tuple[str, dict]]) -> li
         by_kind: dict[str, list[int]] = {}
         for t, k in kinds[shift].items():
             by_kind.setdefault(k, []).append(t)
-        out.append(
-            f"- {label}: "
-            + "; ".join(f"{TREND_WORDS[k].split(':')[0]} at T = {', '.join(map(str, ts))}" for k, ts in by_kind.items())
-            + "."
-        )  # fmt: skip
+        words = {k: trend_words(k, len(done)).split(":")[0] for k in by_kind}
+        said = [f"{words[k]} at T = {', '.join(map(str, ts))}" for k, ts in by_kind.items()]
+        out.append(f"- {label}: " + "; ".join(said) + ".")
     out.append("")
     pairs = [k for s in ("bias", "membrane") for k in kinds[s].values()]
     n_falls = sum(k in ("falls", "falls overall") for k in pairs)
@@ -725,7 +729,7 @@ def _conclusion(payload: dict, refs: dict, checks: list[tuple[str, dict]]) -> li
     if none_kinds:
         text += (
             "The threshold alone: "
-            + "; ".join(f"{TREND_WORDS[k].split(':')[0]} at T = {t}" for t, k in none_kinds.items())
+            + "; ".join(f"{trend_words(k, len(done)).split(':')[0]} at T = {t}" for t, k in none_kinds.items())
             + ". "
         )
     gaps = [(s, t, _loss(hi, s, t), p) for s, paper in paper_full_width.items() for t, p in paper.items()
