@@ -15,7 +15,7 @@ written. A section that draws a plot writes its PNG beside the page (not with ``
     python benchmarks/render.py                        # every page in docs/
     python benchmarks/render.py docs/LOW_LATENCY.md    # one page
     python benchmarks/render.py --check                # exit 1 where a page differs from its JSON
-    python benchmarks/render.py docs/LOW_LATENCY.md --data low_latency.json=runs/x.json --out /tmp/LL.md
+    python benchmarks/render.py docs/LOW_LATENCY.md --data low_latency.json=runs/x.json --out LL_preview.md
 """
 
 from __future__ import annotations

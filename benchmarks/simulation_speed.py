@@ -508,7 +508,10 @@ def fused_build_info(device: torch.device, dtype: torch.dtype, fresh_processes: 
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     if args.heap == "keep" and not keep_freed_memory():
-        raise SystemExit("--heap keep: freed memory cannot be kept here (not glibc, or LIGHTNING_SNN_HEAP=trim)")
+        raise SystemExit(
+            "--heap keep: freed memory cannot be kept here (not glibc, or LIGHTNING_SNN_HEAP=trim): "
+            "pass --heap trim to measure with this allocator's defaults"
+        )
     heap = "kept (lightning_snn.heap: no trimming, mmap from 1 GiB)" if heap_kept() else "glibc defaults (trimmed)"
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda but torch.cuda.is_available() is False")
