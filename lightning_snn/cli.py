@@ -39,12 +39,12 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI, SaveConfigCallback
-from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from lightning_snn.callbacks.run_files import run_dir
 from lightning_snn.callbacks.snn_conversion import SNNConversion
+from lightning_snn.callbacks.wandb_logging import finish_open_wandb_run, finish_wandb, upload_config
 from lightning_snn.checkpoints import check_model_overrides, given_keys, load_checkpoint, saved_model_hparams
 from lightning_snn.heap import keep_freed_memory
 from lightning_snn.module import ConversionModule
@@ -74,9 +74,7 @@ class RunDirSaveConfig(SaveConfigCallback):
     def save_config(self, trainer, pl_module, stage: str) -> None:
         path = run_dir(trainer) / self.config_filename
         self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=False)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.experiment.config.update(self.config.as_dict(), allow_val_change=True)
+        upload_config(trainer.loggers, self.config.as_dict())
 
 
 class SNNLightningCLI(LightningCLI):
@@ -266,19 +264,3 @@ def main(args=None, run: bool = True) -> SNNLightningCLI:
     if run:
         finish_wandb(cli.trainer)
     return cli
-
-
-def finish_open_wandb_run(exit_code: int) -> None:
-    """Finish the W&B run this process has open, if any (wandb imported and a run started)."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish(exit_code=exit_code)
-
-
-def finish_wandb(trainer, exit_code: int = 0) -> None:
-    """Close the W&B run so its files are complete and a next run in the process is a new one."""
-    if trainer.is_global_zero and any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish(exit_code=exit_code)

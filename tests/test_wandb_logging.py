@@ -6,7 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from lightning_snn.callbacks.wandb_logging import log_dashboard, log_report
+from lightning_snn.callbacks.wandb_logging import log_dashboard, log_report, upload_config
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 
 wandb = pytest.importorskip("wandb")
@@ -49,3 +49,12 @@ def test_tables_plots_and_the_dashboard_reach_wandb_loggers_only(tmp_path):
     assert [set(e) for e in first[1:]] == [{"snn/report"}] and isinstance(first[1]["snn/report"], wandb.Image)
     log_report([NoExperiment(tmp_path)], report)  # no W&B logger: nothing to do, W&B not needed
     log_dashboard([], png)
+
+
+def test_the_run_config_reaches_wandb_loggers_only(tmp_path):
+    updates = []
+    logger = wandb_logger([])
+    logger._experiment.config = SimpleNamespace(update=lambda params, **kw: updates.append((params, kw)))
+    config = {"model": {"arch": "vgg16"}, "snn": {"timesteps": [4, 16]}}
+    upload_config([NoExperiment(tmp_path), logger], config)
+    assert updates == [(config, {"allow_val_change": True})]
