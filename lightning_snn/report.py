@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning_snn.neurons import quantisation_factor
 from lightning_snn.results import (
     RESULTS_SCHEMA_VERSION,
     SCHEMA_KEY,
@@ -50,6 +51,22 @@ def _check(results: Mapping[str, Any]) -> list[str]:
         )
     check_results(results)  # another version, or a damaged or foreign dict
     return sorted(results["firing_rates"], key=int)
+
+
+def _predicted_step(results: Mapping[str, Any]) -> str:
+    """The legend's words for the theory overlay: the mean quantisation error per neuron that the
+    run's shift predicts (:func:`~lightning_snn.neurons.quantisation_factor` of the offset it gives
+    the charge, in steps of ``V_th / T``; the dashed lines are each layer's own)."""
+    shift, scale = results.get("shift"), results.get("shift_scale", 1.0)
+    if shift == "constant":
+        return "a floor offset by\nT x the constant shift"
+    if shift == "none" or (shift in ("membrane", "bias") and scale == 0):
+        return "V_th/(2T), a floor"
+    if shift in ("membrane", "bias") and scale == 1:
+        return "V_th/(4T), a rounding"
+    if shift in ("membrane", "bias"):
+        return f"{quantisation_factor(scale / 2):.3g}·V_th/T\n(shift x {scale:g})"
+    return "per layer"
 
 
 def _short(name: str) -> str:
@@ -122,8 +139,7 @@ def write_dashboard(results: Mapping[str, Any], path: str | Path, title: str | N
         positive = positive or any(v > 0 for v in rel + predicted)
         a_err.plot(ts, rel, "o-", color=colour, ms=3, lw=1.2, label=_short(name))
         a_err.plot(ts, predicted, "--", color=colour, lw=0.8, alpha=0.7)
-    step = "V_th/(2T), a floor" if results.get("shift") == "none" else "V_th/(4T), a rounding"
-    a_err.plot([], [], "k--", lw=0.8, label=f"predicted, quantisation\nalone: {step}\n(eq. 14-15)")
+    a_err.plot([], [], "k--", lw=0.8, label=f"predicted, quantisation\nalone: {_predicted_step(results)}\n(eq. 14-15)")
     a_err.set(
         xscale="log",
         yscale="log" if positive else "linear",

@@ -457,3 +457,18 @@ def test_all_reduce_over_ranks_equals_one_process(tmp_path):
     assert reduced.keys() == one.keys()
     for key, value in one.items():
         assert reduced[key] == (pytest.approx(value, rel=1e-5, abs=1e-12) if isinstance(value, float) else value), key
+
+
+@pytest.mark.parametrize(("shift", "scale"), [("none", 1.0), ("membrane", 1.0), ("membrane", 0.5), ("bias", 1.5)])
+def test_dashboard_legend_states_the_error_the_neurons_predict(shift, scale):
+    """The overlay's legend (report._predicted_step) names the factor the neurons' own
+    quantisation_error gives for the run's shift: 1/4 at the paper's, 1/2 without, between for a scale."""
+    from lightning_snn.neurons import IFNeuron
+    from lightning_snn.report import _predicted_step
+
+    offset = 0.0 if shift == "none" else scale / 2  # the membrane shift's v_0 (the bias shift: T x V_th/(2T))
+    neuron = IFNeuron(v_threshold=torch.tensor(2.0), v_init=torch.tensor(2.0 * offset))
+    factor = neuron.quantisation_error(16)
+    words = _predicted_step({"shift": shift, "shift_scale": scale})
+    expected = {0.5: "V_th/(2T)", 0.25: "V_th/(4T)"}.get(factor, f"{factor:.3g}·V_th/T")
+    assert words.startswith(expected), (words, factor)
