@@ -87,6 +87,9 @@ class SNNConversion(pl.Callback):
         diagnostics: also report firing rates, synaptic operations, energy per image and per-layer
             errors at every T, from the same simulation (at most a few % more time), and draw
             ``snn_report.png`` beside the results (:mod:`lightning_snn.diagnostics`, :mod:`lightning_snn.report`).
+        statistics: more per-layer diagnostics by name, e.g. ``[silent, saturated]`` (the fraction of
+            neurons that never fired / fired at every step), or a registered one's import path
+            (:mod:`lightning_snn.layer_statistics`, docs/EXTENDING.md); image models, with ``diagnostics``.
         energy_ac_pj, energy_mac_pj: energy of one accumulate / multiply-accumulate in pJ
             (defaults: 45 nm, Horowitz 2014).
         output_loops: recurrent models only (appendix A.4): the loop counts ``L`` of the spiking output
@@ -135,6 +138,7 @@ class SNNConversion(pl.Callback):
         shift_scale: float = 1.0,
         shift_fraction: float | None = None,
         average_over: list[int] | None = None,
+        statistics: list[str] | None = None,
     ) -> None:
         for name, value in (("energy_ac_pj", energy_ac_pj), ("energy_mac_pj", energy_mac_pj)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
@@ -143,7 +147,7 @@ class SNNConversion(pl.Callback):
         #: every conversion setting, checked once here and passed down as is (evaluation.evaluate_config)
         self.config = ConversionConfig(
             timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron,
-            shift_scale, shift_fraction, average_over, diagnostics, energy, batch_size,
+            shift_scale, shift_fraction, average_over, diagnostics, energy, batch_size, tuple(statistics or ()),
         )  # fmt: skip
         self.timesteps = list(self.config.timesteps)
         self.shift_scale, self.shift_fraction, self.average_over = shift_scale, shift_fraction, average_over
@@ -187,6 +191,10 @@ class SNNConversion(pl.Callback):
             )
             if self.export is not None:
                 raise ValueError("snn.export applies to image models only (the recurrent SNN has no NIR form here).")
+            if self.config.statistics:
+                raise ValueError(
+                    "snn.statistics applies to image models only (the recurrent diagnostics are their own)."
+                )
         elif self.output_loops is not None:
             raise ValueError("snn.output_loops applies to recurrent models only; remove it.")
         else:

@@ -23,6 +23,7 @@ from lightning_snn.conversion import READOUTS, refuse_negative_spikes_into_pools
 from lightning_snn.correction import CORRECTIONS
 from lightning_snn.diagnostic_results import EnergyModel
 from lightning_snn.graph import max_pool_sites, prepare
+from lightning_snn.layer_statistics import LayerStatistic, statistic_classes
 from lightning_snn.neurons import IFNeuron, neuron_class
 from lightning_snn.shift import PAPER_CONSTANT_SHIFT, check_shift
 from lightning_snn.simulation import validate_timesteps
@@ -83,9 +84,11 @@ class ConversionConfig:
         average_over: ``[first, last]`` T of an accuracy average (stored as a checked
             ``(first, last)`` of ints), or ``None``.
         batch_size: the evaluation batch size of whoever builds the loaders (``None``: theirs).
+        statistics: layer statistics the diagnostics measure besides, by name or import path
+            (:mod:`lightning_snn.layer_statistics`; needs ``diagnostics``).
 
-    Derived once (not arguments): :attr:`neuron_type` and :attr:`read_timesteps`
-    (every T the simulation reads: ``timesteps`` and the T of the average).
+    Derived once (not arguments): :attr:`neuron_type`, :attr:`statistic_types` and
+    :attr:`read_timesteps` (every T the simulation reads: ``timesteps`` and the T of the average).
     """
 
     timesteps: Sequence[int]
@@ -103,7 +106,9 @@ class ConversionConfig:
     diagnostics: bool = False
     energy: EnergyModel | None = None
     batch_size: int | None = None
+    statistics: Sequence[str] = ()
     neuron_type: type[IFNeuron] = field(init=False, repr=False, compare=False)
+    statistic_types: tuple[type[LayerStatistic], ...] = field(init=False, repr=False, compare=False)
     read_timesteps: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -125,11 +130,16 @@ class ConversionConfig:
         b = self.batch_size
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b <= 0):
             raise ValueError(f"snn.batch_size must be a positive int or null (the default), got {b!r}.")
+        statistic_types = statistic_classes(self.statistics)
+        if statistic_types and not self.diagnostics:
+            raise ValueError(f"snn.statistics {list(self.statistics)} are diagnostics: set snn.diagnostics: true.")
         put = object.__setattr__  # frozen: the normalised values are set once, here
         put(self, "timesteps", tuple(ts))
         put(self, "time_chunk", time_chunk)
         put(self, "average_over", average)
         put(self, "neuron_type", neuron_type)
+        put(self, "statistics", tuple(self.statistics))
+        put(self, "statistic_types", statistic_types)
         put(self, "read_timesteps", tuple(read_timesteps(ts, average)))
 
     @property

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from lightning_snn.layer_statistics import LayerStatistic, statistic_name
 from lightning_snn.physical import check_physical
 
 #: Energy per accumulate and per multiply-accumulate in pJ (32-bit float, 45 nm; Horowitz 2014).
@@ -53,6 +54,8 @@ class EnergyModel:
 # ---- the accumulated numbers ------------------------------------------------------------------
 #: columns of Diagnostics.per_t
 _SPIKES, _SOPS, _ABS_ERROR, _LOST = range(4)
+#: the built-in columns of per_t; a layer statistic's column follows them
+_N_COLUMNS = 4
 #: columns of Diagnostics.per_layer (sums over images)
 _ACT, _CLIP, _QUANT, _ELEMENTS = range(4)
 
@@ -64,9 +67,10 @@ class Diagnostics:
     Attributes:
         timesteps: the simulation lengths T, sorted.
         layers: the IF layers in execution order (a spiking readout's neuron last, ``<output>``).
-        per_t: ``[layers, T, 4]`` float64 sums: spikes, SOPs driven by the layer's spikes,
-            ``sum |rate x V_th - min(a, V_th)|`` over neurons, and the neurons whose spike count
-            could not be recovered (:func:`spike_counts`; any makes :meth:`to_json` fail).
+        per_t: ``[layers, T, 4 + len(statistics)]`` float64 sums: spikes, SOPs driven by the layer's
+            spikes, ``sum |rate x V_th - min(a, V_th)|`` over neurons, the neurons whose spike count
+            could not be recovered (:func:`spike_counts`; any makes :meth:`to_json` fail), then one
+            column per layer statistic.
         per_layer: ``[layers, 4]`` float64 sums: ``min(a, V_th)``, ``relu(a - V_th)``, ``V_th``
             over neurons with ``0 < a < V_th``, and the number of neurons with an ANN activation.
         structure: ``[layers + 2]`` float64, per image: neurons per layer, input MACs, ANN MACs.
@@ -76,6 +80,8 @@ class Diagnostics:
             ``V_th / T`` (1/4 with the paper's shift, 1/2 without; :func:`quantisation_factor`), a
             property of the SNN (not summed by :meth:`merge`), NaN for a layer whose neuron model has
             none; ``None``: no prediction at all. Not predicted: ``predicted_mae`` is None.
+        statistics: the layer statistics measured besides (:mod:`lightning_snn.layer_statistics`),
+            reported under ``"statistics"``.
     """
 
     timesteps: list[int]
@@ -86,6 +92,7 @@ class Diagnostics:
     images: torch.Tensor
     energy: EnergyModel = field(default_factory=EnergyModel)
     quant_factor: torch.Tensor | None = None
+    statistics: tuple[type[LayerStatistic], ...] = ()
 
     @classmethod
     def empty(
@@ -95,6 +102,7 @@ class Diagnostics:
         device=None,
         energy: EnergyModel | None = None,
         quant_factor: torch.Tensor | None = None,
+        statistics: Sequence[type[LayerStatistic]] = (),
     ) -> Diagnostics:
         """All zeros: a rank with no batches joins the all-reduce with this."""
         n, nt = len(layers), len(timesteps)
@@ -102,12 +110,13 @@ class Diagnostics:
         return cls(
             list(timesteps),
             list(layers),
-            zeros(n, nt, 4),
+            zeros(n, nt, _N_COLUMNS + len(statistics)),
             zeros(n, 4),
             zeros(n + 2),
             zeros(),
             energy or EnergyModel(),
             quant_factor,
+            tuple(statistics),
         )
 
     # -- accumulation ---------------------------------------------------------------------------
@@ -115,6 +124,8 @@ class Diagnostics:
         """Add another batch's sums (in place); returns ``self``."""
         if other.layers != self.layers or other.timesteps != self.timesteps:
             raise ValueError("cannot merge diagnostics of different layers or T lists: they come from other SNNs.")
+        if other.statistics != self.statistics:
+            raise ValueError("cannot merge diagnostics that measured different layer statistics.")
         self.per_t += other.per_t.to(self.per_t.device)
         self.per_layer += other.per_layer.to(self.per_layer.device)
         self.structure = torch.maximum(self.structure, other.structure.to(self.structure.device))
@@ -250,8 +261,10 @@ class Diagnostics:
         lost = {(name, t): int(per_t[j][i]) for j, name in enumerate(self.layers) for i, t in enumerate(self.timesteps)}
         lost = {key: n for key, n in lost.items() if n}
         check_physical(data, lost, self.num_images)  # a non-finite or impossible value fails here, loudly
+        extra = {"statistics": keyed_by_name(self.layer_statistics())} if self.statistics else {}
         return {
             **{key: keyed(value) for key, value in data.items()},
+            **extra,
             "energy_model": {
                 "ac_pj": self.energy.ac_pj,
                 "mac_pj": self.energy.mac_pj,
@@ -260,9 +273,34 @@ class Diagnostics:
             },
         }
 
+    def layer_statistics(self) -> dict[str, dict[int, dict[str, float]]]:
+        """``{statistic: {T: {layer: value}}}`` of the layer statistics measured (:meth:`LayerStatistic.finish`
+        of each sum over images)."""
+        per_t, images = self._per_image()
+        neurons = self.neurons
+        out = {}
+        for k, cls in enumerate(self.statistics):
+            stat, col = cls(), _N_COLUMNS + k
+            values = {
+                t: {n: stat.finish(per_t[j][i][col], int(images), neurons[n], t) for j, n in enumerate(self.layers)}
+                for i, t in enumerate(self.timesteps)
+            }
+            bad = [(t, n, v) for t, row in values.items() for n, v in row.items() if not math.isfinite(float(v))]
+            if bad:
+                raise ValueError(
+                    f"layer statistic {statistic_name(cls)!r} gave non-finite values (T, layer, value): {bad[:3]}."
+                )
+            out[statistic_name(cls)] = values
+        return out
+
     def table(self) -> str:
         """A short console summary, one line per T."""
         return summary_table(self.to_json())
+
+
+def keyed_by_name(stats: dict[str, dict[int, Any]]) -> dict[str, dict[str, Any]]:
+    """T as strings, values rounded as the other keys of ``snn_results.json``."""
+    return {name: {str(t): _rounded(v) for t, v in per_t.items()} for name, per_t in stats.items()}
 
 
 def _rounded(value: Any) -> Any:

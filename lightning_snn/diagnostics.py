@@ -73,6 +73,7 @@ from lightning_snn.diagnostic_results import (
     _CLIP,
     _ELEMENTS,
     _LOST,
+    _N_COLUMNS,
     _QUANT,
     _SOPS,
     _SPIKES,
@@ -84,6 +85,7 @@ from lightning_snn.diagnostic_results import (
 )
 from lightning_snn.fanout import INPUT_KEY, SynapseMap, _body, synapse_map
 from lightning_snn.graph import activation_sites, prepare, record_sites
+from lightning_snn.layer_statistics import statistic_classes
 from lightning_snn.neurons import IFNeuron, SpikingMaxPool2d, _per_channel, quantisation_factor
 from lightning_snn.simulation import checked_time_chunk, rows_as_asked, simulate_checked, validate_timesteps
 from lightning_snn.snn import ConvertedSNN
@@ -159,6 +161,8 @@ class DiagnosticsProbe:
         read_timesteps: the T at which the outputs are read (default ``timesteps``); a superset of
             ``timesteps``, which alone get diagnostics (e.g. every T of an average over 400..600,
             read from the same simulation without a diagnostics read at each).
+        statistics: layer statistics to measure besides, by name or import path
+            (:mod:`lightning_snn.layer_statistics`; ``snn.statistics``).
     """
 
     def __init__(
@@ -169,11 +173,12 @@ class DiagnosticsProbe:
         time_chunk: int | str = "auto",
         energy: EnergyModel | None = None,
         read_timesteps: Sequence[int] | None = None,
+        statistics: Sequence[str] = (),
     ) -> None:
         ts = validate_timesteps(timesteps)
         read_ts = ts if read_timesteps is None else validate_timesteps(read_timesteps)
         chunk = checked_time_chunk(time_chunk)
-        self._setup(snns, prepare(ann), ts, chunk, energy, read_ts)
+        self._setup(snns, prepare(ann), ts, chunk, energy, read_ts, statistic_classes(statistics))
 
     @classmethod
     def from_config(
@@ -186,11 +191,16 @@ class DiagnosticsProbe:
         :class:`~lightning_snn.simulation.SpikingEvaluator`, with the source ANN's prepared ``graph``
         (:meth:`~lightning_snn.conversion_config.ConversionConfig.check_model`; not prepared again)."""
         self = cls.__new__(cls)
-        self._setup(snns, graph, list(config.timesteps), config.time_chunk, config.energy, list(config.read_timesteps))
+        ts, read_ts = list(config.timesteps), list(config.read_timesteps)
+        self._setup(snns, graph, ts, config.time_chunk, config.energy, read_ts, config.statistic_types)
         return self
 
-    def _setup(self, snns, graph: fx.GraphModule, timesteps: list[int], time_chunk, energy, read_timesteps) -> None:
+    def _setup(
+        self, snns, graph: fx.GraphModule, timesteps: list[int], time_chunk, energy, read_timesteps, statistics=()
+    ) -> None:
         self.timesteps = timesteps
+        self.statistics = tuple(statistics)
+        self._stat_readers = [cls() for cls in self.statistics]
         if isinstance(snns, Sequence):  # SpikingEvaluator.snns: each SNN knows the T it is built for
             snns = {snn.timesteps: snn for snn in snns}
         self.snns = dict(snns) if isinstance(snns, Mapping) else {None: snns}
@@ -251,7 +261,7 @@ class DiagnosticsProbe:
 
     def empty(self, device=None) -> Diagnostics:
         """Zero diagnostics of this SNN (for a rank with no batches)."""
-        return Diagnostics.empty(self.timesteps, self.layers, device, self.energy, self.quant_factor)
+        return Diagnostics.empty(self.timesteps, self.layers, device, self.energy, self.quant_factor, self.statistics)
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, Diagnostics]:
@@ -304,7 +314,10 @@ class DiagnosticsProbe:
 
         def read_neuron(name: str, neuron: IFNeuron, mean_current: torch.Tensor) -> torch.Tensor:
             counts, lost = spike_counts(neuron, mean_current, t)  # net: positive minus negative spikes
-            diag.per_t[self.layers.index(name), i, _LOST] += lost.to(torch.float64)
+            row = self.layers.index(name)
+            diag.per_t[row, i, _LOST] += lost.to(torch.float64)
+            for k, stat in enumerate(self._stat_readers):  # before counts are used up below
+                diag.per_t[row, i, _N_COLUMNS + k] += stat.read(counts, t, neuron).to(torch.float64)
             events = neuron.events(counts)  # every spike is an event, whatever its sign
             reduce(self.synapses.credited_to[name], events, self.synapses.fanout[name], True)
             vth = _per_channel(neuron.v_threshold.to(counts.dtype), counts.dim() - 1)

@@ -261,6 +261,8 @@ def evaluate_config(
     calibrated, converted (every T of the bias shift), corrected and read by the diagnostics."""
     c = config
     if is_recurrent(model):
+        if c.statistics:
+            raise ValueError("statistics apply to image models only (the recurrent diagnostics are their own).")
         settings = dict(shift=c.shift, readout=c.readout, time_chunk=c.time_chunk, device=device)
         settings.update(calibration=c.calibration, correction=c.correction, diagnostics=c.diagnostics)
         settings.update(energy=c.energy, neuron=c.neuron)
