@@ -24,12 +24,12 @@ Plain PyTorch.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
 
+from lightning_snn.named_classes import find_class, register_class
 from lightning_snn.neurons import IFNeuron
 
 __all__ = ["STATISTICS", "LayerStatistic", "register_statistic", "statistic_classes"]
@@ -68,18 +68,7 @@ STATISTICS: dict[str, type[LayerStatistic]] = {}
 
 def register_statistic(kind: str) -> Callable[[type[LayerStatistic]], type[LayerStatistic]]:
     """Class decorator: make a :class:`LayerStatistic` subclass available under ``kind``."""
-
-    def add(cls: type[LayerStatistic]) -> type[LayerStatistic]:
-        if not (isinstance(cls, type) and issubclass(cls, LayerStatistic)):
-            raise TypeError(f"{cls!r} is not a subclass of lightning_snn.layer_statistics.LayerStatistic.")
-        taken = STATISTICS.get(kind)
-        if taken is not None and taken is not cls:
-            raise ValueError(f"layer statistic {kind!r} is already registered ({taken.__qualname__}).")
-        cls.kind = kind
-        STATISTICS[kind] = cls
-        return cls
-
-    return add
+    return register_class(STATISTICS, kind, LayerStatistic, "layer statistic", "register_statistic")
 
 
 def statistic_classes(names: Sequence[str]) -> tuple[type[LayerStatistic], ...]:
@@ -89,22 +78,9 @@ def statistic_classes(names: Sequence[str]) -> tuple[type[LayerStatistic], ...]:
         raise TypeError(f"snn.statistics must be a list of names, got {names!r}.")
     out = []
     for name in names:
-        cls = STATISTICS.get(name) if isinstance(name, str) else None
-        if cls is None and isinstance(name, str) and "." in name.strip("."):
-            module, _, attr = name.rpartition(".")
-            try:
-                cls = getattr(importlib.import_module(module), attr)
-            except (ImportError, AttributeError) as err:
-                raise ValueError(
-                    f"layer statistic {name!r} cannot be imported ({err}); is its package installed?"
-                ) from err
-            if not (isinstance(cls, type) and issubclass(cls, LayerStatistic)):
-                raise TypeError(f"layer statistic {name!r} is {cls!r}, not a LayerStatistic subclass.")
-        if cls is None:
-            raise ValueError(
-                f"unknown layer statistic {name!r}; choose from {sorted(STATISTICS)}, register your own with "
-                "lightning_snn.layer_statistics.register_statistic, or give its import path (package.module.Class)."
-            )
+        cls = find_class(
+            STATISTICS, name, LayerStatistic, "layer statistic", "lightning_snn.layer_statistics.register_statistic"
+        )
         if cls in out:
             raise ValueError(f"layer statistic {name!r} is asked for twice in snn.statistics.")
         out.append(cls)

@@ -13,7 +13,6 @@ constant input), so it was computed once and is broadcast over the chunk here.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_snn import fused
+from lightning_snn.named_classes import find_class, register_class
 
 
 class StatefulModule(nn.Module):
@@ -349,38 +349,14 @@ def register_neuron(kind: str) -> Callable[[type[IFNeuron]], type[IFNeuron]]:
     if not isinstance(kind, str) or not kind:
         raise ValueError(f"a neuron kind is a non-empty string, got {kind!r}.")
 
-    def add(cls: type[IFNeuron]) -> type[IFNeuron]:
-        if not (isinstance(cls, type) and issubclass(cls, IFNeuron)):
-            raise TypeError(f"register_neuron({kind!r}) takes a subclass of IFNeuron, got {cls!r}.")
-        taken = NEURONS.get(kind)
-        if taken is not None and taken is not cls:
-            raise ValueError(f"neuron kind {kind!r} is already {taken.__module__}.{taken.__qualname__}.")
-        cls.kind = kind
-        NEURONS[kind] = cls
-        return cls
-
-    return add
+    return register_class(NEURONS, kind, IFNeuron, "neuron kind", "register_neuron")
 
 
 def neuron_class(kind: str) -> type[IFNeuron]:
     """The neuron model registered under ``kind``, or, for a dotted name not registered, the
     :class:`IFNeuron` subclass at that import path (``my_package.neurons.ResetToZero``: a config
     names it as it names a model class). Anything else is refused with the known names."""
-    cls = NEURONS.get(kind) if isinstance(kind, str) else None
-    if cls is None and isinstance(kind, str) and "." in kind.strip("."):
-        module, _, attr = kind.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as err:
-            raise ValueError(f"neuron {kind!r} cannot be imported ({err}); is its package installed?") from err
-        if not (isinstance(cls, type) and issubclass(cls, IFNeuron)):
-            raise TypeError(f"neuron {kind!r} is {cls!r}, not a subclass of lightning_snn.neurons.IFNeuron.")
-    if cls is None:
-        raise ValueError(
-            f"unknown neuron {kind!r}; choose one of {sorted(NEURONS)}, register your own with "
-            "lightning_snn.neurons.register_neuron, or give its import path (package.module.Class)."
-        )
-    return cls
+    return find_class(NEURONS, kind, IFNeuron, "neuron", "lightning_snn.neurons.register_neuron")
 
 
 register_neuron("if")(IFNeuron)

@@ -93,7 +93,7 @@ def test_settings_are_refused_by_name_before_any_work():
         ConversionConfig([4], statistics=["silent"])
     with pytest.raises(ValueError, match="twice"):
         ConversionConfig([4], diagnostics=True, statistics=["silent", "silent"])
-    with pytest.raises(TypeError, match="not a LayerStatistic"):
+    with pytest.raises(TypeError, match="not a subclass of lightning_snn.layer_statistics.LayerStatistic"):
         ConversionConfig([4], diagnostics=True, statistics=["math.sqrt"])
     with pytest.raises(ValueError, match="already registered"):
         register_statistic("silent")(HalfBusy)
