@@ -152,8 +152,9 @@ class DiagnosticsProbe:
     Only the spiking max-pools' outputs are summed step by step (forward hooks).
 
     Args:
-        snns: the SNN, or the SNNs of a :class:`lightning_snn.simulation.SpikingEvaluator` (one SNN
-            simulated to ``T_max``, or in bias mode one SNN per T), or ``{T or None: SNN}``.
+        snns: the SNN (simulated to ``T_max``), or the SNNs of a
+            :class:`lightning_snn.simulation.SpikingEvaluator` (each knows the T it is built for: one
+            for every T, or in bias mode one per T), or ``{T: SNN}`` with one SNN per T.
         ann: the source ANN the SNN was converted from (for its activations and MACs).
         timesteps: the simulation lengths T.
         time_chunk: as in :func:`~lightning_snn.simulation.simulate`.
@@ -167,7 +168,7 @@ class DiagnosticsProbe:
 
     def __init__(
         self,
-        snns: nn.Module | Sequence[ConvertedSNN] | Mapping[int | None, nn.Module],
+        snns: nn.Module | Sequence[ConvertedSNN] | Mapping[int, nn.Module],
         ann: nn.Module,
         timesteps: Sequence[int],
         time_chunk: int | str = "auto",
@@ -201,14 +202,22 @@ class DiagnosticsProbe:
         self.timesteps = timesteps
         self.statistics = tuple(statistics)
         self._stat_readers = [cls() for cls in self.statistics]
-        if isinstance(snns, Sequence):  # SpikingEvaluator.snns: each SNN knows the T it is built for
-            snns = {snn.timesteps: snn for snn in snns}
-        self.snns = dict(snns) if isinstance(snns, Mapping) else {None: snns}
-        if set(self.snns) != {None} and set(self.snns) != set(self.timesteps):
-            raise ValueError(f"one SNN per T needs exactly the T list {self.timesteps}, got {sorted(self.snns)}.")
+        #: the SNN valid at every T (simulated once to T_max), or None and one SNN per T in ``per_t``
+        self.snn: nn.Module | None = None
+        self.per_t: dict[int, nn.Module] = {}
+        if isinstance(snns, Sequence) and len(snns) == 1 and snns[0].timesteps is None:
+            self.snn = snns[0]
+        elif isinstance(snns, Sequence):  # SpikingEvaluator.snns in bias mode: each knows its T
+            self.per_t = {snn.timesteps: snn for snn in snns}
+        elif isinstance(snns, Mapping):
+            self.per_t = dict(snns)
+        else:
+            self.snn = snns
+        if self.snn is None and set(self.per_t) != set(self.timesteps):
+            raise ValueError(f"one SNN per T needs exactly the T list {self.timesteps}, got {sorted(self.per_t)}.")
         self.time_chunk = time_chunk
         self.energy = energy or EnergyModel()
-        gm, readout = _body(next(iter(self.snns.values())))
+        gm, readout = _body(self._snn_at(self.timesteps[0]))
         self.ann = graph
         self.sites = list(activation_sites(self.ann))  # the ANN's sites, in execution order
         missing = [n for n in self.sites if not isinstance(_get(gm, n), IFNeuron)]
@@ -224,11 +233,14 @@ class DiagnosticsProbe:
         self.read_timesteps = read_timesteps
         if not set(self.timesteps) <= set(self.read_timesteps):
             raise ValueError(f"read_timesteps must hold every T of the diagnostics {self.timesteps}.")
-        if None not in self.snns and self.read_timesteps != self.timesteps:
+        if self.snn is None and self.read_timesteps != self.timesteps:
             raise ValueError("one SNN per T (bias shift) reads its own T only: read_timesteps must be the T list.")
 
+    def _snn_at(self, t: int) -> nn.Module:
+        return self.snn if self.snn is not None else self.per_t[t]
+
     def _neuron(self, name: str, t: int) -> IFNeuron:
-        gm, readout = _body(self.snns[None] if None in self.snns else self.snns[t])
+        gm, readout = _body(self._snn_at(t))
         return readout if name == OUTPUT_KEY else _get(gm, name)
 
     def _quant_factor(self, name: str, t: int) -> float:
@@ -268,7 +280,7 @@ class DiagnosticsProbe:
         """Simulate the batch ``x``; returns ``(outputs [len(read_timesteps), B, ...], Diagnostics of this
         batch)``, one output row per T of ``self.read_timesteps`` (sorted, de-duplicated)."""
         if self.synapses is None:
-            self.synapses = synapse_map(next(iter(self.snns.values())), x)
+            self.synapses = synapse_map(self._snn_at(self.timesteps[0]), x)
         diag = self.empty(x.device)
         targets = self._ann_targets(x, diag)
         scratch: dict[str, torch.Tensor] = {}  # one buffer per layer for the error sums of this batch
@@ -276,8 +288,10 @@ class DiagnosticsProbe:
         diag.structure[-1] = self.synapses.ann_macs
         diag.images = torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device)
         outputs = []
-        for t in [None] if None in self.snns else self.timesteps:
-            snn, ts = self.snns[t], self.read_timesteps if t is None else [t]
+        # one simulation to T_max read at every T, or (bias shift) one simulation per T of its own SNN
+        runs = [(self.snn, self.read_timesteps, self.timesteps)] if self.snn is not None else []
+        runs += [(self.per_t[t], [t], [t]) for t in self.timesteps if self.snn is None]
+        for snn, ts, stops in runs:
             gm, readout = _body(snn)
             pools = {
                 n: _PoolSum() for n, fan in self.synapses.fanout.items() if isinstance(_get(gm, n), SpikingMaxPool2d)
@@ -287,7 +301,6 @@ class DiagnosticsProbe:
                 read = lambda step, gm=gm, readout=readout, pools=pools: self._read(  # noqa: E731
                     gm, readout, pools, x, step, diag, targets, scratch
                 )
-                stops = self.timesteps if t is None else ts
                 outputs.append(simulate_checked(snn, x, ts, self.time_chunk, on_timestep=read, stops=stops))
             finally:
                 for h in handles:
@@ -344,7 +357,7 @@ class DiagnosticsProbe:
     def _ann_targets(self, x: torch.Tensor, diag: Diagnostics) -> dict[str, torch.Tensor]:
         """``min(a, V_th)`` per layer for the errors, and the per-layer sums of this batch."""
         self.ann = self.ann.to(x.device)
-        gm, _ = _body(next(iter(self.snns.values())))
+        gm, _ = _body(self._snn_at(self.timesteps[0]))
         acts: dict[str, torch.Tensor] = {}
         with record_sites(activation_sites(self.ann), acts.__setitem__):
             self.ann(x)
