@@ -1,13 +1,8 @@
-"""docs/RESULTS.md's fidelity sections from the JSON of benchmarks/fidelity.py: the ReLU-vs-threshold
+"""docs/RESULTS.md's fidelity tables and plots from the JSON of benchmarks/fidelity.py: the ReLU-vs-threshold
 study (docs/results.json), the width studies (docs/width_study*.json) with their setup checks
-(docs/width_check_*.json), the full-width GPU run (docs/gpu_full_width.json, benchmarks/collect_gpu.py),
-and the paper's numbers (docs/paper_numbers.json). The statements under "claims", "What the trend
-shows" and "Conclusion" are computed here from the JSON (each names the numbers it reads), so a rerun
-of the study re-renders them; the fixed prose around them is hand text in the page.
-
-A setup check joins the page by a block ``fidelity.check from <study>.json <check>.json`` and by its
-name at the end of the study's ``fidelity.width_conclusion`` block (a check of another network than
-the study's is left out of its conclusion)."""
+(docs/width_check_*.json, each a block ``fidelity.check from <study>.json <check>.json``), the full-width GPU
+run (docs/gpu_full_width.json, benchmarks/collect_gpu.py) and the paper's numbers (docs/paper_numbers.json).
+The claims, trends and conclusions read from these tables are hand text in the page."""
 
 from __future__ import annotations
 
@@ -100,14 +95,6 @@ def network(page, payload: dict) -> str:
     )
 
 
-def _noise(n_images: int) -> float:
-    """The smallest change of a loss (points) the width study reads as real: 1 point, or two test
-    images where that is more. Between two networks on the same images the sampling spread of a
-    loss difference is about 100 * sqrt(d / n) points when a fraction d of the images changes its
-    prediction (0.7 points at d = 0.1, n = 2000); a training's seed adds its own spread, unmeasured."""
-    return max(1.0, 2 * 100.0 / n_images)
-
-
 # ---- the ReLU-vs-threshold study (results.json) ------------------------------------------------------------
 
 
@@ -173,61 +160,6 @@ def loss(page, payload: dict) -> str:
 def paper_table4(page, refs: dict) -> str:
     t4 = refs["vgg16_cifar10_table4"]
     return table(["method", *(f"T={t}" for t in t4["timesteps"])], [[k, *row] for k, row in t4["rows"].items()])
-
-
-def claims(page, payload: dict) -> str:
-    """The paper's qualitative claims, checked on our numbers (loss = ANN acc - SNN acc)."""
-    results, n_images = payload["results"], payload["args"]["test_samples"]
-    ts = [int(t) for t in _ts(results)]
-
-    def loss_at(src, shift, t):
-        return results[src]["ann_acc"] - results[src]["snn_acc"][shift][str(t)]
-
-    def mean_loss(key, ts):
-        return sum(loss_at(key[0], key[1], t) for t in ts) / len(ts)
-
-    step = 100.0 / n_images
-    short = [t for t in ts if t <= 32]
-    with_shift = [("threshold", "bias"), ("threshold", "membrane")]
-    best_ts = min(with_shift, key=lambda k: mean_loss(k, short))
-    others = {k: mean_loss(k, short) for k in VARIANTS if k not in with_shift}
-    best_other = min(others, key=others.get)
-    c1 = mean_loss(best_ts, short) < others[best_other]
-    long_t = [t for t in ts if t >= 256]
-    t_long, ts_long = mean_loss(("threshold", "none"), long_t), mean_loss(("threshold", "bias"), long_t)
-    c2 = t_long <= ts_long
-    relu_512, relu_256 = loss_at("relu", "none", 512), loss_at("relu", "none", 256)
-    thr_512 = loss_at("threshold", "none", 512)
-    residual = relu_512 > thr_512 + step
-    plateau = abs(relu_512 - relu_256) <= 2 * step
-    verdict3 = (
-        "holds"
-        if residual and plateau
-        else "partly: a larger residual loss at T=512, but no plateau yet (still falling)"
-        if residual
-        else "does not hold"
-    )
-    seconds = ", ".join(
-        f"{shift} {sum(results[s]['seconds'][shift] for s in ('relu', 'threshold')):.0f}s"
-        for shift in ("none", "bias", "membrane")
-    )
-    return "\n".join(
-        [
-            f"One test image is {step:.2f} points here: differences of a few tenths are noise.",
-            "",
-            f"1. Threshold + shift has the smallest loss at short T (T <= 32): **{'holds' if c1 else 'does not hold'}**"
-            f" (mean loss, best threshold+shift variant {VARIANTS[best_ts]!r}: {mean_loss(best_ts, short):.2f} pts; "
-            f"best variant without both: {VARIANTS[best_other]!r}: {others[best_other]:.2f} pts).",
-            f"2. Threshold alone is best at long T (T >= 256): **{'holds' if c2 else 'does not hold'}** "
-            f"(mean loss T {t_long:.2f} pts vs TS {ts_long:.2f} pts).",
-            f"3. Plain ReLU converges to a plateau with a residual loss: **{verdict3}** "
-            f"(ReLU no-shift loss {relu_256:.2f} pts at T=256, {relu_512:.2f} at T=512; threshold ReLU "
-            f"{thr_512:.2f} at T=512).",
-            "",
-            f"Time to evaluate all {len(ts)} T on the test subset (both ANNs): {seconds} (the bias shift needs one "
-            "simulation per T; membrane and none need one in all).",
-        ]
-    )
 
 
 def _plot(results: dict, path: Path) -> None:
@@ -427,119 +359,6 @@ def width_differs(page, payload: dict) -> str:
     )  # fmt: skip
 
 
-def trend(losses: list[float], noise: float) -> str:
-    """How a loss moves across the widths, in words, from its steps (one per doubling) and its net
-    change, each read as a move only beyond ``noise``:
-
-    - ``falls`` / ``grows``: every step, the same way;
-    - ``flat``: no step and no net change beyond the noise;
-    - ``falls overall`` / ``grows overall``: a net move, with flat steps but none the other way;
-    - ``up and down``: steps both ways (one training per width: the training's own spread shows).
-    """
-    steps = [b - a for a, b in zip(losses, losses[1:])]
-    ups, downs = [d > noise for d in steps], [d < -noise for d in steps]
-    net = losses[-1] - losses[0]
-    if any(ups) and any(downs):
-        return "up and down"
-    if all(downs):
-        return "falls"
-    if all(ups):
-        return "grows"
-    if net < -noise:
-        return "falls overall"
-    if net > noise:
-        return "grows overall"
-    return "flat"
-
-
-TREND_WORDS = {
-    "falls": "falls at every doubling of width",
-    "grows": "grows at every doubling of width",
-    "flat": "does not change beyond noise",
-    "falls overall": "lower at the widest width, not lower at every doubling",
-    "grows overall": "higher at the widest width, not higher at every doubling",
-    "up and down": "up and down: moves both ways between widths by more than the noise",
-}
-
-
-def trend_words(kind: str, n_widths: int) -> str:
-    """:data:`TREND_WORDS` for ``kind``; with two widths there is one doubling, and the words say so."""
-    words = TREND_WORDS[kind]
-    return words.replace("at every doubling of width", "over the one doubling of width") if n_widths == 2 else words
-
-
-def width_trend(page, payload: dict, refs: dict) -> str:
-    """Plain statements a reader can check against the tables: how each variant's loss at the
-    summary T moves across the finished widths (:func:`trend`: every step, not just the ends), and
-    the straight line through them read at width 1 (:func:`width_extrapolation`)."""
-    rows, n_images = _rows(payload), _recipe(payload)["test_samples"]
-    done = [r for r in rows if r["ann_acc"] is not None and r["snn_acc"].get("membrane") is not None]
-    pending = [f"{r['width']:g}" for r in rows if r not in done and not r.get("error")]
-    out = []
-    for r in rows:
-        if r.get("error"):
-            acc = f"{r['ann_acc']:.1f}%" if r["ann_acc"] is not None else "?"
-            out.append(
-                f"Width {r['width']:g} could not be converted (its ANN: {acc} on the test images): "
-                f"`{r['error'].split(': a dead')[0]}`: the training collapsed, not the conversion."
-            )
-            out.append("")
-    if pending:
-        out.append(f"Widths still pending: {', '.join(pending)}; the statements below cover the finished ones only.")
-        out.append("")
-    if len(done) < 2:
-        out.append("Fewer than two widths have finished: no trend to state yet.")
-        return "\n".join(out)
-    noise = _noise(n_images)
-    lo, hi = done[0], done[-1]
-    out.append(
-        f"From width {lo['width']:g} to {hi['width']:g} the ANN goes from {lo['ann_acc']:.1f}% "
-        f"to {hi['ann_acc']:.1f}%. "
-        f"A change counts when it exceeds {noise:.1f} points (the sampling spread of {n_images} test images, "
-        "see `_noise` in benchmarks/sections/fidelity.py); smaller ones read as no change."
-    )
-    out.append("")
-    for shift, label in WIDTH_VARIANTS.items():
-        for t in SUMMARY_T:
-            losses = [(r["width"], _loss(r, shift, t)) for r in done]
-            losses = [(w, x) for w, x in losses if x is not None]
-            if len(losses) < 2:
-                continue
-            seq = ", ".join(f"{x:+.2f} (w {w:g})" for w, x in losses)
-            verdict = trend_words(trend([x for _, x in losses], noise), len(losses))
-            out.append(f"- {label}, T = {t}: {seq}: **{verdict}**.")
-    out += width_extrapolation(done, _paper(refs)[0])
-    return "\n".join(out)
-
-
-def width_extrapolation(done: list[dict], paper_full_width: dict) -> list[str]:
-    """Where the paper gives a full-width number: the straight line (least squares) through the
-    finished widths' losses against log2(width), read at width 1. Three points and a long reach:
-    a reading aid, labelled as such, not a result."""
-    if len(done) < 3:
-        return []
-    import numpy as np
-
-    lines = [
-        "",
-        f"**Extrapolation, not a measurement.** A straight line through the {len(done)} widths' losses "
-        "against log2(width) (least squares), read at width 1 (two to three doublings beyond the widest "
-        "run), beside the paper's full-width loss:",
-        "",
-        "| variant | T | slope (points per doubling) | line at width 1 | the paper |",
-        "|---|---|---|---|---|",
-    ]
-    for shift, paper in paper_full_width.items():
-        for t, p in paper.items():
-            pts = [(np.log2(r["width"]), _loss(r, shift, t)) for r in done]
-            pts = [(x, y) for x, y in pts if y is not None]
-            if len(pts) < 3:
-                continue
-            slope, intercept = (round(float(v), 2) + 0.0 for v in np.polyfit(*zip(*pts, strict=True), 1))  # no -0.00
-            lines.append(f"| {WIDTH_VARIANTS[shift]} | {t} | {slope:+.2f} | {intercept:+.2f} | {p:+.2f} |")
-    return lines
-
-
 def _plot_widths(rows: list[dict], paper_full_width: dict, path: Path) -> None:
     import matplotlib
 
@@ -590,262 +409,29 @@ def check(page, main: dict, check: dict) -> str:
         "| width | variant | T | loss, width-study recipe | loss, the check | change |",
         "|---|---|---|---|---|---|",
     ]
-    pairs = [(w, main["results"].get(w), r) for w, r in sorted(check["results"].items(), key=lambda x: float(x[0]))]
-    notes = []
-    for w, rm_, rc_ in pairs:
+    for w, rc_ in sorted(check["results"].items(), key=lambda x: float(x[0])):
+        rm_ = main["results"].get(w)
         if rm_ is None or rm_["ann_acc"] is None or rc_["ann_acc"] is None:
-            notes.append(f"Width {w}: the width study or the check has no result yet.")
             continue
-        if rc_.get("error"):
-            notes.append(f"- Width {w}: the check's network is not convertible (ANN {rc_['ann_acc']:.2f}%): "
-                         f"{rc_['error'].split(':')[0]}.")  # fmt: skip
         lines.append(f"| {w} | ANN test accuracy | | {rm_['ann_acc']:.2f}% | {rc_['ann_acc']:.2f}% | "
                      f"{rc_['ann_acc'] - rm_['ann_acc']:+.2f} |")  # fmt: skip
-        noise = _noise(rc["test_samples"])
         for shift, label in WIDTH_VARIANTS.items():
-            changes = []
             for t in SUMMARY_T:
                 a_, b_ = _loss(rm_, shift, t), _loss(rc_, shift, t)
-                if a_ is None or b_ is None:
-                    continue
-                lines.append(f"| {w} | {label} | {t} | {a_:+.2f} | {b_:+.2f} | {b_ - a_:+.2f} |")
-                changes.append(b_ - a_)
-            if changes:
-                verdict = (
-                    "lower at every T" if all(c < -noise for c in changes)
-                    else "higher at every T" if all(c > noise for c in changes)
-                    else f"not consistently changed (mixed, or within {noise:.1f} points)"
-                )  # fmt: skip
-                notes.append(f"- Width {w}, {label}: the check's loss is **{verdict}** "
-                             f"(mean change {sum(changes) / len(changes):+.2f} points).")  # fmt: skip
-        if abs(rc_["ann_acc"] - rm_["ann_acc"]) > noise and not rc_.get("error"):
-            notes.append(
-                f"- Width {w}: the check's ANN is {rc_['ann_acc'] - rm_['ann_acc']:+.2f} points from the study's, so "
-                "each loss is measured against another ANN: part of a change may come with the accuracy, not the "
-                "setting (the width study's second figure row shows how the loss goes with ANN accuracy)."
-            )
-        notes.append(
-            f"- Width {w}: the check's checkpoint sha256 `{rc_.get('sha256')}`, training "
-            f"{(rc_.get('train_seconds') or 0) / 60:.0f} min."
-        )
-    if changed == ["seed"]:
-        spread = (
-            "Only the seed changed: this check *is* the seed-to-seed spread of two trainings of one recipe. "
-            "A difference between widths of the width study no larger than the changes here is within it."
-        )
-    else:
-        spread = (
-            "One training per recipe: a change here also holds the seed-to-seed spread of two trainings, "
-            "which this check does not measure; read a change of a point or less as unresolved."
-        )
-    lines += ["", *notes, "", spread]  # fmt: skip
+                if a_ is not None and b_ is not None:
+                    lines.append(f"| {w} | {label} | {t} | {a_:+.2f} | {b_:+.2f} | {b_ - a_:+.2f} |")
     return "\n".join(lines)
-
-
-def _mean_change(main: dict, check: dict, shift: str, w: str) -> float | None:
-    """The check's mean change of the loss at the summary T, at width ``w``, where both have one."""
-    rm, rc = main["results"].get(w), check["results"][w]
-    if rm is None:
-        return None
-    ch = [(_loss(rc, shift, t), _loss(rm, shift, t)) for t in SUMMARY_T]
-    ch = [b - a for b, a in ch if a is not None and b is not None]
-    return sum(ch) / len(ch) if ch else None
-
-
-def width_conclusion(page, payload: dict, refs: dict, *checks: dict) -> str:
-    """The study's answer in a few sentences, each computed from the tables above; then what each setup
-    check of the same network (the block's third and later files) says."""
-    return "\n".join(_conclusion(payload, refs, [(n, _int_keys(c)) for n, c in zip(page.names[2:], checks, strict=True)
-                                                 if network_of(c) == network_of(payload)]))  # fmt: skip
-
-
-def _conclusion(payload: dict, refs: dict, checks: list[tuple[str, dict]]) -> list[str]:
-    rows, paper_full_width = _rows(payload), _paper(refs)[0]
-    done = [r for r in rows if r["ann_acc"] is not None and all(r["snn_acc"].get(s) for s in WIDTH_VARIANTS)]
-    out = []
-    not_run = payload.get("not_run")  # widths deliberately left out of this study, and why
-    if len(done) < 2 and not_run:
-        widths = ", ".join(f"{w:g}" for w in not_run["widths"])
-        ran = ", ".join(f"{r['width']:g}" for r in done)
-        return out + [
-            f"No trend on this network: only width {ran} was run on it; "
-            f"widths {widths} were not ({not_run['why']}). Its numbers are read beside the same width of the "
-            "earlier five-pool network below, whose study has every width."
-        ]
-    if len(done) < 2:
-        return out + ["Pending: fewer than two widths have every variant finished."]
-    noise = _noise(payload["recipe"]["test_samples"])
-    lo, hi = done[0], done[-1]
-    text = (
-        f"From width {lo['width']:g} to {hi['width']:g} (the ANN from {lo['ann_acc']:.1f}% to {hi['ann_acc']:.1f}%; "
-        f"a change counts beyond {noise:.1f} points):"
-    )
-    out += [text, ""]
-    kinds = {}  # shift -> {T: trend}
-    for shift, label in WIDTH_VARIANTS.items():
-        kinds[shift] = {}
-        for t in SUMMARY_T:
-            losses = [_loss(r, shift, t) for r in done]
-            if all(x is not None for x in losses):
-                kinds[shift][t] = trend(losses, noise)
-        by_kind: dict[str, list[int]] = {}
-        for t, k in kinds[shift].items():
-            by_kind.setdefault(k, []).append(t)
-        words = {k: trend_words(k, len(done)).split(":")[0] for k in by_kind}
-        said = [f"{words[k]} at T = {', '.join(map(str, ts))}" for k, ts in by_kind.items()]
-        out.append(f"- {label}: " + "; ".join(said) + ".")
-    out.append("")
-    pairs = [k for s in ("bias", "membrane") for k in kinds[s].values()]
-    n_falls = sum(k in ("falls", "falls overall") for k in pairs)
-    n_grows = sum(k in ("grows", "grows overall") for k in pairs)
-    n_both = pairs.count("up and down")
-    text = (
-        f"For the paper's method, threshold + shift, over the {len(pairs)} (shift, T) pairs the loss falls with "
-        f"width at {n_falls}, grows at {n_grows}, moves both ways at {n_both} and stays within noise at "
-        f"{pairs.count('flat')}: "
-    )
-    if n_falls > len(pairs) / 2 and n_grows == 0 and n_both == 0:
-        text += (
-            "the trend points the paper's way, and part of the gap to its full-width numbers is the network's scale. "
-        )
-    elif n_grows > n_falls:
-        text += "a wider network does not convert better here. "
-    elif n_both:
-        text += (
-            "no steady trend with width. With one training per width, a loss that moves both ways by more than "
-            "the test-image noise suggests that two trainings of one recipe can differ that much at short T (a "
-            "seed check below, where there is one, measures that spread at one width). "
-        )
-    else:
-        text += "the paper's way where it moves, not at every T. "
-    for shift in ("membrane", "bias"):
-        worst = [_loss(r, shift, t) for r in done for t in SUMMARY_T[1:]]
-        if worst and all(x is not None for x in worst):
-            text += (
-                f"{WIDTH_VARIANTS[shift].split(':')[0]} loses at most {max(worst):+.2f} points at "
-                f"T = {', '.join(map(str, SUMMARY_T[1:]))} at every width. "
-            )
-    none_kinds = kinds["none"]
-    if none_kinds:
-        text += (
-            "The threshold alone: "
-            + "; ".join(f"{trend_words(k, len(done)).split(':')[0]} at T = {t}" for t, k in none_kinds.items())
-            + ". "
-        )
-    gaps = [(s, t, _loss(hi, s, t), p) for s, paper in paper_full_width.items() for t, p in paper.items()
-            if _loss(hi, s, t) is not None]  # fmt: skip
-    above = [g for g in gaps if g[2] > g[3] + noise]
-    matched = [g for g in gaps if g[2] <= g[3] + noise]
-    if matched and above:
-        text += (
-            f"At width {hi['width']:g}, the widest run, the paper's full-width loss is matched (within the noise or "
-            "below) by "
-            + "; ".join(
-                f"{WIDTH_VARIANTS[s].split(':')[0]} at T = {t} ({x:+.2f}, the paper {p:+.2f})" for s, t, x, p in matched
-            )  # fmt: skip
-            + ". "
-        )
-    if above:
-        text += (
-            f"The gap is not closed at width {hi['width']:g}, the widest run: "
-            + "; ".join(
-                f"{WIDTH_VARIANTS[s].split(':')[0]} at T = {t} loses {x:+.2f} points (the paper {p:+.2f})"
-                for s, t, x, p in above
-            )  # fmt: skip
-            + ". "
-        )
-    elif gaps:
-        text += f"At width {hi['width']:g} every loss the paper reports is matched (within two test images or below). "
-    text += (
-        "Width and ANN accuracy rise together in this study, so it cannot tell their effects apart; "
-        "the second row of the figure plots the same losses against the ANN's accuracy."
-    )
-    out.append(text)
-    for name, check in checks:
-        rc, rm = _recipe(check), _recipe(payload)
-        what = ", ".join(f"{k} {rm[k]} -> {rc[k]}" for k in CHECK_KEYS if rm[k] != rc[k])
-        for w in sorted(check["results"], key=float):
-            out += check_conclusion(payload, check, name, what, w, done, noise)
-    return out
-
-
-def check_conclusion(payload: dict, check: dict, name: str, what: str, w: str, done: list, noise: float) -> list[str]:
-    """What a setup check says at one width, in a sentence computed from its table."""
-    rc_, rm_ = check["results"][w], payload["results"].get(w)
-    if rm_ is None:
-        return []
-    if rc_.get("error") and not rm_.get("error"):
-        acc = f"{rc_['ann_acc']:.2f}%" if rc_["ann_acc"] is not None else "?"
-        return ["", f"With the setup check's recipe ({what}, `{name}`), width {w} could not be converted (its ANN "
-                    f"{acc}; a layer never fires), while the width study's recipe trains it."]  # fmt: skip
-    got = [(WIDTH_VARIANTS[s].split(":")[0], _mean_change(payload, check, s, w)) for s in WIDTH_VARIANTS]
-    got = [(label, m) for label, m in got if m is not None]
-    if not got or rc_["ann_acc"] is None or rm_["ann_acc"] is None:
-        return []
-    if what.startswith("seed ") and "," not in what:  # the training's own spread, beside the width study's moves
-        changes = [(abs(_loss(rc_, s, t) - _loss(rm_, s, t)), s, t) for s in WIDTH_VARIANTS for t in SUMMARY_T
-                   if _loss(rc_, s, t) is not None and _loss(rm_, s, t) is not None]  # fmt: skip
-        moves = [(abs(_loss(b, s, t) - _loss(a, s, t)), s, t) for s in ("bias", "membrane") for t in SUMMARY_T
-                 for a, b in zip(done, done[1:])
-                 if _loss(a, s, t) is not None and _loss(b, s, t) is not None]  # fmt: skip
-        if changes and moves:
-            c, m = max(changes), max(moves)
-            return ["", (
-                f"Two trainings of width {w} that differ only in the seed ({what}, `{name}`) reach ANNs "
-                f"{abs(rc_['ann_acc'] - rm_['ann_acc']):.2f} points apart, and their losses differ by up to {c[0]:.2f} "
-                f"points ({WIDTH_VARIANTS[c[1]].split(':')[0]} at T = {c[2]}). The largest move of a shifted loss "
-                f"between neighbouring widths in the study is {m[0]:.2f} points ({WIDTH_VARIANTS[m[1]].split(':')[0]} "
-                f"at T = {m[2]}): "
-                + (f"of the same order as the spread of two seeds at width {w}, so one training per width cannot "
-                   "tell such a move from the training's own spread."
-                   if m[0] <= 2 * c[0] else
-                   f"more than twice the spread of two seeds at width {w} (one pair of seeds, at one width), so that "
-                   f"move is larger than this measure of the training's spread; moves of up to {c[0]:.2f} points are "
-                   "within it.")
-            )]  # fmt: skip
-    d_ann = rc_["ann_acc"] - rm_["ann_acc"]
-    text = (
-        f"The setup check ({what}, `{name}`) changed the loss at width {w} by "
-        + ", ".join(f"{m:+.2f} ({label})" for label, m in got)
-        + " points on average over T = " + ", ".join(map(str, SUMMARY_T))
-        + f", with its ANN {d_ann:+.2f} points from the study's."
-    )  # fmt: skip
-    # The width study's own reading of accuracy: does its membrane-shift loss fall as the ANN gets better?
-    by_acc = [(r["ann_acc"], _loss(r, "membrane", SUMMARY_T[0])) for r in done]
-    loss_falls_with_acc = all(b[1] < a[1] - noise for a, b in zip(by_acc, by_acc[1:], strict=False))
-    mem = dict(got).get(WIDTH_VARIANTS["membrane"].split(":")[0])
-    if d_ann < -noise and mem is not None and mem < -noise and loss_falls_with_acc:
-        text += (
-            " Its ANN is less accurate, and in the width study the less accurate ANN lost more, not less: "
-            "the lower membrane-shift loss is not the accuracy's doing, which points at the setting itself."
-        )
-        bias = dict(got).get(WIDTH_VARIANTS["bias"].split(":")[0])
-        if bias is not None and bias >= -noise:
-            text += (
-                f" The bias shift's loss did not fall with it ({bias:+.2f}): the gain is the membrane "
-                "shift's, not the method's as a whole."
-            )
-    return ["", text]
 
 
 def network_change(page, paper: dict, five_pool: dict) -> str:
     """What changed when the width study was rerun on the paper's network: the widths both studies
     trained, with the same recipe, side by side (ANN accuracy and the loss at the summary T)."""
     paper, five_pool = _int_keys(paper), _int_keys(five_pool)
-    common = sorted(set(paper["results"]) & set(five_pool["results"]), key=float)
-    rp, r5 = _recipe(paper), _recipe(five_pool)
-    same = [k for k in RECIPE_KEYS if rp.get(k) != r5.get(k)]
-    noise = _noise(rp["test_samples"])
     lines = [
-        "The same recipe" + (f" except {', '.join(same)}" if same else "") + ", the same images, widths trained by "
-        "both studies; 'change' = the paper's network minus the five-pool one. One training per network and width: "
-        f"a change within {noise:.1f} points is noise, and a change of a few points at short T is within the "
-        "spread of two seeds measured by the seed check on the five-pool network.",
-        "",
         "| width | parameters (paper / five-pool) | | five-pool | paper's | change |",
         "|---|---|---|---|---|---|",
     ]
-    for w in common:
+    for w in sorted(set(paper["results"]) & set(five_pool["results"]), key=float):
         a, b = paper["results"][w], five_pool["results"][w]
         if a["ann_acc"] is None or b["ann_acc"] is None:
             lines.append(f"| {w} | | pending | | | |")
@@ -858,32 +444,6 @@ def network_change(page, paper: dict, five_pool: dict) -> str:
                 x, y = _loss(a, shift, t), _loss(b, shift, t)
                 if x is not None and y is not None:
                     lines.append(f"| {w} | | {label}, loss at T = {t} | {y:+.2f} | {x:+.2f} | {x - y:+.2f} |")
-    lines.append("")
-    for w in common:
-        a, b = paper["results"][w], five_pool["results"][w]
-        change = {(s, t): _loss(a, s, t) - _loss(b, s, t) for s in WIDTH_VARIANTS for t in SUMMARY_T
-                  if _loss(a, s, t) is not None and _loss(b, s, t) is not None}  # fmt: skip
-        if a["ann_acc"] is None or b["ann_acc"] is None or not change:
-            continue
-        shifted = {k: v for k, v in change.items() if k[0] != "none" and k[1] > SUMMARY_T[0]}
-        worst = max(shifted, key=lambda k: abs(shifted[k])) if shifted else None
-        d_ann = a["ann_acc"] - b["ann_acc"]
-        text = f"- Width {w}: the paper's network's ANN is {d_ann:+.2f} points from the five-pool one's"
-        if worst is not None:
-            text += (
-                f"; with a shift, the loss at T = {', '.join(map(str, SUMMARY_T[1:]))} moves by at most "
-                f"{abs(shifted[worst]):.2f} points ({WIDTH_VARIANTS[worst[0]].split(':')[0]} at T = {worst[1]}: "
-                + ("within the noise" if abs(shifted[worst]) <= noise else "beyond the noise")
-                + ")"
-            )
-        t16 = [f"{WIDTH_VARIANTS[s].split(':')[0]} {change[(s, SUMMARY_T[0])]:+.2f}" for s in WIDTH_VARIANTS
-               if (s, SUMMARY_T[0]) in change]  # fmt: skip
-        lines.append(text + f"; at T = {SUMMARY_T[0]}: " + ", ".join(t16) + ".")
-    lines += [
-        "",
-        "Training times in the two studies' tables are wall times on a machine shared with other jobs: they do "
-        "not compare the networks' costs (the paper's network has 1.9% more multiply-accumulates per image).",
-    ]
     return "\n".join(lines)
 
 
@@ -891,13 +451,12 @@ def _on(flag) -> str:
     return "on" if flag else "off"
 
 
-def gpu(page, g: dict, refs: dict) -> str:
+def gpu(page, g: dict) -> str:
     """The full-width VGG-16 trained and converted on a GPU (``benchmarks/gpu.sh``, collected by
     ``benchmarks/collect_gpu.py`` into docs/gpu_full_width.json)."""
     m, r, tr, sub = g.get("machine", {}), g.get("recipe", {}), g.get("training", {}), g.get("subset", {})
     n_train = sub.get("train_images", "?")
     conv, diag = g.get("conversion"), g.get("diagnostics")
-    full, paper_acc = _paper(refs)
     lines = [
         network(page, g),
         "",
@@ -948,11 +507,4 @@ def gpu(page, g: dict, refs: dict) -> str:
             f"(its accuracy: {diag['ann_acc']:.2f}% ANN, the same test images); energy with {em.get('ac_pj')} pJ per "
             f"accumulate and {em.get('mac_pj')} pJ per MAC ({em.get('source')}).",
         ]
-    paper = " and ".join(f"{v:+.2f} (T = {t})" for t, v in full["bias"].items())
-    lines += [
-        "",
-        f"The paper's full-width VGG-16 (300 epochs on all 50000 images, {paper_acc}%) loses {paper} points with "
-        "threshold + shift. This network is trained for minutes on a subset of the data, so its accuracy is far "
-        "below the paper's; read its losses beside the width study's, whose networks are in the same regime.",
-    ]
     return "\n".join(lines)
