@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -160,111 +159,6 @@ def record(
     tmp.replace(path)
 
 
-# ---- the summary ---------------------------------------------------------------------------------------
-def mean_std(values: list[float]) -> tuple[float, float]:
-    m = sum(values) / len(values)
-    s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else float("nan")
-    return m, s
-
-
-def fmt(values: list[float]) -> str:
-    m, s = mean_std(values)
-    return f"{m:.2f} +- {s:.2f}" if len(values) > 1 else f"{m:.2f}"
-
-
-def grid(run: dict, split: str, readout: str, k: str, loops: str | None) -> float:
-    acc = run[split][f"{readout}_acc"][k]
-    return acc[loops] if loops is not None else acc
-
-
-def summary(data: dict, png: Path | None, k_paper: str = "4", loops_paper: str = "16") -> dict:
-    """Mean +- std over seeds of every label: RNN, the SNN at every K (analog, and spiking at every L)."""
-    out = {}
-    for label, seeds in data["runs"].items():
-        runs = list(seeds.values())
-        ks = list(runs[0]["test"]["analog_acc"])
-        loops = list(next(iter(runs[0]["test"]["spiking_acc"].values())))
-        entry = {"seeds": sorted(seeds, key=int), "wall_s": fmt([r["wall_s"] for r in runs])}
-        for split in ("dev", "test"):
-            entry[split] = {"ann_acc": fmt([r[split]["ann_acc"] for r in runs])}
-            for k in ks:
-                entry[split][f"K={k} analog"] = fmt([grid(r, split, "analog", k, None) for r in runs])
-                for lp in loops:
-                    entry[split][f"K={k} L={lp}"] = fmt([grid(r, split, "spiking", k, lp) for r in runs])
-        out[label] = entry
-        print(f"\n== {label} ({len(runs)} seeds {entry['seeds']}; wall per run {entry['wall_s']} s)")
-        for split in ("dev", "test"):
-            print(f"  {split}: source {entry[split]['ann_acc']}")
-            print("     K   analog         " + "".join(f"L={lp:<14s}" for lp in loops))
-            for k in ks:
-                row = "".join(f"{entry[split][f'K={k} L={lp}']:16s}" for lp in loops)
-                print(f"  {k:>4s}   {entry[split][f'K={k} analog']:15s}{row}")
-    out["paper_layout"] = paper_layout(data, k_paper, loops_paper)
-    if png is not None:
-        draw(data, png)
-    return out
-
-
-def paper_layout(data: dict, k: str, loops: str) -> dict:
-    """Appendix A.4's row (RNN, converted SNN, surrogate SNN, ReLU-RNN -> SNN) at K steps per word and
-    L loops, mean +- std over seeds, for dev and test."""
-    runs = data["runs"]
-    columns = {
-        "RNN": ("rnn_t", None),
-        "converted SNN": ("rnn_t", "spiking"),
-        "surrogate SNN": ("spiking_rnn", "spiking"),
-        "ReLU-RNN -> SNN": ("rnn_relu", "spiking"),
-        "ReLU-RNN": ("rnn_relu", None),
-    }
-    table = {}
-    for split in ("dev", "test"):
-        row = {}
-        for name, (label, readout) in columns.items():
-            if label not in runs:
-                continue
-            seeds = list(runs[label].values())
-            if readout is None:
-                row[name] = fmt([r[split]["ann_acc"] for r in seeds])
-            else:
-                row[name] = fmt([grid(r, split, readout, k, loops) for r in seeds])
-                if label != "spiking_rnn":  # the conversion loss, paired per seed
-                    losses = [r[split]["ann_acc"] - grid(r, split, readout, k, loops) for r in seeds]
-                    row[f"{name} loss"] = fmt(losses)
-        table[split] = row
-    print(f"\n== the paper's layout at K = {k} steps per word, L = {loops} loops (mean +- std over seeds)")
-    for split, row in table.items():
-        print(f"  {split}: " + " | ".join(f"{n} {v}" for n, v in row.items()))
-    return {"K": int(k), "L": int(loops), **table}
-
-
-def draw(data: dict, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = list(data["runs"])
-    fig, axes = plt.subplots(1, len(labels), figsize=(5 * len(labels), 4), squeeze=False)
-    for ax, label in zip(axes[0], labels, strict=True):
-        runs = list(data["runs"][label].values())
-        ks = list(runs[0]["test"]["analog_acc"])
-        loops = list(next(iter(runs[0]["test"]["spiking_acc"].values())))
-        x = [int(k) for k in ks]
-        src = mean_std([r["test"]["ann_acc"] for r in runs])[0]
-        ax.axhline(src, color="k", ls="--", lw=1, label=f"source {src:.1f}%")
-        ys = [mean_std([grid(r, "test", "analog", k, None) for r in runs])[0] for k in ks]
-        ax.plot(x, ys, "o-", color="k", label="SNN, analog readout")
-        for i, lp in enumerate(loops):
-            ys = [mean_std([grid(r, "test", "spiking", k, lp) for r in runs])[0] for k in ks]
-            ax.plot(x, ys, ".-", color=plt.cm.viridis(i / max(len(loops) - 1, 1)), label=f"SNN, spiking, L={lp}")
-        ax.set(xscale="log", xlabel="SNN steps per word K", ylabel="test accuracy (%)", title=label)
-        ax.set_xticks(x, [str(v) for v in x])
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png, dpi=120)
-    print(f"\nwrote {png}")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="configs/sst/<config>.yaml")
@@ -274,13 +168,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the runs (default: torch's)")
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "rnn_study")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--summary", action="store_true", help="print the tables of --out and draw its PNG")
-    parser.add_argument("--paper-k", default="4", help="with --summary: K of the paper-layout table")
-    parser.add_argument("--paper-loops", default="16", help="with --summary: L of the paper-layout table")
+    parser.add_argument("--summary", action="store_true", help="print docs/RNN.md's tables of --out, draw its PNG")
     args = parser.parse_args(argv)
     if args.summary:
-        result = summary(load(args.out), args.out.with_suffix(".png"), args.paper_k, args.paper_loops)
-        args.out.with_name(args.out.stem + "_summary.json").write_text(json.dumps(result, indent=1) + "\n")
+        from render import Page
+        from sections import rnn
+
+        data, page = load(args.out), Page(args.out.parent)
+        refs = json.loads((REPO / "docs" / "paper_numbers.json").read_text())
+        print(rnn.paper_layout(page, data, refs), rnn.loss(page, data), rnn.accuracy_grid(page, data), sep="\n\n")
+        rnn.draw(data, args.out.with_suffix(".png"))
         return
     if not args.config:
         parser.error("give --config (or --summary)")

@@ -6,9 +6,9 @@ scale is about 1 even at T = 200; with threshold ReLU the shift helps a lot at T
 hurts at long T. This script sweeps ``snn.shift_scale`` on two trained networks (e.g. the
 plain-ReLU and threshold-ReLU runs of docs/REPRODUCE.md, Lightning checkpoints of train.py) with
 the paper's bias shift (one SNN per scale and T) and with the membrane shift (``scale x V_th/2``:
-the same charge, one simulation per scale for every T), checks both findings from the numbers, and
-writes ``docs/shift_scale.json``; its section of docs/RESULTS.md and ``docs/shift_scale.png`` are
-rendered from it by ``python benchmarks/render.py``.
+the same charge, one simulation per scale for every T), and writes ``docs/shift_scale.json``; its
+tables in docs/RESULTS.md and ``docs/shift_scale.png`` are rendered from it by ``python benchmarks/render.py``
+(the findings read from them are hand text there).
 
     python benchmarks/shift_scale.py --relu-ckpt runs/repro_vgg16_relu/checkpoints/last.ckpt \\
         --threshold-ckpt runs/repro_vgg16_t/checkpoints/last.ckpt --test-samples 1000
@@ -151,7 +151,7 @@ def paired_se(a: str, b: str) -> float:
 
 
 def summarise(state: dict, args, n_batches: int) -> dict:
-    """Accuracies per (network, mode, scale, T) and the paired standard errors the findings use."""
+    """Accuracies per (network, mode, scale, T) and each setting's per-image outcomes."""
     out = {}
     for net, entry in state["networks"].items():
         if "ann" not in entry:
@@ -177,75 +177,6 @@ def _diff(r: dict, mode: str, a: float, b: float, t: int) -> tuple[float, float]
     return accuracy(y) - accuracy(x), paired_se(x, y)
 
 
-def best_scale(r: dict, mode: str, t: int, scales: list[float]) -> tuple[float, list[float]] | None:
-    """The scale with the best accuracy at T, and every scale within two paired standard errors of it."""
-    accs = {s: accuracy(r["bits"][(mode, s, t)]) for s in scales if (mode, s, t) in r["bits"]}
-    if len(accs) < len(scales):
-        return None
-    best = max(accs, key=lambda s: (accs[s], -abs(s - 1)))  # a tie goes to the scale nearest 1
-    tied = [
-        s for s in scales if accs[best] - accs[s] <= 2 * paired_se(r["bits"][(mode, s, t)], r["bits"][(mode, best, t)])
-    ]
-    return best, tied
-
-
-def findings(summary: dict, args) -> list[str]:
-    """The paper's two findings (section 7.2, Fig. 3B-D), each checked on the bias shift (the paper's
-    sweep) and, beside it, the membrane shift."""
-    lines = []
-    short, long = min(args.timesteps), max(args.timesteps)
-    for mode in args.modes:
-        lines += ["", f"**{MODES[mode].split(':')[0]}**", ""]
-        r = summary.get("relu")
-        if r is not None and all(best_scale(r, mode, t, args.scales) for t in args.timesteps):
-            per_t = {t: best_scale(r, mode, t, args.scales) for t in args.timesteps}
-            unresolved = [t for t, (_, tied) in per_t.items() if len(tied) == len(args.scales)]
-            one_ok = [t for t, (_, tied) in per_t.items() if 1.0 in tied]
-            d0 = _diff(r, mode, 0.0, 1.0, long)
-            if long in unresolved:
-                verdict = f"cannot tell: every scale is within noise of the best at T = {long}"
-            elif long not in one_ok:
-                verdict = "does not hold"
-            else:
-                verdict = "holds" if len(one_ok) == len(args.timesteps) else "partly (at long T, not at every T)"
-            lines.append(
-                f"1. Plain ReLU, the optimal scale is about 1 even at long T: **{verdict}**. Best scale (accuracy) and "
-                "the scales within two paired standard errors of it: "
-                + "; ".join(
-                    f"T = {t}: {b:g} ({_acc(r, mode, b, t):.2f}%), within noise {', '.join(f'{s:g}' for s in tied)}"
-                    for t, (b, tied) in per_t.items()
-                )
-                + f". At T = {long}, scale 1 against no shift: {d0[0]:+.2f} points (paired s.e. {d0[1]:.2f})."
-            )
-        t = summary.get("threshold")
-        if t is not None:
-            gain, hurt = _diff(t, mode, 0.0, 1.0, short), _diff(t, mode, 0.0, 1.0, long)
-            if gain is not None and hurt is not None:
-                helps = gain[0] > 2 * gain[1]
-                hurts = hurt[0] < -2 * hurt[1]
-                neutral = abs(hurt[0]) <= 2 * hurt[1]
-                verdict = "holds" if helps and hurts else ("partly" if helps or hurts else "does not hold")
-                lines.append(
-                    f"2. Threshold ReLU, the shift (scale 1 against 0) helps a lot at T = {short}, slightly hurts at "
-                    f"long T: **{verdict}**. T = {short}: {gain[0]:+.2f} points (paired s.e. {gain[1]:.2f}: "
-                    f"{'helps' if helps else 'within noise' if gain[0] >= -2 * gain[1] else 'hurts'}); T = {long}: "
-                    f"{hurt[0]:+.2f} points (s.e. {hurt[1]:.2f}: "
-                    f"{'hurts' if hurts else 'within noise' if neutral else 'helps'})."
-                )
-                bests = {tt: best_scale(t, mode, tt, args.scales) for tt in args.timesteps}
-                if all(bests.values()):
-                    lines.append(
-                        "   Best scale by T: "
-                        + "; ".join(f"T = {tt}: {b:g} ({_acc(t, mode, b, tt):.2f}%)" for tt, (b, _) in bests.items())
-                        + "."
-                    )
-    return lines
-
-
-def _acc(r: dict, mode: str, scale: float, t: int) -> float:
-    return accuracy(r["bits"][(mode, scale, t)])
-
-
 def write_outputs(args, state: dict, out: Path, n_batches: int) -> None:
     summary = summarise(state, args, n_batches)
     stem = "shift_scale" + ("_tiny" if args.tiny else "")
@@ -261,14 +192,13 @@ def write_outputs(args, state: dict, out: Path, n_batches: int) -> None:
             }
             for net, r in summary.items()
         },
-        "paired_se": {  # scale 1 against 0 at every T, the findings' comparisons
+        "paired_se": {  # scale 1 against 0 at every T
             net: {
                 mode: {str(t): d[1] for t in args.timesteps if (d := _diff(r, mode, 0.0, 1.0, t))}
                 for mode in args.modes
             }
             for net, r in summary.items()
         },
-        "findings": findings(summary, args),
     }
     _atomic_write(out / f"{stem}.json", json.dumps(payload, indent=2))
     print(f"wrote {out / stem}.json; render docs/RESULTS.md (its tables and plot) with python benchmarks/render.py")
@@ -334,7 +264,6 @@ def main() -> None:
         print(f"== {net}: {hp.arch} width {hp.width}", flush=True)
         sweep(args, net, module, entry, save, calib_x, test_batches)
         write_outputs(args, state, out, len(test_batches))
-    print("\n".join(findings(summarise(state, args, len(test_batches)), args)))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ layer closest to the fully connected readout). Mean +- sample std over the seeds
 
 from __future__ import annotations
 
-from rnn_study import grid, mean_std
+import math
+from pathlib import Path
 
 from sections import table
 
@@ -167,8 +168,6 @@ def cost(page, data: dict) -> str:
 def figure(page, data: dict) -> str:
     name = "rnn_study.png"
     if page.figures is not None:
-        from rnn_study import draw
-
         draw(data, page.figures / name)
     return f"![test accuracy against steps per word K and loops L]({name})"
 
@@ -208,43 +207,41 @@ def error_sources(page, errors: dict) -> str:
     return intro + table(header, rows)
 
 
-def _loss_ms(data: dict, label: str, split: str, readout: str, k: str, loops: str | None) -> tuple[float, float]:
-    return mean_std([r[split]["ann_acc"] - grid(r, split, readout, k, loops) for r in _runs(data, label)])
+def mean_std(values: list[float]) -> tuple[float, float]:
+    m = sum(values) / len(values)
+    s = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else float("nan")
+    return m, s
 
 
-def findings(page, data: dict) -> str:
-    """The comparisons the issue asks for, computed from the JSON (mean over seeds; dev and test)."""
-    k, loops, ks = paper_k(data), _loops(data)[-1], _ks(data)
-    lines = []
-    if _runs(data, "rnn_t"):
-        for split in ("dev", "test"):
-            spiking, analog = (
-                _loss_ms(data, "rnn_t", split, "spiking", k, loops),
-                _loss_ms(data, "rnn_t", split, "analog", k, None),
-            )
-            lines.append(
-                f"- Threshold-ReLU RNN -> SNN, {split}, K = {k}: the SNN is {spiking[0]:.2f} points below its RNN with "
-                f"the looped output layer (L = {loops}), {analog[0]:.2f} with the analog readout "
-                f"({'within' if spiking[0] <= 1.0 else 'not within'} 1 point with the looped layer)."
-            )
-        within = [x for x in ks if _loss_ms(data, "rnn_t", "dev", "spiking", x, loops)[0] <= 1.0]
-        lines.append(
-            f"- K with the threshold-ReLU SNN within 1 point of its RNN on dev (L = {loops}): "
-            f"{', '.join(within) if within else 'none'}."
-        )
-    if _runs(data, "rnn_relu"):
-        small = ks[0]
-        within = [x for x in ks if _loss_ms(data, "rnn_relu", "dev", "spiking", x, loops)[0] <= 1.0]
-        lines.append(
-            f"- Plain-ReLU RNN -> SNN: {_loss_ms(data, 'rnn_relu', 'test', 'spiking', small, loops)[0]:.2f} points "
-            f"below its RNN on test at K = {small}, {_loss_ms(data, 'rnn_relu', 'test', 'spiking', k, loops)[0]:.2f} "
-            f"at K = {k}; within 1 point on dev from K = {within[0] if within else 'never'} (L = {loops})."
-        )
-    if _runs(data, "rnn_t") and _runs(data, "spiking_rnn"):
-        for split in ("dev", "test"):
-            conv = mean_std([grid(r, split, "spiking", k, loops) for r in _runs(data, "rnn_t")])[0]
-            sur = mean_std([grid(r, split, "spiking", k, loops) for r in _runs(data, "spiking_rnn")])[0]
-            lines.append(
-                f"- Converted minus surrogate-trained SNN, {split}, K = {k}, L = {loops}: {conv - sur:+.2f} points."
-            )
-    return "\n".join(lines)
+def grid(run: dict, split: str, readout: str, k: str, loops: str | None) -> float:
+    acc = run[split][f"{readout}_acc"][k]
+    return acc[loops] if loops is not None else acc
+
+
+def draw(data: dict, png: Path) -> None:
+    """Test accuracy against K, one panel per label (analog, and spiking at every L)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(data["runs"])
+    fig, axes = plt.subplots(1, len(labels), figsize=(5 * len(labels), 4), squeeze=False)
+    for ax, label in zip(axes[0], labels, strict=True):
+        runs = list(data["runs"][label].values())
+        ks = list(runs[0]["test"]["analog_acc"])
+        loops = list(next(iter(runs[0]["test"]["spiking_acc"].values())))
+        x = [int(k) for k in ks]
+        src = mean_std([r["test"]["ann_acc"] for r in runs])[0]
+        ax.axhline(src, color="k", ls="--", lw=1, label=f"source {src:.1f}%")
+        ys = [mean_std([grid(r, "test", "analog", k, None) for r in runs])[0] for k in ks]
+        ax.plot(x, ys, "o-", color="k", label="SNN, analog readout")
+        for i, lp in enumerate(loops):
+            ys = [mean_std([grid(r, "test", "spiking", k, lp) for r in runs])[0] for k in ks]
+            ax.plot(x, ys, ".-", color=plt.cm.viridis(i / max(len(loops) - 1, 1)), label=f"SNN, spiking, L={lp}")
+        ax.set(xscale="log", xlabel="SNN steps per word K", ylabel="test accuracy (%)", title=label)
+        ax.set_xticks(x, [str(v) for v in x])
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+    print(f"\nwrote {png}")

@@ -1,6 +1,5 @@
 """docs/RESULTS.md's shift-size section (the paper's Fig. 3B-D) from docs/shift_scale.json
-(benchmarks/shift_scale.py), and its figure. The findings' verdicts are in the JSON: the study computes
-them from each image's outcome (paired standard errors), which the JSON does not keep."""
+(benchmarks/shift_scale.py), and its figure; the findings read from them are hand text in the page."""
 
 from __future__ import annotations
 
@@ -108,7 +107,3 @@ def _plot(payload: dict, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def findings(page, payload: dict) -> str:
-    return "\n".join(payload["findings"]).strip("\n")
