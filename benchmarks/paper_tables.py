@@ -6,13 +6,13 @@ threshold-ReLU network (``_t``) -- at one CPU-scale width and epoch budget (:dat
 is converted again by ``train.py test --ckpt_path`` with the other configs of its ANN (``_s`` from
 the ReLU run; ``_ts`` and ``_ts_constant`` from the threshold run), so the losses against both ANNs
 and the T = 400..600 averages come from the same runs. This script collects their
-``snn_results.json`` into ``docs/reproduce.json`` (the accuracy numbers only) and writes the
-"ours" cells of docs/REPRODUCE.md; the RESULTS.md sections in the paper's layouts (Tables 2 and 4)
-are rendered from the JSON by ``python benchmarks/render.py`` (benchmarks/sections/paper_tables.py).
+``snn_results.json`` into ``docs/reproduce.json`` (the accuracy numbers only); docs/REPRODUCE.md's "ours"
+cells and the RESULTS.md sections in the paper's layouts (Tables 2 and 4) are rendered from it by
+``python benchmarks/render.py`` (benchmarks/sections/paper_tables.py).
 
-    python benchmarks/paper_tables.py --runs runs/repro/results      # after the runs: collect + REPRODUCE.md
-    python benchmarks/paper_tables.py                                # REPRODUCE.md only, from docs/reproduce.json
-    python benchmarks/render.py docs/RESULTS.md
+    python benchmarks/paper_tables.py --runs runs/repro/results      # after the runs: collect, print
+    python benchmarks/paper_tables.py                                # print docs/reproduce.json's runs
+    python benchmarks/render.py docs/REPRODUCE.md docs/RESULTS.md
 
 The runs themselves (one command each, the CPU-scale overrides in :data:`SCALE`) are listed in
 docs/REPRODUCE.md.
@@ -24,7 +24,7 @@ import argparse
 import json
 from pathlib import Path
 
-from sections.paper_tables import NETWORKS, average, get
+from sections.paper_tables import NETWORKS
 from study import REPO  # before lightning_snn: it puts this checkout ahead of any installed one on sys.path
 
 from lightning_snn.results import read_results
@@ -45,7 +45,7 @@ SCALE = {
     "loader_workers": "1 (the VGG-16 ReLU run: 2 for its first 4 epochs, resumed from their checkpoint with 1)",
 }
 #: Networks run at a smaller scale than :data:`SCALE` (CPU time), with the settings that differ: their
-#: commands use them, and their numbers carry the mark :data:`REDUCED_MARK` instead of :data:`MARK`.
+#: commands use them, and the docs mark their numbers (sections/paper_tables.py: ``REDUCED_MARK``).
 REDUCED = {"cifarnet": {"epochs": 3, "relu_warmup_epochs": 1, "test_images": 200}}
 
 
@@ -117,77 +117,6 @@ def collect(runs: Path) -> dict:
     return out
 
 
-# ---- docs/REPRODUCE.md's "ours" cells ----------------------------------------------------------------------
-
-MARK = "†"
-REDUCED_MARK = "‡"
-
-
-def mark(payload: dict, net: str) -> str:
-    """The mark beside a network's numbers: its scale (a reduced one is said in the doc)."""
-    return REDUCED_MARK if net in payload.get("reduced", {}) else MARK
-
-
-def _loss(relu: dict, r: dict, snn: float, sign: str = MARK) -> str:
-    outside = relu["ann_acc"] - snn
-    if r.get("threshold_clip_on") is True:
-        return f"{outside:.2f} ({r['ann_acc'] - snn:.2f}){sign}"
-    return f"{outside:.2f}{sign}"
-
-
-def table1_cells(payload: dict, net: str, row: str, t: str) -> tuple[str, str] | None:
-    """(accuracy, loss) of one Table 1 row (``Our Work-k-TS`` at T, ``-T`` over 400-600, ``-S`` at 512)."""
-    relu = get(payload, net, "relu")
-    kind = row.rsplit("-", 1)[1]
-    r = get(payload, net, {"TS": "ts", "T": "t", "S": "s"}[kind])
-    if relu is None or r is None:
-        return None
-    sign = mark(payload, net)
-    if t == "400-600":
-        a = r.get("average_over")
-        if not a:
-            return None
-        return f"{a['mean_acc']:.2f} ± {a['std_acc']:.2f}{sign}", _loss(relu, r, a["mean_acc"], sign)
-    snn = r["snn_acc"].get(t)
-    return (f"{snn:.2f}{sign}", _loss(relu, r, snn, sign)) if snn is not None else None
-
-
-SECTION_NET = {
-    "CIFAR-10 + CIFARNet": "cifarnet",
-    "CIFAR-10 + VGG-16": "vgg16",
-    "CIFAR-10 + ResNet-20": "resnet20",
-    "Table 4: VGG-16 on CIFAR-10": "vgg16",
-    "Table 4: ResNet-20 on CIFAR-10": "resnet20",
-}
-
-
-def fill_reproduce(text: str, payload: dict) -> str:
-    """docs/REPRODUCE.md with the CIFAR-10 "ours" cells of Tables 1, 2 and 4 filled from ``payload``.
-    Idempotent: a filled cell is rewritten from the numbers, never appended to."""
-    out, section = [], None
-    for line in text.split("\n"):
-        if line.startswith("### "):
-            section = line[4:].strip()
-        cells = line.split(" | ")
-        net = SECTION_NET.get(section)
-        if net and line.startswith("| Our Work-") and section.startswith("CIFAR-10 +") and len(cells) == 7:
-            got = table1_cells(payload, net, cells[0][2:], cells[1])
-            if got:
-                cells[5], cells[6] = got[0], got[1] + " |"
-        elif net and line.startswith("| Our Work-") and section.startswith("Table 4") and len(cells) == 5:
-            relu, r = get(payload, net, "relu"), get(payload, net, cells[0].rsplit("-", 1)[1].lower())
-            if relu is not None and r is not None and cells[1] in r["snn_acc"]:
-                cells[4] = _loss(relu, r, r["snn_acc"][cells[1]], mark(payload, net)) + " |"
-        elif section == "Table 2 (CIFAR-10)" and len(cells) == 5 and cells[0][2:] in NETWORKS.values():
-            key = next(k for k, v in NETWORKS.items() if v == cells[0][2:])
-            run = {"ReLU": "relu", "ReLU+threshold": "t", "ReLU+threshold+shift": "ts_constant"}[cells[1]]
-            got = average(get(payload, key, run))
-            if got != "—":
-                cells[4] = f"{got}{mark(payload, key)} |"
-        out.append(" | ".join(cells))
-    return "\n".join(out)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", default=None, help="folder of the runs' <net>_<run>.json: collect them first")
@@ -208,9 +137,7 @@ def main() -> None:
             f"{key}: {variant(r)}, ANN {r['ann_acc']:.2f}%, "
             + ", ".join(f"T{t} {a:.2f}" for t, a in r["snn_acc"].items())
         )
-    doc = out / "REPRODUCE.md"
-    doc.write_text(fill_reproduce(doc.read_text(), payload))
-    print(f"rewrote {doc}; render docs/RESULTS.md's tables with python benchmarks/render.py")
+    print("render docs/REPRODUCE.md's and docs/RESULTS.md's tables with python benchmarks/render.py")
 
 
 if __name__ == "__main__":

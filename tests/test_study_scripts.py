@@ -371,8 +371,9 @@ def test_results_doc_labels_each_network_and_sets_a_check_beside_its_own_network
     assert "The paper's Tables 2 and 4 at CPU scale" in doc
 
 
-def test_reproduce_cells_are_filled_from_the_runs_and_refilled_not_appended(monkeypatch):
+def test_reproduce_cells_are_rendered_from_the_runs_beside_the_papers_numbers(monkeypatch):
     pt = _load_script(monkeypatch, "paper_tables")
+    import sections.paper_tables as sections
 
     def run(ann, snn, clip, shift="none", avg=None):
         r = {"ann_acc": ann, "snn_acc": {str(t): a for t, a in snn.items()}, "threshold_clip_on": clip,
@@ -389,23 +390,22 @@ def test_reproduce_cells_are_filled_from_the_runs_and_refilled_not_appended(monk
         "vgg16_ts": run(51.0, ts, True, "bias"),
         "vgg16_ts_constant": run(51.0, {600: 50.5}, True, "constant", avg=(50.5, 0.0)),
     }}  # fmt: skip
-    doc = (REPO / "docs" / "REPRODUCE.md").read_text()
-    filled = pt.fill_reproduce(doc, payload)
-    vgg = filled.split("### CIFAR-10 + VGG-16")[1].split("###")[0]
-    assert "| 40.00† | 10.00 (11.00)† |" in vgg  # TS at T = 16: 50 - 40 against the ReLU ANN, 51 - 40 its own
+    refs = json.loads((REPO / "docs" / "paper_numbers.json").read_text())
+    t1 = sections.reproduce_table1(None, payload, refs)
+    vgg = t1.split("### CIFAR-10 + VGG-16")[1].split("###")[0]
+    assert "| 92.29 | -0.2 (0.05) | 40.00† | 10.00 (11.00)† |" in vgg  # TS at T = 16: 50 - 40 against the ReLU ANN
     assert "| 50.88 ± 0.12† | -0.88 (0.12)† |" in vgg  # T over 400..600
     assert "| 49.75† | 0.25† |" in vgg  # S at 512: its ANN is the ReLU one
-    t2 = filled.split("### Table 2 (CIFAR-10)")[1].split("###")[0]
-    assert "| 49.50 ± 0.25† |" in t2 and "| 50.50 ± 0.00† |" in t2
-    t4 = filled.split("### Table 4: VGG-16 on CIFAR-10")[1].split("###")[0]
+    t2 = sections.reproduce_table2(None, payload, refs)
+    assert "| 91.82 ± 0.09 | 49.50 ± 0.25† |" in t2 and "| 50.50 ± 0.00† |" in t2
+    t4 = sections.reproduce_table4(None, payload, refs).split("### Table 4: ResNet-20 on CIFAR-10")[0]
     assert "| 29.71 | 20.00† |" in t4 and "| 0.06 (0.31) | 3.00 (4.00)† |" in t4
-    assert pt.fill_reproduce(filled, payload) == filled  # idempotent
-    section = "### CIFAR-10 + CIFARNet"
-    assert filled.split(section)[1].split("###")[0] == doc.split(section)[1].split("###")[0]  # no run: cells kept
+    cifar = t1.split("### CIFAR-10 + CIFARNet")[1].split("###")[0]
+    assert cifar.count("| — | — |") == 6  # no run: no number
     # a network run at a smaller scale carries its own mark, in every table, and its commands use its scale
     payload["runs"].update({"cifarnet_relu": run(40.0, {512: 39.0}, False), "cifarnet_ts": run(41.0, ts, True, "bias")})
     payload["reduced"] = {"cifarnet": pt.REDUCED["cifarnet"]}
-    cifar = pt.fill_reproduce(doc, payload).split("### CIFAR-10 + CIFARNet")[1].split("###")[0]
+    cifar = sections.reproduce_table1(None, payload, refs).split("### CIFAR-10 + CIFARNet")[1].split("###")[0]
     assert "| 40.00‡ | 0.00 (1.00)‡ |" in cifar and "†" not in cifar
     epochs, images = pt.REDUCED["cifarnet"]["epochs"], pt.REDUCED["cifarnet"]["test_images"]
     assert f"--trainer.max_epochs {epochs} " in pt.fit_command("cifarnet", "t")
