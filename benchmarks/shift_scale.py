@@ -23,15 +23,13 @@ the two disagree), not against a rule of thumb.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import time
 from pathlib import Path
 
 import torch
 from sections.shift_scale import MODES, NETWORKS
-from study import evaluation_images, fit_quietly, portable, sha256
+from study import StudyState, evaluation_images, fit_quietly, portable, sha256, write_json
 
 from lightning_snn.checkpoints import load_checkpoint
 from lightning_snn.conversion import calibrate_thresholds
@@ -43,11 +41,6 @@ SCALES = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
 TIMESTEPS = [16, 32, 64, 200]
 #: Settings that must not change between the sittings of one sweep.
 STATE_KEYS = ("test_samples", "calibration_samples", "batch_size", "scales", "timesteps")
-
-
-def load_network(path: Path) -> ConversionModule:
-    module = ConversionModule.load_from_checkpoint(str(path), map_location="cpu")
-    return module.eval()
 
 
 def trained_epochs(path: Path) -> int | None:
@@ -71,21 +64,6 @@ def tiny_networks(args, work: Path) -> dict[str, Path]:
             trainer.save_checkpoint(path)
         paths[net] = path
     return paths
-
-
-def load_state(args, path: Path, checkpoints: dict[str, Path]) -> dict:
-    setup = {k: getattr(args, k) for k in STATE_KEYS}
-    setup["sha256"] = {net: sha256(p) for net, p in checkpoints.items()}
-    if not path.exists():
-        return {"setup": setup, "networks": {}}
-    state = json.loads(path.read_text())
-    if state["setup"] != setup:
-        diff = {k: (state["setup"].get(k), v) for k, v in setup.items() if state["setup"].get(k) != v}
-        raise SystemExit(
-            f"{path} holds a sweep with other settings or networks {diff} (stored, asked): rerun with the stored "
-            "settings to go on, or pass another --work-dir."
-        )
-    return state
 
 
 def _bits(correct: torch.Tensor) -> str:
@@ -177,18 +155,18 @@ def _diff(r: dict, mode: str, a: float, b: float, t: int) -> tuple[float, float]
     return accuracy(y) - accuracy(x), paired_se(x, y)
 
 
-def write_outputs(args, state: dict, out: Path, n_batches: int) -> None:
-    summary = summarise(state, args, n_batches)
+def write_outputs(args, state: StudyState, out: Path, n_batches: int) -> None:
+    summary = summarise(state.data, args, n_batches)
     stem = "shift_scale" + ("_tiny" if args.tiny else "")
     payload = {
         "args": portable(args),
-        "setup": state["setup"],
+        "setup": state.data["recipe"],
         "networks": {
             net: {
                 "ann_acc": r["ann_acc"],
                 "snn_acc": r["acc"],
                 "meta": r["meta"],
-                "seconds": state["networks"][net].get("seconds", {}),
+                "seconds": state.data["networks"][net].get("seconds", {}),
             }
             for net, r in summary.items()
         },
@@ -200,14 +178,8 @@ def write_outputs(args, state: dict, out: Path, n_batches: int) -> None:
             for net, r in summary.items()
         },
     }
-    _atomic_write(out / f"{stem}.json", json.dumps(payload, indent=2))
+    write_json(out / f"{stem}.json", payload)
     print(f"wrote {out / stem}.json; render docs/RESULTS.md (its tables and plot) with python benchmarks/render.py")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -241,28 +213,25 @@ def main() -> None:
         if not (args.relu_ckpt and args.threshold_ckpt):
             p.error("give --relu-ckpt and --threshold-ckpt (Lightning checkpoints of train.py), or --tiny")
         checkpoints = {"relu": Path(args.relu_ckpt), "threshold": Path(args.threshold_ckpt)}
-    state_path = work / "shift_scale_state.json"
-    state = load_state(args, state_path, checkpoints)
-
-    def save() -> None:
-        _atomic_write(state_path, json.dumps(state))
-
+    setup = {k: getattr(args, k) for k in STATE_KEYS}
+    setup["sha256"] = {net: sha256(p) for net, p in checkpoints.items()}
+    state = StudyState(work / "shift_scale_state.json", setup)  # a sweep with other settings is refused by name
     calib_x, test_batches = evaluation_images(args)
     for net, ckpt in checkpoints.items():
-        module = load_network(ckpt)
+        module = ConversionModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
         hp = module.hparams
         clip = [bool(m.threshold_enabled) for m in module.model.modules() if hasattr(m, "threshold_enabled")]
         expect = net == "threshold"
         if clip and all(clip) != expect:
             raise SystemExit(f"{ckpt}: the {NETWORKS[net]} has threshold ReLUs clipping={all(clip)}; swap the two?")
-        entry = state["networks"].setdefault(net, {})
+        entry = state.entry("networks", net)
         entry["meta"] = {
             "arch": hp.arch, "width": hp.width, "activation": hp.activation,
             "epochs": trained_epochs(ckpt),
             "checkpoint": portable(argparse.Namespace(c=str(Path(ckpt).resolve())))["c"],
         }  # fmt: skip
         print(f"== {net}: {hp.arch} width {hp.width}", flush=True)
-        sweep(args, net, module, entry, save, calib_x, test_batches)
+        sweep(args, net, module, entry, state.save, calib_x, test_batches)
         write_outputs(args, state, out, len(test_batches))
 
 
