@@ -205,13 +205,23 @@ def _rows(payload: dict) -> list[dict]:
     return sorted(_int_keys(payload)["results"].values(), key=lambda r: r["width"])
 
 
-def _missing(r: dict) -> str:
-    return "not convertible" if r.get("error") else "pending"
+def _cell(r: dict, shift: str, t: int, loss: bool = True) -> str:
+    """A width study's loss (or SNN accuracy) cell: '-' where that T was not run, or why there is no number."""
+    accs = r["snn_acc"].get(shift)
+    if accs is None:
+        return "not convertible" if r.get("error") else "pending"
+    x = _loss(r, shift, t) if loss else accs.get(t)
+    return "-" if x is None else f"{x:+.2f}" if loss else f"{x:.2f}"
 
 
-def _label(shift: str) -> str:
-    """A width variant's short name: T, TS, TS-membrane."""
-    return WIDTH_VARIANTS[shift].split(":")[0]
+def width_loss(page, payload: dict, loss: bool = True) -> str:
+    rows = [[f"{r['width']:g}", label, *(_cell(r, shift, t, loss) for t in TIMESTEPS)]
+            for r in _rows(payload) for shift, label in WIDTH_VARIANTS.items()]  # fmt: skip
+    return table(["width", "variant", *(f"T={t}" for t in TIMESTEPS)], rows)
+
+
+def width_accuracy(page, payload: dict) -> str:
+    return width_loss(page, payload, loss=False)
 
 
 def width_command_line(payload: dict) -> str:
@@ -294,43 +304,15 @@ def width_sources(page, payload: dict) -> str:
     return table(["width", "parameters", "ANN test acc", "training time", "checkpoint sha256"], rows)
 
 
-def width_loss(page, payload: dict) -> str:
-    rows = []
-    for r in _rows(payload):
-        for shift, label in WIDTH_VARIANTS.items():
-            cells = [
-                f"{x:+.2f}" if (x := _loss(r, shift, t)) is not None
-                else (_missing(r) if r["snn_acc"].get(shift) is None else "-")
-                for t in TIMESTEPS
-            ]  # fmt: skip
-            rows.append([f"{r['width']:g}", label, *cells])
-    return table(["width", "variant", *(f"T={t}" for t in TIMESTEPS)], rows)
-
-
-def width_accuracy(page, payload: dict) -> str:
-    rows = []
-    for r in _rows(payload):
-        for shift, label in WIDTH_VARIANTS.items():
-            accs = r["snn_acc"].get(shift)
-            cells = [(f"{accs[t]:.2f}" if t in accs else "-") if accs is not None else _missing(r) for t in TIMESTEPS]
-            rows.append([f"{r['width']:g}", label, *cells])
-    return table(["width", "variant", *(f"T={t}" for t in TIMESTEPS)], rows)
-
-
 def width_against(page, payload: dict, refs: dict) -> str:
     """The loss at the summary T by width beside the paper's full-width numbers, and the figure
     (``<json stem>.png``: the same losses against width and against the ANN's accuracy)."""
     rows, (full, paper_acc) = _rows(payload), _paper(refs)
     out = []
     for r in rows:
-        for shift, label in WIDTH_VARIANTS.items():
-            accs = r["snn_acc"].get(shift)
-            cells = [
-                f"{x:+.2f}" if (x := _loss(r, shift, t)) is not None else (_missing(r) if accs is None else "-")
-                for t in SUMMARY_T
-            ]
-            acc = f"{r['ann_acc']:.1f}%" if r["ann_acc"] is not None else "pending"
-            out.append([f"{r['width']:g}", acc, label, *cells])
+        acc = f"{r['ann_acc']:.1f}%" if r["ann_acc"] is not None else "pending"
+        out += [[f"{r['width']:g}", acc, label, *(_cell(r, shift, t) for t in SUMMARY_T)]
+                for shift, label in WIDTH_VARIANTS.items()]  # fmt: skip
     for shift, paper in full.items():
         out.append(["1 (paper)", f"{paper_acc:.1f}%", WIDTH_VARIANTS[shift], *(f"{paper[t]:+.2f}" if t in paper
                     else "-" for t in SUMMARY_T)])  # fmt: skip
