@@ -274,21 +274,14 @@ def width_setup(page, payload: dict) -> str:
 
 def _where_lines(rows: list[dict]) -> list[str]:
     """Where the numbers were computed: the simulations' processors, and where the thresholds and ANN
-    accuracies were (a study may train and calibrate on a CPU and simulate on a GPU)."""
+    accuracies were (a study may train and calibrate on a CPU and simulate on a GPU: fidelity.py's docstring
+    says how; the page says so in hand text where a study did)."""
     sims = sorted({d for r in rows for ds in (r.get("sim_devices") or {}).values() for d in ds})
     prep = sorted({r["prepared_on"] for r in rows if r.get("prepared_on")})
     if not sims:
         return []
     text = f"- Simulations ran on {' and '.join(sims)} (float32; on a GPU with TF32 off)"
-    text += f"; thresholds and ANN accuracies on {' and '.join(prep)}." if prep else "."
-    if any(not d.startswith("cpu") for d in sims):
-        text += (
-            " The networks were trained by the command above with `--train-only` on the CPU, then simulated by "
-            "it with `--device cuda --data-dir <folder>` on the GPU machine, whose folder held the first test "
-            "images and a stub train.npz (`python benchmarks/make_cifar_subset.py --src ../shared/data/cifar10 "
-            "--out .device_data/width_test --train 16 --test 2000`)."
-        )
-    return [text]
+    return [text + (f"; thresholds and ANN accuracies on {' and '.join(prep)}." if prep else ".")]
 
 
 def width_sources(page, payload: dict) -> str:
