@@ -240,3 +240,51 @@ def train_one_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
         loss.backward()
         opt.step()
     return time.perf_counter() - t0
+
+
+# ---- what the speed studies share (simulation_speed.py, sparse_crossover.py, diagnostics_overhead.py) ----
+def cifar_images(data_dir: str, split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images of ``{split}.npz``, normalised as the data module does, and their labels."""
+    from lightning_snn.data import CIFAR10_MEAN, CIFAR10_STD, load_npz_split
+
+    images, labels = load_npz_split(Path(data_dir), split)
+    mean, std = torch.tensor(CIFAR10_MEAN).view(1, -1, 1, 1), torch.tensor(CIFAR10_STD).view(1, -1, 1, 1)
+    return (images[:n].float() / 255.0 - mean) / std, labels[:n]
+
+
+def interleaved(fns: dict, repeats: int, sync=lambda: None, warm: dict | None = None, log=None, skipped=None) -> dict:
+    """Warm each of ``fns`` up once (``warm[name]`` where given), then time them round-robin for
+    ``repeats`` rounds, the order rotated by one each round: on a shared machine a change of load
+    hits every one alike, so their ratios stay fair. Returns per name the lists ``wall``, ``cpu``
+    (process CPU time) and ``faults`` (minor page faults), and ``out`` (the last run's output).
+    With ``skipped`` (a dict), one whose warm-up fails (e.g. out of memory) is dropped, its error
+    recorded there; ``log`` prints each round."""
+    import resource
+
+    kept = []
+    for name, fn in fns.items():
+        try:
+            (warm or {}).get(name, fn)()
+            sync()
+            kept.append(name)
+        except (RuntimeError, MemoryError) as exc:
+            if skipped is None:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            skipped[name] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            print(f"NOTE: row {name} dropped: {skipped[name]}", flush=True)
+    res = {k: {"wall": [], "cpu": [], "faults": [], "out": None} for k in kept}
+    for i in range(repeats):
+        k = i % len(kept) if kept else 0
+        for name in kept[k:] + kept[:k]:
+            sync()
+            f0, t0, c0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.perf_counter(), time.process_time()
+            res[name]["out"] = fns[name]()
+            sync()
+            res[name]["wall"].append(time.perf_counter() - t0)
+            res[name]["cpu"].append(time.process_time() - c0)
+            res[name]["faults"].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+        if log:
+            log(f"  round {i + 1}/{repeats}: " + ", ".join(f"{n} {res[n]['wall'][-1]:.3f}s" for n in kept))
+    return res

@@ -1,6 +1,6 @@
 """docs/BENCHMARKS.md, issue 22: the fused IF update and the chunk rule from
-``benchmarks/simulation_speed.py`` runs (one JSON per configuration), the sparse study from
-``benchmarks/sparse_crossover.py`` (the layer sweep and the real-network test)."""
+``benchmarks/simulation_speed.py`` runs (one JSON per configuration), the IF update alone from
+``benchmarks/fused_update.py``, the sparse study from ``benchmarks/sparse_crossover.py``."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ def _config(run: dict) -> str:
 
 
 def _cpu(run: dict, key: str) -> float | None:
-    row = run["times_s"].get(key)
-    return None if row is None else row["cpu_median"]
+    return run["times_s"][key]["cpu_median"] if key in run["times_s"] else None
 
 
 def _x(value: float | None, fmt: str = ".2f") -> str:
@@ -26,37 +25,18 @@ def fused(page, *runs: dict) -> str:
     """Per configuration: ours vs T ANN forwards, fused vs eager, vs the engine before, the curve (CPU time)."""
     rows = []
     for run in runs:
-        r, checks = run["ratios_of_cpu_time"], run["checks"]
-        load = run["load_average"]
-        rows.append(
-            [
-                _config(run),
-                str(run["config"]["auto_time_chunk"]),
-                f"{_cpu(run, 'ours_auto'):.2f}",
-                f"{_cpu(run, 'ann_forward_x_T'):.2f}",
-                f"**{_x(r.get('ours_over_T_x_ann_forward'), '.3f')}**",
-                _x(r.get("fused_over_eager_time"), ".3f"),
-                _x(r.get("ours_over_before_time"), ".3f"),
-                f"{run['config']['old_auto_time_chunk']}",
-                _x(r.get("curve_one_pass_over_one_T_max_run"), ".3f"),
-                str(checks.get("fused_vs_eager", {}).get("bit_identical", "")),
-                f"{load['before'][0]:.1f} / {load['after'][0]:.1f}",
-            ]
-        )
-    header = [
-        "run (VGG-16, 1 thread)",
-        "auto chunk",
-        "ours CPU s",
-        "T x ANN CPU s",
-        "ours / T x ANN",
-        "fused / eager",
-        "ours / before",
-        "before's chunk",
-        "curve / one T_max run",
-        "fused == eager (bits)",
-        "load before / after",
-    ]
-    return table(header, rows)
+        r, cfg, load = run["ratios_of_cpu_time"], run["config"], run["load_average"]
+        rows.append([
+            _config(run), str(cfg["auto_time_chunk"]), f"{_cpu(run, 'ours_auto'):.2f}",
+            f"{_cpu(run, 'ann_forward_x_T'):.2f}", f"**{_x(r.get('ours_over_T_x_ann_forward'), '.3f')}**",
+            *(_x(r.get(k), ".3f") for k in ("fused_over_eager_time", "ours_over_before_time")),
+            str(cfg["old_auto_time_chunk"]), _x(r.get("curve_one_pass_over_one_T_max_run"), ".3f"),
+            str(run["checks"].get("fused_vs_eager", {}).get("bit_identical", "")),
+            f"{load['before'][0]:.1f} / {load['after'][0]:.1f}",
+        ])  # fmt: skip
+    header = "run (VGG-16, 1 thread)|auto chunk|ours CPU s|T x ANN CPU s|ours / T x ANN|fused / eager|ours / before|"
+    header += "before's chunk|curve / one T_max run|fused == eager (bits)|load before / after"
+    return table(header.split("|"), rows)
 
 
 def chunks(page, *runs: dict) -> str:
@@ -65,52 +45,31 @@ def chunks(page, *runs: dict) -> str:
     rows = []
     for run in runs:
         cfg = run["config"]
-        sweep = {c: _cpu(run, f"ours_chunk_{c}") for c in cfg["time_chunks"]}
-        sweep = {c: t for c, t in sweep.items() if t is not None}
+        sweep = {c: t for c in cfg["time_chunks"] if (t := _cpu(run, f"ours_chunk_{c}")) is not None}
         best_c = min(sweep, key=sweep.get)
         best, auto_c = sweep[best_c], cfg["auto_time_chunk"]
-        mb = cfg["batch_size"] * cfg["largest_activation_bytes_per_sample"] / 2**20
-        cells = [f"{sweep[c]:.2f} ({sweep[c] / best:.2f})" if c in sweep else "" for c in sweep_chunks]
         at_auto = sweep.get(auto_c)
-        rows.append(
-            [
-                _config(run),
-                f"{mb:g}",
-                *cells,
-                str(best_c),
-                str(auto_c),
-                _x(_cpu(run, "ours_auto") / best),
-                _x(None if at_auto is None else at_auto / best),
-            ]
-        )
-    header = [
-        "run (1 thread)",
-        "MB per step",
-        *(f"chunk {c}" for c in sweep_chunks),
-        "best",
-        "auto",
-        "auto row / best",
-        "sweep at auto's chunk / best",
-    ]
-    return table(header, rows)
+        rows.append([
+            _config(run), f"{cfg['batch_size'] * cfg['largest_activation_bytes_per_sample'] / 2**20:g}",
+            *(f"{sweep[c]:.2f} ({sweep[c] / best:.2f})" if c in sweep else "" for c in sweep_chunks),
+            str(best_c), str(auto_c), _x(_cpu(run, "ours_auto") / best),
+            _x(None if at_auto is None else at_auto / best),
+        ])  # fmt: skip
+    header = ["run (1 thread)", "MB per step", *(f"chunk {c}" for c in sweep_chunks), "best", "auto"]
+    return table([*header, "auto row / best", "sweep at auto's chunk / best"], rows)
 
 
 def build(page, *runs: dict) -> str:
     """The C kernel's build from an empty cache and its load from the cache (runs with --build-time)."""
-    rows = []
-    for run in runs:
-        b = run.get("fused_build", {})
-        if "cold" not in b:
-            continue
-        rows.append(
-            [
-                _config(run),
-                f"{b['cold']['seconds']:.2f} s",
-                f"{b['cached']['seconds'] * 1e3:.1f} ms",
-                f"{b['cold_process_s']:.1f} s / {b['cached_process_s']:.1f} s",
-                " ".join(f"`{f}`" for f in b["cold"].get("flags", [])),
-            ]
-        )
+    rows = [
+        [
+            _config(run), f"{b['cold']['seconds']:.2f} s", f"{b['cached']['seconds'] * 1e3:.1f} ms",
+            f"{b['cold_process_s']:.1f} s / {b['cached_process_s']:.1f} s",
+            " ".join(f"`{f}`" for f in b["cold"].get("flags", [])),
+        ]
+        for run in runs
+        if "cold" in (b := run.get("fused_build", {}))
+    ]  # fmt: skip
     header = ["run", "build (empty cache)", "load (cached)", "whole fresh process, cold / cached", "flags"]
     return table(header, rows)
 
@@ -118,18 +77,15 @@ def build(page, *runs: dict) -> str:
 def profile(page, *runs: dict) -> str:
     """torch.profiler self time per op family, ours (auto) vs T ANN forwards (runs with --profile)."""
     families = ("dense (conv/linear/pool)", "elementwise (IF neuron, clamp)", "readout", "other")
-    rows = []
-    for run in runs:
-        prof = run.get("profile")
-        if not prof:
-            continue
-        for name in ("ours_auto", "ann_forward_x_T"):
-            s = prof[name]["self_time_s"]
-            label = "ours (auto)" if name == "ours_auto" else "T x ANN"
-            rows.append([_config(run), label, *(f"{s[f]:.2f}" for f in families), f"{sum(s.values()):.2f}"])
-    if not rows:
-        return ""
-    return table(["run", "engine", "dense s", "element-wise s", "readout s", "other s", "total s"], rows)
+    rows = [
+        [_config(run), label, *(f"{s[f]:.2f}" for f in families), f"{sum(s.values()):.2f}"]
+        for run in runs
+        if run.get("profile")
+        for name, label in (("ours_auto", "ours (auto)"), ("ann_forward_x_T", "T x ANN"))
+        if (s := run["profile"][name]["self_time_s"])
+    ]
+    header = ["run", "engine", "dense s", "element-wise s", "readout s", "other s", "total s"]
+    return table(header, rows) if rows else ""
 
 
 def _crossover(value: float | str) -> str:
@@ -149,38 +105,22 @@ def sparse_layers(page, data: dict) -> str:
     shown = [r for r in (0.01, 0.03, 0.1, 0.3) if r in rates]
     rows = []
     for res in data["results"]:
-        other = next(m for m in res["crossover"] if m != "event_c")
-        ratio = res["ratio_to_dense"]["event_c"]
-        rows.append(
-            [
-                res["layer"],
-                str(res["rows"]),
-                f"**{_crossover(res['crossover']['event_c'])}**",
-                f"{_crossover(res['crossover'][other])} ({_METHODS[other]})",
-                *(f"{ratio[rates.index(r)]:.2f}" for r in shown),
-                f"{res['max_rel_diff']['event_c']:.0e}",
-            ]
-        )
-    header = [
-        "layer",
-        "rows",
-        "crossover, C kernel",
-        "crossover, PyTorch sparse",
-        *(f"C / dense at {100 * r:g}%" for r in shown),
-        "max rel. diff",
-    ]
-    return table(header, rows)
+        other, ratio = next(m for m in res["crossover"] if m != "event_c"), res["ratio_to_dense"]["event_c"]
+        rows.append([
+            res["layer"], str(res["rows"]), f"**{_crossover(res['crossover']['event_c'])}**",
+            f"{_crossover(res['crossover'][other])} ({_METHODS[other]})",
+            *(f"{ratio[rates.index(r)]:.2f}" for r in shown), f"{res['max_rel_diff']['event_c']:.0e}",
+        ])  # fmt: skip
+    header = ["layer", "rows", "crossover, C kernel", "crossover, PyTorch sparse"]
+    return table([*header, *(f"C / dense at {100 * r:g}%" for r in shown), "max rel. diff"], rows)
 
 
 def sparse_network(page, data: dict) -> str:
     """The real-network test: dense vs event-driven layers on one trained network."""
     n = data["network"]
-    cpu = n["cpu_time_s"]
-    dens = n["input_density"]
-    share = n["event_share_of_calls"]
+    cpu, dens, share, acc, counts = (n[k] for k in ("cpu_time_s", "input_density", "event_share_of_calls", "accuracy",
+                                                    "spike_count_differences"))  # fmt: skip
     rows = [[name, f"{100 * dens[name]:.1f}%", f"{100 * share.get(name, 0.0):.0f}%"] for name in dens]
-    acc = n["accuracy"]
-    counts = n["spike_count_differences"]
     head = (
         f"{n['network']}, {n['images']} CIFAR-10 test images, T = {n['T']}, time_chunk {n['time_chunk']}, "
         f"crossovers {n['crossover']}; CPU time (one thread, interleaved, median): dense SNN {cpu['dense']:.2f} s, "
@@ -199,17 +139,11 @@ def fused_update(page, data: dict) -> str:
     """The IF update alone (``benchmarks/fused_update.py``): fused vs eager per shape, neuron and counting."""
     rows = [
         [
-            f"{'x'.join(map(str, r['shape']))}, {r['steps']} step(s)",
-            f"{r['megabytes_per_step']:g}",
-            r["neuron"],
-            "on" if r["record_spikes"] else "off",
-            f"{100 * r['spike_rate']:.1f}",
-            f"{1e3 * r['cpu_s']['fused']:.2f}",
-            f"{1e3 * r['cpu_s']['eager']:.2f}",
-            f"**{r['fused_over_eager']:.2f}x**",
-            str(r["bit_identical"]),
+            f"{'x'.join(map(str, r['shape']))}, {r['steps']} step(s)", f"{r['megabytes_per_step']:g}", r["neuron"],
+            "on" if r["record_spikes"] else "off", f"{100 * r['spike_rate']:.1f}", f"{1e3 * r['cpu_s']['fused']:.2f}",
+            f"{1e3 * r['cpu_s']['eager']:.2f}", f"**{r['fused_over_eager']:.2f}x**", str(r["bit_identical"]),
         ]
         for r in data["rows"]
-    ]
+    ]  # fmt: skip
     header = ["input (B x C x H x W), chunk", "MB per step", "neuron", "counting", "spikes %", "fused ms", "eager ms"]
     return table([*header, "fused / eager", "bit-identical"], rows)
