@@ -1,25 +1,19 @@
 """The IF update alone: the fused kernel vs the eager update, one layer, one chunk, side by side.
 
 A whole-network run (``simulation_speed.py``) sees the neuron update as a few percent of the time
-on a CPU, within the noise of a shared machine. This script times only
-:meth:`lightning_snn.neurons.IFNeuron.forward` on one chunk of input currents, the fused kernel
-(:mod:`lightning_snn.fused`, mode "on") and the eager update (mode "off") interleaved, per shape,
-for the IF and the signed neuron, with spike counting off (the evaluator's default) and on (the
-diagnostics), and checks that both give the same spikes, membranes and counts bit for bit.
-
-Shapes are ``BxCxHxW:steps``: the largest activation of VGG-16 at width 1/4 (16 x 32 x 32) at
-batch 256 and 64 and at full width (64 x 32 x 32) at batch 8, each with the chunk that
-``time_chunk="auto"`` picks there, and a deep layer (128 x 4 x 4). Each timing is the median of
-``--repeats`` process CPU times of one call (one thread); the input currents are made once.
+on a CPU. This times only :meth:`lightning_snn.neurons.IFNeuron.forward` on one chunk of input
+currents, fused (mode "on") and eager (mode "off") interleaved, per ``BxCxHxW:steps`` shape, for
+the IF and the signed neuron, spike counting off and on, and checks both give the same spikes,
+membranes and counts bit for bit. Each timing: the median of ``--repeats`` process CPU times of
+one call (one thread). Timings only; results: docs/BENCHMARKS.md.
 
     python benchmarks/fused_update.py --json benchmarks/results/cpu_fused_update.json
-
-Timings only; nothing here asserts a speed. Results and conclusions: docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import sys
@@ -33,18 +27,6 @@ from lightning_snn import fused
 from lightning_snn.neurons import IFNeuron, SignedIFNeuron
 
 DEFAULT_SHAPES = "256x16x32x32:1,64x16x32x32:2,8x64x32x32:4,256x128x4x4:1"
-
-
-def parse_shapes(text: str) -> list[tuple[tuple[int, ...], int]]:
-    """``"BxCxHxW:steps,..."`` -> ``[((B, C, H, W), steps), ...]``."""
-    shapes = []
-    for item in text.split(","):
-        dims, _, steps = item.strip().partition(":")
-        try:
-            shapes.append((tuple(int(d) for d in dims.split("x")), int(steps or 1)))
-        except ValueError:
-            raise ValueError(f"--shapes: {item!r} is not BxCxHxW:steps (e.g. 256x16x32x32:1)") from None
-    return shapes
 
 
 def one_call(neuron: IFNeuron, current: torch.Tensor, batch: int, steps: int, record: bool, mode: str):
@@ -83,18 +65,10 @@ def measure(shape: tuple[int, ...], steps: int, signed: bool, record: bool, repe
     f, e = results["fused"], results["eager"]
     identical = torch.equal(f[0], e[0]) and torch.equal(f[1], e[1]) and (f[2] is None or torch.equal(f[2], e[2]))
     fused_s, eager_s = statistics.median(times["fused"]), statistics.median(times["eager"])
-    return {
-        "shape": list(shape),
-        "steps": steps,
-        "neuron": "signed" if signed else "if",
-        "record_spikes": record,
-        "megabytes_per_step": batch * current[0].numel() * current.element_size() / 2**20,
-        "cpu_s": {"fused": fused_s, "eager": eager_s},
-        "runs": times,
-        "fused_over_eager": fused_s / eager_s,
-        "spike_rate": float(f[0].ne(0).float().mean()),
-        "bit_identical": bool(identical),
-    }
+    row = {"shape": list(shape), "steps": steps, "neuron": "signed" if signed else "if", "record_spikes": record}
+    row["megabytes_per_step"] = batch * current[0].numel() * current.element_size() / 2**20
+    row.update(cpu_s={"fused": fused_s, "eager": eager_s}, runs=times, fused_over_eager=fused_s / eager_s)
+    return {**row, "spike_rate": float(f[0].ne(0).float().mean()), "bit_identical": bool(identical)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -107,34 +81,29 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     if args.repeats <= 0:
         p.error("--repeats must be > 0")
-    shapes = parse_shapes(args.shapes)
+    try:  # "BxCxHxW:steps,..." -> [((B, C, H, W), steps), ...]
+        shapes = [
+            (tuple(map(int, d.split("x"))), int(n or 1))
+            for d, _, n in (i.partition(":") for i in args.shapes.split(","))
+        ]
+    except ValueError:
+        p.error(f"--shapes: {args.shapes!r} is not BxCxHxW:steps,... (e.g. 256x16x32x32:1)")
     torch.set_num_threads(args.threads)
     fused.set_fused_mode("on")  # the fused rows must be fused: raise rather than time eager twice
     load_before = os.getloadavg()
     rows = []
-    for shape, steps in shapes:
-        for signed in (False, True):
-            for record in (False, True):
-                row = measure(shape, steps, signed, record, args.repeats, args.seed)
-                rows.append(row)
-                print(
-                    f"{'x'.join(map(str, shape))} x {steps} steps, {row['neuron']:6s} count {str(record):5s}: "
-                    f"fused {1e3 * row['cpu_s']['fused']:7.2f} ms, eager {1e3 * row['cpu_s']['eager']:7.2f} ms, "
-                    f"fused / eager {row['fused_over_eager']:.2f}, bit-identical {row['bit_identical']}",
-                    flush=True,
-                )
-    result = {
-        "config": {"repeats": args.repeats, "threads": args.threads, "seed": args.seed, "argv": sys.argv[1:]},
-        "machine": {
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "lightning_snn": str(Path(fused.__file__).resolve().parent),  # which checkout was measured
-        },
-        "fused_build": fused.BUILD_INFO,
-        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
-        "rows": rows,
-    }
+    for (shape, steps), signed, record in itertools.product(shapes, (False, True), (False, True)):
+        rows.append(row := measure(shape, steps, signed, record, args.repeats, args.seed))
+        ms = {k: f"{1e3 * v:7.2f} ms" for k, v in row["cpu_s"].items()}
+        head = (
+            f"{shape} x {steps} steps, {row['neuron']:6s} count {record!s:5s}: fused {ms['fused']}, eager {ms['eager']}"
+        )
+        print(f"{head}, fused / eager {row['fused_over_eager']:.2f}, bit-identical {row['bit_identical']}", flush=True)
+    config = {"repeats": args.repeats, "threads": args.threads, "seed": args.seed, "argv": sys.argv[1:]}
+    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    machine["lightning_snn"] = str(Path(fused.__file__).resolve().parent)  # which checkout was measured
+    load = {"before": list(load_before), "after": list(os.getloadavg())}
+    result = {"config": config, "machine": machine, "fused_build": fused.BUILD_INFO, "load_average": load, "rows": rows}
     if args.json:
         write_json(Path(args.json), result)
         print(f"wrote {args.json}")
