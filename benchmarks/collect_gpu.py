@@ -1,12 +1,9 @@
-"""Collect what ``benchmarks/gpu.sh`` wrote into one JSON for the docs: the GPU and its settings,
-the full-width training (its recipe, epochs done, accuracies), the conversion at every T and the
+"""Collect what ``benchmarks/gpu.sh`` wrote (env.txt, gpu.log, train_metrics.csv, train_ and
+test_snn_results.json; a missing file leaves its part out) into one JSON for docs/RESULTS.md: the
+GPU, the full-width training (recipe, epochs done, accuracies), the conversion at every T and the
 diagnostics (firing rate, synaptic operations, energy) of the same checkpoint.
 
     python benchmarks/collect_gpu.py <gpu.sh output folder> --out docs/gpu_full_width.json
-    python benchmarks/render.py docs/RESULTS.md                        # its section of docs/RESULTS.md
-
-Every number comes from the folder's files (env.txt, gpu.log, train_metrics.csv,
-train_snn_results.json, test_snn_results.json); a missing file leaves its part out.
 """
 
 from __future__ import annotations
@@ -19,24 +16,22 @@ from pathlib import Path
 
 from lightning_snn.results import read_results
 
+GPU_LINE = re.compile(r"gpu (.+?) cuda (\S+) cudnn (\S+) cudnn\.allow_tf32 (\S+) matmul\.allow_tf32 (\S+)")
+
 
 def _env(text: str) -> dict:
     out = {}
     for line in text.splitlines():
-        if line.startswith("gpu "):  # gpu <name> cuda <v> cudnn <v> cudnn.allow_tf32 <b> matmul.allow_tf32 <b>
-            m = re.match(r"gpu (.+?) cuda (\S+) cudnn (\S+) cudnn\.allow_tf32 (\S+) matmul\.allow_tf32 (\S+)", line)
-            if m:
-                out.update(gpu=m[1], cuda=m[2], cudnn=m[3], cudnn_allow_tf32=m[4] == "True")
-                out["matmul_allow_tf32"] = m[5] == "True"
+        if m := GPU_LINE.match(line):  # gpu <name> cuda <v> cudnn <v> cudnn.allow_tf32 <b> matmul.allow_tf32 <b>
+            out.update(gpu=m[1], cuda=m[2], cudnn=m[3], cudnn_allow_tf32=m[4] == "True")
+            out["matmul_allow_tf32"] = m[5] == "True"
         elif line.startswith("python ") and " torch " in line:
             out["torch"] = line.split(" torch ")[1].split()[0]
     return out
 
 
 def _recipe(log: str) -> dict:
-    line = next((x for x in log.splitlines() if x.startswith("training arguments: ")), None)
-    if line is None:
-        return {}
+    line = next((x for x in log.splitlines() if x.startswith("training arguments: ")), "training arguments: ")
     words = line[len("training arguments: ") :].split()
     return {words[i].lstrip("-"): words[i + 1] for i in range(len(words) - 1) if words[i].startswith("--")}
 
@@ -59,13 +54,9 @@ def _training(path: Path) -> dict:
     val = {int(r["epoch"]): float(r["val/acc"]) for r in rows if r.get("val/acc")}
     if not train:
         return {}
-    last = max(train)
-    return {
-        "epochs_done": last + 1,
-        "train_acc": 100 * train[last],
-        "val_acc": 100 * val[max(val)] if val else None,
-        "val_acc_by_epoch": {e: 100 * a for e, a in sorted(val.items())},
-    }
+    last, by_epoch = max(train), {e: 100 * a for e, a in sorted(val.items())}
+    return {"epochs_done": last + 1, "train_acc": 100 * train[last], "val_acc": by_epoch[max(val)] if val else None,
+            "val_acc_by_epoch": by_epoch}  # fmt: skip
 
 
 def collect(folder: Path) -> dict:
@@ -81,16 +72,12 @@ def collect(folder: Path) -> dict:
             r = read_results(folder / name)  # refuses another version's or a damaged file, by name
             out[key] = {k: r[k] for k in keep if k in r}
             if "firing_rates" in r:
+                fr, ops, en = r["firing_rates"], r["synaptic_ops"], r["energy"]
                 out[key]["per_t"] = {
-                    t: {
-                        "firing_rate": r["firing_rates"][t]["network"],
-                        "sops_per_image": r["synaptic_ops"][t]["per_image"],
-                        "snn_uj": r["energy"][t]["snn_uj"],
-                        "ann_uj": r["energy"][t]["ann_uj"],
-                        "snn_over_ann": r["energy"][t]["snn_over_ann"],
-                    }
-                    for t in r["firing_rates"]
-                }
+                    t: {"firing_rate": fr[t]["network"], "sops_per_image": ops[t]["per_image"],
+                        **{k: en[t][k] for k in ("snn_uj", "ann_uj", "snn_over_ann")}}
+                    for t in fr
+                }  # fmt: skip
                 out[key]["energy_model"] = r.get("energy_model")
     return out
 

@@ -1,21 +1,14 @@
 """Does the graph converter take the networks people train, and convert them exactly?
 
-Trains three networks the paper's converter could not take, briefly, on real CIFAR-10, then
-converts each through the README's Python API (calibrate_thresholds -> convert -> simulate)
-with the membrane shift and max calibration, and measures on the first test images how often
-the SNN predicts what its own ANN predicts, at every T:
-
-* ``bn_residual_reused_relu``: a BN + residual CNN that calls ONE ``nn.ReLU`` object at three sites;
-* ``functional_relu``: a CNN written with ``F.relu`` and ``torch.relu`` (and a max-pool);
-* ``torchvision_resnet18``: ``torchvision.models.resnet18(num_classes=10)`` as shipped (BN,
-  max-pool stem, each block's ``self.relu`` called twice).
-
-It also checks that a model with ``nn.GELU`` and one with a product of activations are
-refused with an error naming them, and that the ANN's state dict is unchanged. Writes a JSON
-of every number (docs/converter_agreement.json); docs/CONVERTER.md's tables are rendered from it:
+Trains three networks the paper's converter could not take for one epoch on real CIFAR-10 (a BN +
+residual CNN calling ONE ``nn.ReLU`` at three sites; a CNN written with ``F.relu`` / ``torch.relu``;
+torchvision's resnet18 as shipped), converts each through the Python API (max calibration, membrane
+shift) with each of ``--neurons``, and measures how often the SNN predicts what its own ANN
+predicts at every T; checks that ``nn.GELU`` and a product of activations are refused by name and
+that the ANN's state dict is unchanged. Writes docs/converter_agreement.json (docs/CONVERTER.md is
+rendered from it):
 
     python benchmarks/converter_agreement.py --data-dir ../shared/data/cifar10 --test-images 500 --batch-size 250
-    python benchmarks/render.py docs/CONVERTER.md
 """
 
 from __future__ import annotations
@@ -96,17 +89,16 @@ class WithProduct(nn.Module):
         return self.fc((y * y).mean((2, 3)))
 
 
-def build(name: str) -> nn.Module:
-    if name == "bn_residual_reused_relu":
-        return BNResidualReusedReLU()
-    if name == "functional_relu":
-        return FunctionalReLUNet()
-    return torchvision.models.resnet18(num_classes=10)
+MODELS = {
+    "bn_residual_reused_relu": BNResidualReusedReLU,
+    "functional_relu": FunctionalReLUNet,
+    "torchvision_resnet18": lambda: torchvision.models.resnet18(num_classes=10),
+}
 
 
 def measure(name: str, args, train, test) -> dict:
     torch.manual_seed(args.seed)
-    model = build(name)
+    model = MODELS[name]()
     (xtr, ytr), (xte, yte) = train, test
     t_train = train_one_epoch(model, xtr, ytr, 128, args.lr, args.seed)
     model.eval()
@@ -126,11 +118,9 @@ def measure(name: str, args, train, test) -> dict:
         t0, ts = time.perf_counter(), args.timesteps
         with torch.no_grad():
             snn_pred = torch.cat([simulate(snn, xb, ts).argmax(-1) for xb in xte.split(args.batch_size)], 1)
-        by_neuron[neuron] = {
-            "snn_acc": {t: 100 * (snn_pred[i] == yte).double().mean().item() for i, t in enumerate(ts)},
-            "agreement": {t: 100 * (snn_pred[i] == ann_pred).double().mean().item() for i, t in enumerate(ts)},
-            "simulate_seconds": time.perf_counter() - t0,
-        }
+        acc = {k: {t: 100 * (snn_pred[i] == ref).double().mean().item() for i, t in enumerate(ts)}
+               for k, ref in (("snn_acc", yte), ("agreement", ann_pred))}  # fmt: skip
+        by_neuron[neuron] = {**acc, "simulate_seconds": time.perf_counter() - t0}
     unchanged = all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     first = by_neuron[args.neurons.split(",")[0]]
     return {
@@ -173,22 +163,16 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--models", default="bn_residual_reused_relu,functional_relu,torchvision_resnet18")
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma separated, from {list(MODELS)}")
     p.add_argument("--timesteps", type=int, nargs="+", default=TIMESTEPS, help="increasing T")
     p.add_argument("--neurons", default="if,signed", help="neuron models to convert each network with")
     p.add_argument("--json", default=str(REPO / "docs" / "converter_agreement.json"))
     args = p.parse_args()
     xtr, ytr, xte, yte = cifar10_tensors(args.data_dir, args.train_images, args.test_images)
-    result = {
-        "command": " ".join(["python", "benchmarks/converter_agreement.py", *sys.argv[1:]]),
-        "train_images": args.train_images,
-        "test_images": args.test_images,
-        "calibration_images": args.calibration_images,
-        "lr": args.lr,
-        "machine": machine(),
-        "models": {},
-        "refusals": refusals(),
-    }
+    result = {"command": " ".join(["python", "benchmarks/converter_agreement.py", *sys.argv[1:]])}
+    result.update(train_images=args.train_images, test_images=args.test_images)
+    result.update(calibration_images=args.calibration_images, lr=args.lr, machine=machine())
+    result.update(models={}, refusals=refusals())
     for name in args.models.split(","):
         result["models"][name] = measure(name, args, (xtr, ytr), (xte, yte))
         print(name, json.dumps(result["models"][name]), flush=True)

@@ -1,35 +1,20 @@
 #!/usr/bin/env bash
-# The GPU check, prepared to finish in about 7 minutes on one H100/H200 with no network (at most
-# ~9.5 minutes if every step runs to its limit: run it as one call of up to 10 minutes):
-#   1. the simulation benchmark at full width (our engine, with the fused IF update (a Triton
-#      kernel; its compile time and its bit-identity with the eager update are recorded), a
-#      time_chunk sweep up to 256, the eager update and the engine before it, the per-step loops,
-#      SpikingJelly if importable, T x ANN forward, the T curve), twice: batch 128 (all rows, with
-#      torch.profiler) and batch 16 (ours + eager + ANN only);
-#   2. a training run of full-width VGG-16 on the carried CIFAR-10 subset with the paper's SGD
-#      (lr 0.01, momentum 0.9, weight decay 5e-4; Adam at lr 1e-3..2e-3 killed a layer of the
-#      no-BN VGG-16 at width 1/4 and 1/2 in the width study): TRAIN_EPOCHS epochs (default 40, a
-#      quarter of them plain-ReLU warm-up) or TRAIN_MAX_TIME of training (Lightning's DD:HH:MM:SS,
-#      default 00:00:02:00), whichever comes first, ending in the conversion callback (calibrate ->
-#      convert -> SNN accuracy at T = 4 ... 512 on the 2000 carried test images); then `test` on
-#      the same checkpoint with --snn.diagnostics true (firing rates, synaptic ops, energy).
-#
-# Once, on a machine with the data and network (from the repository root):
-#   bash benchmarks/prepare_gpu_payload.sh     # -> .device_data/cifar10_subset, .whl/*.whl
-# Then on the GPU machine, from the repository root:
-#   bash benchmarks/gpu.sh                      # results in $OUT, else ./gpu_results
-# Smoke test on CPU at tiny sizes (synthetic data if the subset is missing, ~1 min):
-#   DEVICE=cpu TINY=1 OUT=gpu_smoke_out bash benchmarks/gpu.sh
-#
-# Environment: OUT (results folder), DEVICE (cuda | cpu, default cuda), TINY=1 (tiny sizes),
-#   PYTHON (default: python3), SUBSET_DIR (default .device_data/cifar10_subset),
-#   WHEEL_DIR (default .whl: wheels installed with --no-index when present),
-#   SIM_TIMEOUT / SIM2_TIMEOUT / TRAIN_TIMEOUT / DIAG_TIMEOUT (seconds per step), TRAIN_MAX_TIME
-#   (training alone), TRAIN_EPOCHS, STEPS (default "sim train": which parts run).
-# Every step runs under `timeout`; a failed step is reported and the next one still runs.
-# Outputs (flat, at most 8 files): env.txt, gpu.log, sim_b*.json, train_snn_results.json (fit),
-#   test_snn_results.json (the same checkpoint with diagnostics),
-#   train_metrics.csv, summary.txt.
+# The GPU check, ~7 minutes on one H100/H200 with no network (at most ~9.5 if every step runs to its
+# limit: run it as one call of up to 10 minutes); docs/BENCHMARKS.md says what it measures:
+#   1. benchmarks/simulation_speed.py at full width, batch 128 (every row, fused update, torch.profiler)
+#      and batch 16 (ours, eager, ANN);
+#   2. full-width VGG-16 trained on the carried CIFAR-10 subset with the paper's SGD (lr 0.01, momentum
+#      0.9, weight decay 5e-4) for TRAIN_EPOCHS (default 40, a quarter plain-ReLU warm-up) or
+#      TRAIN_MAX_TIME (default 00:00:02:00), whichever ends first, then the conversion callback at
+#      T = 4 ... 512 on 2000 test images; then `test` on the same checkpoint with diagnostics.
+#   bash benchmarks/prepare_gpu_payload.sh     # once, with data and network: .device_data/, .whl/
+#   bash benchmarks/gpu.sh                      # on the GPU machine; results in $OUT, else ./gpu_results
+#   DEVICE=cpu TINY=1 OUT=gpu_smoke_out bash benchmarks/gpu.sh   # CPU smoke test, tiny sizes (~1 min)
+# Environment: OUT, DEVICE (cuda | cpu), TINY=1, PYTHON (python3), SUBSET_DIR (.device_data/cifar10_subset),
+#   WHEEL_DIR (.whl: installed with --no-index when present), SIM_TIMEOUT / SIM2_TIMEOUT / TRAIN_TIMEOUT /
+#   DIAG_TIMEOUT (seconds per step), TRAIN_MAX_TIME, TRAIN_EPOCHS, STEPS (default "sim train").
+# Every step runs under `timeout`; a failed step is reported and the next one still runs. Outputs (flat,
+#   at most 8 files): env.txt, gpu.log, sim_b*.json, train_/test_snn_results.json, train_metrics.csv, summary.txt.
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

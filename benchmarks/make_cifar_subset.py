@@ -1,8 +1,5 @@
-"""Write the first N train / test images of CIFAR-10 ``train.npz``/``test.npz`` into a new folder.
-
-The output has the same layout (uint8 ``images`` ``(N, 32, 32, 3)``, int64 ``labels``), so
-``--data.data_dir <out>`` reads it like the full set. Small enough to copy to a machine with no
-network (10000 + 2000 images: ~37 MB)::
+"""Write the first N train / test images of CIFAR-10 ``train.npz``/``test.npz`` into a new folder,
+in the same layout (``--data.data_dir <out>`` reads it like the full set; 10000 + 2000 images ~37 MB)::
 
     python benchmarks/make_cifar_subset.py --src ../shared/data/cifar10 --out .device_data/cifar10_subset
 """
@@ -20,10 +17,8 @@ DEFAULT_SRC = os.environ.get("LIGHTNING_SNN_CIFAR10", str(Path(__file__).resolve
 
 
 def make_subset(src: Path | None, out: Path, train: int, test: int, seed: int = 0) -> dict[str, int]:
-    """Copy the first ``train``/``test`` images of ``src`` into ``out``; returns the counts.
-
-    ``src=None`` writes random images and labels instead (smoke tests without the data set).
-    """
+    """Copy the first ``train``/``test`` images of ``src`` into ``out`` (``src=None``: random images and
+    labels, for smoke tests without the data set); returns the counts."""
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     counts = {}
@@ -54,9 +49,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--synthetic", action="store_true", help="random images and labels instead of --src")
     args = p.parse_args(argv)
     counts = make_subset(None if args.synthetic else Path(args.src), Path(args.out), args.train, args.test)
-    size = sum(f.stat().st_size for f in Path(args.out).iterdir()) / 2**20
     kind = "synthetic" if args.synthetic else f"CIFAR-10 from {args.src}"
-    print(f"wrote {args.out}: {counts['train']} train + {counts['test']} test images ({kind}), {size:.1f} MiB")
+    print(f"wrote {args.out}: {counts['train']} train + {counts['test']} test images ({kind})")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,9 @@
 """Run a ``.nir`` file written by lightning_snn.export in other simulators, as their users would.
 
-Each runner reads the file with ``nir.read``, imports it with the simulator's own importer
-(``sinabs.from_nir``, ``snntorch.import_nir.import_from_nir``, ``norse.torch.from_nir``),
-optionally applies the user-side settings that give our neuron's semantics (``fixes``), feeds the
-analog image at every one of T steps and returns the predictions (argmax of the output summed
-over the steps). The settings, what each one changes and why, are documented in docs/EXPORT.md;
-benchmarks/nir_check.py and tests/test_export_simulators.py call these.
+Each runner reads the file with ``nir.read``, imports it with the simulator's own importer, applies
+the user-side settings ``fixes`` (docs/EXPORT.md), feeds the analog image at each of T steps and
+returns the predictions (argmax of the output summed over the steps). Called by nir_check.py and
+tests/test_export_simulators.py.
 
 Runner signature: ``run(path, x, timesteps, fixes) -> predictions [B]`` (long tensor).
 """
@@ -16,34 +14,29 @@ from collections.abc import Callable
 
 import torch
 
-#: Per simulator, the user-side settings (applied after import) that give our neuron:
-#: their name -> what it changes. The runners accept any subset.
-FIXES: dict[str, dict[str, str]] = {
-    "sinabs": {
-        "single_spike": "spike_fn = SingleSpike (default MultiSpike: floor(v / V_th) spikes in one step)",
-        "no_floor": "min_v_mem = None (from_nir sets min_v_mem = -V_th: the membrane is clipped below)",
-    },
-    "snntorch": {
-        "hidden_state": "init_hidden = True on every Leaky (from_nir builds them with init_hidden=False: they "
-        "return (spikes, membrane) and nirtorch hands the tuple to the next layer, which fails)",
-        "batch_flatten": "Flatten(start_dim=1) (import_from_nir passes NIR's start_dim 0, which counts from the first "
-        "feature dimension, to torch.nn.Flatten, which counts from the batch: it flattens the batch away)",
-        "no_leak": "beta = 1 (import_from_nir maps NIR's IF to Leaky(beta=0.9): a leak of 10% per step)",
-        "reset_delay": "reset_delay = True (import_from_nir sets False: a neuron whose membrane stays above the "
-        "threshold after its spike must then exceed twice the threshold to fire again; with True, the reset is "
-        "subtracted at the next step, which is exactly our neuron read before its reset)",
-        "fire_at_ge": "threshold = the next float below V_th (Leaky fires at v > threshold, ours at v >= V_th)",
-    },
-    "norse": {
-        "batch_flatten": "Flatten(start_dim=1) (as for snnTorch: NIR's start_dim 0 given to torch.nn.Flatten)",
-        "subtract_step": "IAFCell.activation = a step that fires at v >= V_th and subtracts V_th (from_nir's "
-        "IAFCell fires at v > V_th and resets to v_reset = 0; no from_nir setting changes it)",
-    },
+#: Per simulator, the user-side settings (applied after import) that give our neuron; the runners accept
+#: any subset. What each changes and why: docs/EXPORT.md.
+FIXES: dict[str, tuple[str, ...]] = {
+    "sinabs": ("single_spike", "no_floor"),  # spike_fn = SingleSpike; min_v_mem = None (from_nir clips at -V_th)
+    # init_hidden = True; Flatten(start_dim=1) (NIR's start_dim 0 flattens the batch away); beta = 1 (from_nir:
+    # 0.9); reset_delay = True (the reset at the next step, our neuron read before its reset); threshold = the next
+    # float below V_th (Leaky fires at v > threshold, ours at v >= V_th)
+    "snntorch": ("hidden_state", "batch_flatten", "no_leak", "reset_delay", "fire_at_ge"),
+    # Flatten(start_dim=1) as for snnTorch; IAFCell.activation = our step (fire at v >= V_th, subtract V_th)
+    "norse": ("batch_flatten", "subtract_step"),
 }
 
 
-def _summed(outputs: torch.Tensor, batch: int, steps: int) -> torch.Tensor:
-    return outputs.reshape(batch, steps, -1).sum(1)
+def _stepped(net, x: torch.Tensor, timesteps: int, fixes: frozenset[str]) -> torch.Tensor:
+    """Predictions of a nirtorch graph fed ``x`` at each of ``timesteps`` steps ((output, state) per step)."""
+    for m in net.modules():  # NIR's start_dim 0 (the first feature dimension) would flatten the batch away
+        if isinstance(m, torch.nn.Flatten) and "batch_flatten" in fixes and m.start_dim == 0:
+            m.start_dim = 1
+    total, state = 0.0, None
+    for _ in range(timesteps):
+        out, state = net(x, state)
+        total = total + out
+    return total.argmax(-1)
 
 
 @torch.no_grad()
@@ -63,7 +56,7 @@ def run_sinabs(path: str, x: torch.Tensor, timesteps: int, fixes: frozenset[str]
     # sinabs' squeeze layers take [batch * time, ...], batch-major: every image repeated T times
     frames = x.unsqueeze(1).expand(x.shape[0], timesteps, *x.shape[1:]).reshape(-1, *x.shape[1:])
     out, _ = net(frames)
-    return _summed(out, x.shape[0], timesteps).argmax(-1)
+    return out.reshape(x.shape[0], timesteps, -1).sum(1).argmax(-1)
 
 
 @torch.no_grad()
@@ -74,8 +67,6 @@ def run_snntorch(path: str, x: torch.Tensor, timesteps: int, fixes: frozenset[st
 
     net = import_from_nir(nir.read(path))
     for m in net.modules():
-        if isinstance(m, torch.nn.Flatten) and "batch_flatten" in fixes and m.start_dim == 0:
-            m.start_dim = 1
         if isinstance(m, snntorch.Leaky):
             if "hidden_state" in fixes:
                 m.init_hidden = True
@@ -86,11 +77,7 @@ def run_snntorch(path: str, x: torch.Tensor, timesteps: int, fixes: frozenset[st
             if "fire_at_ge" in fixes:
                 m.threshold = torch.nextafter(m.threshold.float(), torch.tensor(-float("inf")))
             m.reset_mem()
-    total, state = 0.0, None
-    for _ in range(timesteps):
-        out, state = net(x, state)  # nirtorch's GraphModule: (output, state) per step
-        total = total + out
-    return total.argmax(-1)
+    return _stepped(net, x, timesteps, fixes)
 
 
 def _subtractive_iaf_step(x: torch.Tensor, state, p, dt: float = 0.001):
@@ -109,15 +96,9 @@ def run_norse(path: str, x: torch.Tensor, timesteps: int, fixes: frozenset[str] 
 
     net = norse.from_nir(nir.read(path))
     for m in net.modules():
-        if isinstance(m, torch.nn.Flatten) and "batch_flatten" in fixes and m.start_dim == 0:
-            m.start_dim = 1
         if isinstance(m, norse.IAFCell) and "subtract_step" in fixes:
             m.activation = _subtractive_iaf_step
-    total, state = 0.0, None
-    for _ in range(timesteps):
-        out, state = net(x, state)
-        total = total + out
-    return total.argmax(-1)
+    return _stepped(net, x, timesteps, fixes)
 
 
 #: The fixes without which the imported network does not run at all (the others change numbers).

@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
 # What benchmarks/gpu.sh needs on a GPU machine with no network, made here (with data and network):
-#   .device_data/cifar10_subset/  the first 15000 train + 2000 test CIFAR-10 images (~52 MB)
-#   .whl/                         wheels of the packages the bare GPU image lacks (jsonargparse and
-#                                 its signature extras for the CLI; spikingjelly and loguru for the
-#                                 SpikingJelly rows), for Python 3.12 (the GPU image's python3)
-# Both folders are git-ignored; pass them along, e.g. `carry: [".device_data", ".whl"]`.
-# Usage (from the repository root):  bash benchmarks/prepare_gpu_payload.sh
-# Environment: PYTHON (default python3), LIGHTNING_SNN_CIFAR10 (default ../shared/data/cifar10),
-#   WHEEL_DIR (default .whl), SUBSET_DIR (default .device_data/cifar10_subset), PY_VERSION (3.12).
+# .device_data/cifar10_subset/ (the first 15000 train + 2000 test CIFAR-10 images, ~52 MB) and .whl/ (Python
+# 3.12 wheels the bare GPU image lacks: jsonargparse and its signature extras, spikingjelly, loguru). Both are
+# git-ignored; pass them along (carry: [".device_data", ".whl"]). From the repository root:
+#   bash benchmarks/prepare_gpu_payload.sh
+# Environment: PYTHON (python3), LIGHTNING_SNN_CIFAR10 (../shared/data/cifar10), WHEEL_DIR, SUBSET_DIR, PY_VERSION.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -1,17 +1,11 @@
 """Where torchvision's resnet18 loses agreement with its ANN: the stem's max-pool, the calibration, T.
 
-The network of `converter_agreement.py` (resnet18 as shipped, one epoch on 10,000 real CIFAR-10
-training images, the same seed), converted with the membrane shift three ways:
-
-* ``exact max-pool, max``: what the converter does (the stem's max-pool moved before its IF layer);
-* ``gated max-pool, max``: the stem's max-pool left after the IF layer, gating its spikes (what
-  the converter did before; reproduced here by switching the move off);
-* ``exact max-pool, percentile 99.99``: tighter thresholds.
-
-Prints agreement with the ANN at T = 16, 64, 256, 1024 and, per IF layer at the last two T, the
-relative error ``|rate x V_th - a| / mean a`` and its ratio to the layer's own quantisation
-prediction (lightning_snn.diagnostics), and writes them to --json (docs/CONVERTER.md renders
-its agreement table: python benchmarks/render.py docs/CONVERTER.md).
+The network of converter_agreement.py (one epoch on 10,000 CIFAR-10 images, the same seed),
+converted with the membrane shift three ways: the stem's max-pool moved before its IF layer (what
+the converter does), left after it gating spikes (the converter before; the move switched off),
+and percentile-99.99 thresholds. Prints agreement with the ANN at every T and, per IF layer at the
+last two T, the relative error |rate x V_th - a| / mean a and its ratio to the layer's predicted
+quantisation error; writes them to --json (docs/CONVERTER.md renders the agreement).
 
     python benchmarks/resnet18_probe.py --data-dir ../shared/data/cifar10 --test-images 200   # ~15 min, 2 cores
 """
@@ -33,7 +27,7 @@ from lightning_snn.diagnostics import simulate_with_diagnostics
 
 TIMESTEPS = [16, 64, 256, 1024]
 VARIANTS = [("exact max-pool, max", True, "max"), ("gated max-pool, max", False, "max")]
-VARIANTS.append(("exact max-pool, percentile 99.99", True, "percentile"))
+VARIANTS += [("exact max-pool, percentile 99.99", True, "percentile")]
 
 
 def main() -> None:
