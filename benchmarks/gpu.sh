@@ -19,33 +19,24 @@ set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-OUT="${OUT:-$ROOT/gpu_results}"
-mkdir -p "$OUT"
-OUT="$(cd "$OUT" && pwd)"
-DEVICE="${DEVICE:-cuda}"
-TINY="${TINY:-0}"
-PY="${PYTHON:-python3}"
+OUT="${OUT:-$ROOT/gpu_results}" && mkdir -p "$OUT" && OUT="$(cd "$OUT" && pwd)"
+DEVICE="${DEVICE:-cuda}" TINY="${TINY:-0}" PY="${PYTHON:-python3}" WHEEL_DIR="${WHEEL_DIR:-$ROOT/.whl}"
 SUBSET_DIR="${SUBSET_DIR:-$ROOT/.device_data/cifar10_subset}"
-WHEEL_DIR="${WHEEL_DIR:-$ROOT/.whl}"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lsnn_gpu.XXXXXX")"
 # PYTHONFAULTHANDLER: a step stopped by SIGABRT (SIG=ABRT) prints every thread's Python stack first
 export PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1 WANDB_MODE=offline WANDB_SILENT=true
 STEPS="${STEPS:-sim train}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 exec > >(tee -a "$OUT/gpu.log") 2>&1
-TEE_PID=$!
-START=$(date +%s)
+TEE_PID=$! START=$(date +%s) FAILED=0
 declare -a STATUS=()
-FAILED=0
 
 step() {  # [SIG=ABRT] step NAME TIMEOUT CMD...: run, time and record the exit status of one step
-    local name="$1" limit="$2"
+    local name="$1" limit="$2" t0=$SECONDS rc
     shift 2
-    echo
-    echo "=== $name (limit ${limit}s) $(date -u +%H:%M:%S) ==="
-    local t0=$SECONDS
+    printf '\n=== %s (limit %ss) %s ===\n' "$name" "$limit" "$(date -u +%H:%M:%S)"
     timeout --kill-after=10 -s "${SIG:-TERM}" "$limit" "$@"
-    local rc=$?
+    rc=$?
     echo "=== $name: exit $rc after $((SECONDS - t0)) s ==="
     STATUS+=("$name: exit $rc, $((SECONDS - t0)) s")
     [ $rc -eq 0 ] || FAILED=$((FAILED + 1))
@@ -61,9 +52,7 @@ fi
 
 # ---- the machine ----------------------------------------------------------------------------
 {
-    date -u
-    uname -a
-    uptime
+    date -u; uname -a; uptime
     command -v nvidia-smi >/dev/null && nvidia-smi
     "$PY" - <<'EOF'
 import importlib, os, sys, torch

@@ -83,31 +83,27 @@ def main(argv=None) -> dict:
     snn = convert(model, thresholds, shift="membrane")
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
-    results["setup"] = {"checkpoint": str(args.checkpoint), "timesteps": t, "test_images": int(x.shape[0])}
-    results["setup"].update(
-        calibration_images=args.calibration_samples, shift="membrane (exported as the bias shift at T)"
-    )
-    results["setup"].update(readout="analog", torch=torch.__version__, python=platform.python_version())
-    results["setup"]["command"] = "python benchmarks/nir_check.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    setup = results["setup"] = {"checkpoint": str(args.checkpoint), "timesteps": t, "test_images": int(x.shape[0])}
+    setup.update(calibration_images=args.calibration_samples, shift="membrane (exported as the bias shift at T)")
+    setup.update(readout="analog", torch=torch.__version__, python=platform.python_version())
+    setup["command"] = "python benchmarks/nir_check.py " + " ".join(sys.argv[1:] if argv is None else argv)
     ann, ours = torch.cat([model(part).argmax(-1) for part in x.split(bs)]), predict(snn, x, t, bs)
-    rows = {}
+    rows, shape = {}, tuple(x.shape[1:])
     with tempfile.TemporaryDirectory() as tmp:
         if "ours" in args.targets:
             row = rows["ours"] = {"installed": True, "acc": agreement(ours, y)}
-            path = export_nir(snn, Path(tmp) / "ours.nir", tuple(x.shape[1:]), t)
+            path = export_nir(snn, Path(tmp) / "ours.nir", shape, t)
             back = import_nir(path)
             diff = max(float((simulate(snn, p, [t]) - simulate(back, p, [t])).abs().max()) for p in x[:200].split(100))
-            row["round_trip"] = {
-                "agreement": agreement(predict(back, x, t, bs), ours),
-                "max_abs_output_diff_200_images": diff,
-            }
+            row["round_trip"] = {"agreement": agreement(predict(back, x, t, bs), ours)}
+            row["round_trip"]["max_abs_output_diff_200_images"] = diff
             exported = predict(import_nir(path, restore=False), x, t, bs)
             bias = predict(convert(model, thresholds, shift="bias", timesteps=t), x, t, bs)
-            row["file_network"] = {"what": "the file as written: the bias shift at T (import_nir(restore=False))"}
-            row["file_network"].update(
-                acc=agreement(exported, y), agreement_with_membrane_snn=agreement(exported, ours)
-            )
-            row["file_network"]["agreement_with_convert_bias_T"] = agreement(exported, bias)
+            fnet = row["file_network"] = {
+                "what": "the file as written: the bias shift at T (import_nir(restore=False))"
+            }
+            fnet.update(acc=agreement(exported, y), agreement_with_membrane_snn=agreement(exported, ours))
+            fnet["agreement_with_convert_bias_T"] = agreement(exported, bias)
             if args.cli_nir:
                 cli_snn = import_nir(args.cli_nir)
                 th = {k: torch.as_tensor(v) for k, v in cli_snn.thresholds.items()}
@@ -116,21 +112,17 @@ def main(argv=None) -> dict:
                 )
                 cli = {"path": args.cli_nir, "agreement": agreement(predict(cli_snn, x, t, bs), ours)}
                 row["cli_file"] = {**cli, "threshold_max_rel_diff": rel}
-            print(
-                f"ours: acc {row['acc']:.2f}%, round trip {row['round_trip']}, the file's network {row['file_network']}"
-            )
+            print(f"ours: acc {row['acc']:.2f}%, round trip {row['round_trip']}, the file's network {fnet}")
         for name in [n for n in args.targets if n != "ours"]:
             if not nir_targets.available(name):
                 rows[name] = {"installed": False}
                 print(f"{name}: not installed here, skipped")
                 continue
-            path = str(
-                export_nir(snn, Path(tmp) / f"{name}.nir", tuple(x.shape[1:]), t, **nir_targets.EXPORT_OPTIONS[name])
-            )
+            path = str(export_nir(snn, Path(tmp) / f"{name}.nir", shape, t, **nir_targets.EXPORT_OPTIONS[name]))
             exported = predict(import_nir(path, restore=False), x, t, bs)
             rows[name] = check_target(args, name, path, x, y, exported, ours)
             # does it read the file the CLI writes by default (AvgPool2d, the integrator I)? 'ok' or its error
-            default = str(export_nir(snn, Path(tmp) / f"{name}_default.nir", tuple(x.shape[1:]), t))
+            default = str(export_nir(snn, Path(tmp) / f"{name}_default.nir", shape, t))
             try:
                 nir_targets.RUNNERS[name](default, x[:2], 2, frozenset(nir_targets.FIXES[name]))
                 rows[name]["default_file"] = "ok"
@@ -160,10 +152,8 @@ def check_target(args, name, path, x, y, exported, ours) -> dict:
             run["error"] = error(exc)
             traceback.print_exc(limit=1)
         else:
-            run.update(
-                agreement_with_file_network=agreement(pred, exported), agreement_with_membrane_snn=agreement(pred, ours)
-            )
-            run["acc"] = agreement(pred, y)
+            run["agreement_with_file_network"] = agreement(pred, exported)
+            run.update(agreement_with_membrane_snn=agreement(pred, ours), acc=agreement(pred, y))
         run["seconds"] = round(time.perf_counter() - t0, 1)
         row["runs"].append(run)
         print(f"{name} {'+'.join(fixes) or 'as imported'}: {run}")

@@ -6,8 +6,8 @@ from __future__ import annotations
 from sections import by_t, table
 
 
-def _ts(data: dict) -> list[str]:
-    return sorted(next(iter(data["models"].values()))["agreement"], key=int)
+def _ts(runs: dict) -> list[str]:
+    return sorted(next(iter(runs.values()))["agreement"], key=int)
 
 
 def _percent(values: dict, ts: list[str]) -> list[str]:
@@ -28,30 +28,22 @@ def setup(page, data: dict) -> str:
 
 
 def agreement(page, data: dict) -> str:
-    ts = _ts(data)
+    ts = _ts(data["models"])
     header = ["network", "activation sites", "max-pools exact / gated", "ANN acc"]
     header += [f"agreement T={t}" for t in ts] + [f"SNN acc T={ts[-1]}", "ANN unchanged"]
     rows = [
-        [
-            name,
-            str(r["activation_sites"]),
-            f"{r['max_pools_exact']} / {r['max_pools_gated']}",
-            f"{r['ann_acc']:.1f}%",
-            *_percent(r["agreement"], ts),
-            f"{r['snn_acc'][ts[-1]]:.1f}%",
-            str(r["ann_state_dict_unchanged"]),
-        ]
+        [name, str(r["activation_sites"]), f"{r['max_pools_exact']} / {r['max_pools_gated']}", f"{r['ann_acc']:.1f}%",
+         *_percent(r["agreement"], ts), f"{r['snn_acc'][ts[-1]]:.1f}%", str(r["ann_state_dict_unchanged"])]
         for name, r in data["models"].items()
-    ]
+    ]  # fmt: skip
     return table(header, rows)
 
 
 def signed(page, data: dict) -> str:
     """The same networks and thresholds with signed IF neurons (empty if they were not run)."""
-    ts, rows = _ts(data), []
+    ts, rows = _ts(data["models"]), []
     for name, r in data["models"].items():
-        s = r.get("by_neuron", {}).get("signed")
-        if s is None:
+        if (s := r.get("by_neuron", {}).get("signed")) is None:
             continue
         if "refused" in s:
             rows.append([name, f"refused: {s['refused']}", *[""] * len(ts)])
@@ -73,6 +65,6 @@ def times(page, data: dict) -> str:
 
 def probe(page, probe: dict) -> str:
     """Agreement with the ANN at every T of resnet18_probe.py, one row per conversion variant."""
-    ts = sorted(next(iter(probe["variants"].values()))["agreement"], key=int)
+    ts = _ts(probe["variants"])
     rows = [[label, *_percent(v["agreement"], ts)] for label, v in probe["variants"].items()]
     return table(["conversion", *(f"T={t}" for t in ts)], rows)
