@@ -192,11 +192,8 @@ def spikingjelly_rows(args, model, calib, x, device, result) -> dict:
         note(f"spikingjelly multi-step mode not measured: {type(exc).__name__}: {exc}")
         return rows
     warm_t = T if sc <= 0 else min(T, 2 * sc)
-    rows["spikingjelly_multi_step"] = (
-        lambda: sj_run(sj_m, x, T, sc),
-        lambda: sj_run(sj_m, x, warm_t, sc),
-        {"time_chunk": sc if sc > 0 else T},
-    )
+    multi = (lambda: sj_run(sj_m, x, T, sc), lambda: sj_run(sj_m, x, warm_t, sc))
+    rows["spikingjelly_multi_step"] = (*multi, {"time_chunk": sc if sc > 0 else T})
     return rows
 
 
@@ -218,16 +215,11 @@ def profile_top_ops(fn, device: torch.device, rows: int = 12) -> dict:
         if cuda:
             torch.cuda.synchronize(device)
     averages = prof.key_averages()
-    sort_key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    sort_key, attr = ("self_cuda_time_total", "self_device_time_total") if cuda else ("self_cpu_time_total",) * 2
     families = dict.fromkeys([*FAMILIES, "other"], 0.0)
     for e in averages:
-        t = (
-            getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0))
-            if cuda
-            else e.self_cpu_time_total
-        )
         family = next((f for f, keys in FAMILIES.items() if any(k in e.key.lower() for k in keys)), "other")
-        families[family] += float(t)
+        families[family] += float(getattr(e, attr, getattr(e, "self_cuda_time_total", 0.0)))
     total = sum(families.values())
     return {
         "table": averages.table(sort_by=sort_key, row_limit=rows),

@@ -1,19 +1,14 @@
 """Spikes that skip work: below which firing rate does an event-driven layer beat the dense one?
 
-Per layer (VGG-16's on CIFAR and ImageNet), on binary spikes at exact rates, float32, one thread:
-the dense layer against the library's C kernels (:mod:`lightning_snn.sparse`: linear layers add
-the weight rows of the inputs that fired; 3x3 convolutions scatter each non-zero input into the
-outputs its window reaches) and PyTorch's CSR matmul (linear) or im2col + CSR matmul (conv,
-``--unfold-csr``). Every event-driven time includes finding the non-zeros and writing the dense
-layer's output layout. Median process CPU time of ``--repeats`` interleaved rounds; the crossover
-is where time / dense crosses 1 (log-log interpolation; "< r" / "> r": faster / slower at every
-rate). Outputs are checked against the dense layer's (max |difference| relative to its scale).
-
-``--network-checkpoint PATH`` (with ``--data-dir``) adds the quickstart's VGG-11 (width 1/4; one
-epoch on ``--network-train`` images, trained and saved to PATH if missing), simulated on real test
-images with dense and with event-driven layers (:func:`lightning_snn.sparse.make_event_driven`):
-CPU time, input density and event-driven share per layer, and whether the two SNNs agree.
-Timings only; results: docs/BENCHMARKS.md.
+Per layer (VGG-16's), on binary spikes at exact rates (float32, one thread; median CPU time of
+``--repeats`` interleaved rounds): the dense layer against the library's C kernels
+(:mod:`lightning_snn.sparse`) and PyTorch's CSR matmul (linear) or im2col + CSR (conv,
+``--unfold-csr``), each time including finding the non-zeros and the dense output layout; the
+crossover is where time / dense crosses 1 (log-log; "< r" / "> r": faster / slower at every rate);
+outputs checked against the dense layer's. ``--network-checkpoint PATH`` (with ``--data-dir``) adds
+the quickstart's VGG-11 (trained one epoch on ``--network-train`` images and saved to PATH if
+missing) on real test images, dense vs :func:`lightning_snn.sparse.make_event_driven`: CPU time,
+per-layer input density and event-driven share, agreement. Results: docs/BENCHMARKS.md.
 
     python benchmarks/sparse_crossover.py --json benchmarks/results/sparse_crossover_cpu.json
 """
