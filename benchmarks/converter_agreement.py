@@ -121,25 +121,19 @@ def measure(name: str, args, train, test) -> dict:
         acc = {k: {t: 100 * (snn_pred[i] == ref).double().mean().item() for i, t in enumerate(ts)}
                for k, ref in (("snn_acc", yte), ("agreement", ann_pred))}  # fmt: skip
         by_neuron[neuron] = {**acc, "simulate_seconds": time.perf_counter() - t0}
-    unchanged = all(torch.equal(state[k], v) for k, v in model.state_dict().items())
-    first = by_neuron[args.neurons.split(",")[0]]
-    return {
-        **structure(model),
-        "ann_acc": 100 * (ann_pred == yte).double().mean().item(),
-        "snn_acc": first.get("snn_acc"),  # the first neuron model's (the paper's IF neuron by default)
-        "agreement": first.get("agreement"),
-        "by_neuron": by_neuron,
-        "ann_state_dict_unchanged": unchanged,
-        "seconds": {"train": t_train, "calibrate": t_calibrate, "simulate": first.get("simulate_seconds")},
-    }
+    first = by_neuron[args.neurons.split(",")[0]]  # the first neuron model's (the paper's IF neuron by default)
+    out = {**structure(model), "ann_acc": 100 * (ann_pred == yte).double().mean().item()}
+    out.update(snn_acc=first.get("snn_acc"), agreement=first.get("agreement"), by_neuron=by_neuron)
+    out["ann_state_dict_unchanged"] = all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    out["seconds"] = {"train": t_train, "calibrate": t_calibrate, "simulate": first.get("simulate_seconds")}
+    return out
 
 
 def structure(model: nn.Module) -> dict:
     """Activation sites and max-pools of the prepared graph: exact ones (moved before the first IF
     layer, on the analog input path) and gated ones (after a spiking layer)."""
     gm = prepare(model)
-    pools = sum(isinstance(m, nn.MaxPool2d) for m in gm.modules())
-    gated = len(max_pool_sites(gm))
+    pools, gated = sum(isinstance(m, nn.MaxPool2d) for m in gm.modules()), len(max_pool_sites(gm))
     return {"activation_sites": len(activation_sites(gm)), "max_pools_exact": pools - gated, "max_pools_gated": gated}
 
 
