@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import warnings
@@ -34,24 +35,15 @@ from study import cifar_images, interleaved, write_json  # noqa: E402  (puts thi
 from lightning_snn.sparse import event_conv2d, event_linear, kernels  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-LINEAR_SIZES = {  # (in, out): VGG-16's classifiers (CIFAR at width 1/4 and 1; ImageNet), and a head
-    "fc 128->128 (VGG-16 w/4 CIFAR)": (128, 128),
-    "fc 512->512 (VGG-16 CIFAR)": (512, 512),
-    "fc 512->10 (head)": (512, 10),
-    "fc 4096->4096 (VGG-16 ImageNet)": (4096, 4096),
-    "fc 25088->4096 (VGG-16 ImageNet)": (25088, 4096),
-}
-CONV_SIZES = {  # (C_in, C_out, H = W), 3x3, stride 1, padding 1: VGG-16's layers on CIFAR
-    "conv 16->16 @32 (w/4 block 1)": (16, 16, 32),
-    "conv 32->32 @16 (w/4 block 2)": (32, 32, 16),
-    "conv 64->64 @8 (w/4 block 3)": (64, 64, 8),
-    "conv 128->128 @4 (w/4 block 4)": (128, 128, 4),
-    "conv 64->64 @32 (w/1 block 1)": (64, 64, 32),
-    "conv 128->128 @16 (w/1 block 2)": (128, 128, 16),
-    "conv 256->256 @8 (w/1 block 3)": (256, 256, 8),
-    "conv 512->512 @4 (w/1 block 4)": (512, 512, 4),
-    "conv 512->512 @2 (w/1 block 5)": (512, 512, 2),
-}
+#: VGG-16's classifiers (CIFAR at width 1/4 and 1; ImageNet) and a head; its 3x3 convolutions on CIFAR
+#: (stride 1, padding 1): "fc in->out (...)" / "conv C_in->C_out @H=W (...)"
+LAYERS = [
+    "fc 128->128 (VGG-16 w/4 CIFAR)", "fc 512->512 (VGG-16 CIFAR)", "fc 512->10 (head)",
+    "fc 4096->4096 (VGG-16 ImageNet)", "fc 25088->4096 (VGG-16 ImageNet)",
+    "conv 16->16 @32 (w/4 block 1)", "conv 32->32 @16 (w/4 block 2)", "conv 64->64 @8 (w/4 block 3)",
+    "conv 128->128 @4 (w/4 block 4)", "conv 64->64 @32 (w/1 block 1)", "conv 128->128 @16 (w/1 block 2)",
+    "conv 256->256 @8 (w/1 block 3)", "conv 512->512 @4 (w/1 block 4)", "conv 512->512 @2 (w/1 block 5)",
+]  # fmt: skip
 
 
 def median_cpu(methods: dict, repeats: int) -> dict[str, float]:
@@ -228,10 +220,10 @@ def main(argv: list[str] | None = None) -> dict:
     wanted, results = args.layers.split(","), []
     with torch.inference_mode():
         kernels()  # built (or loaded) before any timing
-        for kind, sizes in (("linear", LINEAR_SIZES), ("conv", CONV_SIZES)):
-            for name, size in sizes.items():
-                if args.layers in ("all", kind) or (args.layers != "none" and any(w and w in name for w in wanted)):
-                    results.append(study_layer(name, size, args, rates, gen))
+        for name in LAYERS:
+            kind, size = name.split()[0].replace("fc", "linear"), re.findall(r"\d+", name.split("(")[0])
+            if args.layers in ("all", kind) or (args.layers != "none" and any(w and w in name for w in wanted)):
+                results.append(study_layer(name, tuple(map(int, size)), args, rates, gen))
     network = study_network(args, *quickstart_network(args)) if args.network_checkpoint else None  # may train first
     machine = {"cpu": platform.processor(), "torch": torch.__version__, "threads": torch.get_num_threads()}
     out = {"config": vars(args), "machine": machine, "load_average": {"before": list(load_before)}}
