@@ -232,22 +232,20 @@ def make_activation(
     return factory
 
 
-def resolve_act_layer(
-    act_layer: ActLayer | None, activation: str = "threshold_relu", y_th: float = 1.0, shift: float = 0.0
-) -> ActLayer:
-    """A model's activation factory: ``act_layer`` if given, else one built by name.
+def resolve_act_layer(act_layer: ActLayer | None, default: str = "threshold_relu") -> ActLayer:
+    """A model's activation factory: ``act_layer``, or ``make_activation(default)`` when it is None.
 
-    The registered models take either an injected ``act_layer`` or the named settings
-    (``activation``, ``y_th``, ``activation_shift``), never both.
+    Every registered model takes its activation as this one argument (timm's ``act_layer``);
+    the named settings of a config (``activation``, ``y_th``, ``model_kwargs.activation_shift``)
+    become a factory in one place, :class:`lightning_snn.module.ConversionModule`, through
+    :func:`make_activation`.
     """
     if act_layer is None:
-        return make_activation(activation, y_th=y_th, shift=shift)
+        return make_activation(default)
     if not callable(act_layer):
-        raise TypeError(f"act_layer must be a zero-argument callable returning a module, got {act_layer!r}.")
-    if (activation, y_th, shift) != ("threshold_relu", 1.0, 0.0):
         raise TypeError(
-            "give the activation either as act_layer or as activation / y_th / activation_shift, not both "
-            f"(got act_layer and activation={activation!r}, y_th={y_th}, activation_shift={shift})."
+            "act_layer must be a zero-argument callable returning a module, e.g. "
+            f"make_activation('relu', y_th=2.0) from lightning_snn.activations; got {act_layer!r}."
         )
     return act_layer
 

@@ -101,7 +101,9 @@ class ConversionModule(pl.LightningModule):
         self.warm_started_from: str | None = None
 
     def _build_model(self, model_kwargs: dict[str, Any] | None) -> nn.Module:
-        """The registered model with this module's activation injected as its ``act_layer``."""
+        """The model with this module's activation injected as its ``act_layer``: the one place where the
+        named settings (``activation``, ``y_th``, QCFS's options, ``model_kwargs.activation_shift``) become
+        the factory; the models take only that (:func:`lightning_snn.models.create_model`)."""
         hp, kwargs = self.hparams, dict(model_kwargs or {})
         qcfs_options = {}
         if hp.activation == "qcfs" or hp.levels != 4 or hp.trainable_threshold:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_snn.activations import set_threshold_enabled
+from lightning_snn.activations import make_activation, set_threshold_enabled
 from lightning_snn.conversion import calibrate_thresholds, convert, site_activations
 from lightning_snn.models import create_model
 from lightning_snn.neurons import IFNeuron
@@ -131,7 +131,7 @@ def test_the_neuron_after_the_residual_add_gets_the_shift(shortcut):
     set_threshold_enabled(plain, True)
     thresholds = calibrate_thresholds(plain, [torch.randn(16, 3, 32, 32)])  # no dead layer at init
     # the same weights with a shifted source ReLU (the activation_shift extension)
-    model = create_model("resnet20", width=1 / 16, shortcut=shortcut, activation_shift=0.05)
+    model = create_model("resnet20", width=1 / 16, shortcut=shortcut, act_layer=make_activation(shift=0.05))
     model.load_state_dict(plain.state_dict())
     add_neurons = [f"layers.{s}.{b}.act_out" for s in range(4) for b in range(2)]
     membrane = convert(model, thresholds, shift="membrane")

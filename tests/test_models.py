@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -12,7 +13,10 @@ from torch import nn
 from lightning_snn.activations import QCFS, ThresholdReLU, make_activation, set_threshold_enabled
 from lightning_snn.conversion import activation_layers, check_convertible
 from lightning_snn.models import MODELS, TEXT_MODELS, create_model
+from lightning_snn.models.registry import accepted_kwargs
 from lightning_snn.models.resnet import BasicBlock
+from lightning_snn.models.rnn import TextClassifier
+from lightning_snn.module import ConversionModule
 
 IMAGE_MODELS = sorted(set(MODELS) - set(TEXT_MODELS))  # the text models: tests/test_recurrent_conversion.py
 PAPER_MODELS = {"cifarnet", "vgg16", "vgg16_1x1", "vgg16_imagenet", "resnet20"}
@@ -46,7 +50,7 @@ def test_the_paper_models_are_registered():
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 def test_forward_backward_and_convertible(name):
     torch.manual_seed(0)
-    model = create_model(name, num_classes=7, width=1 / 16, activation="threshold_relu", y_th=1.5)
+    model = create_model(name, num_classes=7, width=1 / 16, act_layer=make_activation("threshold_relu", y_th=1.5))
     x = torch.randn(3, 3, input_size(name), input_size(name))
     out = model(x)
     assert out.shape == (3, 7)
@@ -63,7 +67,7 @@ def test_forward_backward_and_convertible(name):
 @pytest.mark.parametrize("name", IMAGE_MODELS)
 @pytest.mark.parametrize("activation", ["relu", "threshold_relu"])
 def test_every_model_takes_the_activation_options(name, activation):
-    model = on_meta(name, width=1 / 16, activation=activation, y_th=2.0, activation_shift=0.25)
+    model = on_meta(name, width=1 / 16, act_layer=make_activation(activation, y_th=2.0, shift=0.25))
     acts = list(activation_layers(model).values())
     assert acts and all(a.shift == 0.25 and a.y_th == 2.0 for a in acts)
     # no activation outside the convertible modules (e.g. an nn.ReLU built elsewhere)
@@ -249,10 +253,42 @@ def test_the_activation_is_injected_as_a_layer_factory():
         assert len(sites) == len(built) == ACTIVATION_COUNT[name]
         assert {id(m) for m in sites} == {id(m) for m in built}
         assert not any(isinstance(m, ThresholdReLU) for m in model.modules())
-    with pytest.raises(TypeError, match="not both"):
-        create_model("vgg11", width=1 / 16, act_layer=nn.ReLU, activation="relu")
+    # the named settings are not model arguments (a config's, which ConversionModule turns into the one factory)
+    for name in MODELS:
+        for named in ({"activation": "relu"}, {"y_th": 2.0}, {"activation_shift": 0.25}):
+            with pytest.raises(TypeError, match=r"act_layer=make_activation"):
+                create_model(name, width=1 / 16, **named)
     with pytest.raises(TypeError, match="callable"):
         create_model("vgg11", width=1 / 16, act_layer="relu")
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_config_and_python_build_the_same_model(name):
+    """ConversionModule is the one place where a config's named activation settings become the
+    models' ``act_layer``: the same seed gives the same weights, bit for bit, as the factory in Python."""
+    text = name in TEXT_MODELS
+    named = {"activation": "relu" if text else "threshold_relu", "y_th": 1.5}
+    shift = {} if text else {"activation_shift": 0.25}
+    size = {"vocab_size": 30} if text else {}
+    torch.manual_seed(0)
+    module = ConversionModule(arch=name, num_classes=4, width=1 / 16, model_kwargs=shift, **named, **size)
+    torch.manual_seed(0)
+    act_layer = make_activation(named["activation"], y_th=1.5, shift=shift.get("activation_shift", 0.0))
+    model = create_model(name, num_classes=4, width=1 / 16, act_layer=act_layer, **size)
+    ours, theirs = module.model.state_dict(), model.state_dict()
+    assert list(ours) == list(theirs)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert repr(module.model) == repr(model)
+
+
+def test_the_text_models_share_one_settings_list():
+    """Both text models take TextClassifier's keywords (through ``**settings``), typos refused by name."""
+    shared = set(inspect.signature(TextClassifier).parameters)
+    for name in TEXT_MODELS:
+        assert shared < accepted_kwargs(MODELS[name])
+    assert accepted_kwargs(MODELS["spiking_rnn"]) - shared == {"act_layer", "steps_per_word", "surrogate", "alpha"}
+    with pytest.raises(TypeError, match=r"no argument\(s\) \['hiden_size'\]"):
+        create_model("spiking_rnn", vocab_size=30, hiden_size=8)
 
 
 def test_make_activation_builds_fresh_modules_and_checks_once():
@@ -316,5 +352,5 @@ def test_every_model_trains_with_qcfs(name):
     F.cross_entropy(model(x), torch.tensor([0, 3])).backward()
     assert all(a.lam.grad is not None for a in acts)  # one lambda per layer, each learned
     # by name too, with the default L = 4 and a fixed lambda
-    named = on_meta(name, width=1 / 16, activation="qcfs", y_th=2.0)
+    named = on_meta(name, width=1 / 16, act_layer=make_activation("qcfs", y_th=2.0))
     assert all(isinstance(a, QCFS) and a.levels == 4 and not a.trainable for a in activation_layers(named).values())

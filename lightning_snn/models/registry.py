@@ -10,6 +10,10 @@ from torch import nn
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
+#: The named activation settings of a config (``activation``, ``y_th``, ``model_kwargs.activation_shift``):
+#: :class:`lightning_snn.module.ConversionModule` turns them into the models' one ``act_layer``.
+NAMED_ACTIVATION_SETTINGS = frozenset({"activation", "y_th", "activation_shift"})
+
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -22,34 +26,57 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model, e.g. ``create_model("vgg16", num_classes=10, width=0.25)``."""
+    """Build a registered model, e.g. ``create_model("vgg16", num_classes=10, width=0.25)``.
+
+    The activation is one argument, ``act_layer`` (timm's): a factory such as
+    ``make_activation("relu", y_th=2.0, shift=0.25)`` (:mod:`lightning_snn.activations`).
+    """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; registered models: {sorted(MODELS)}.")
     valid = accepted_kwargs(MODELS[name])
     unknown = sorted(set(kwargs) - valid) if valid is not None else []
     if unknown:
+        hint = ""
+        if set(unknown) & NAMED_ACTIVATION_SETTINGS and "act_layer" in valid:
+            hint = (
+                " The activation is one argument, act_layer: in Python act_layer=make_activation(activation, "
+                "y_th=..., shift=...) from lightning_snn.activations; in a config model.activation, model.y_th and "
+                "model.model_kwargs.activation_shift."
+            )
         raise TypeError(
-            f"model {name!r} has no argument(s) {unknown} (a typo in model_kwargs?); its arguments are {sorted(valid)}."
+            f"model {name!r} has no argument(s) {unknown} (a typo in model_kwargs?); its arguments are "
+            f"{sorted(valid)}.{hint}"
         )
     return MODELS[name](**kwargs)
 
 
 def accepted_kwargs(fn: Callable) -> set[str] | None:
-    """The keyword arguments ``fn`` accepts, following its ``**kwargs`` into the class it returns
-    (its return annotation); None if that cannot be known (then nothing is refused)."""
+    """The keyword arguments ``fn`` accepts, following its ``**kwargs`` where they go: from a builder
+    function into the class it returns (its return annotation), and from a class into its base
+    classes' ``__init__`` (``super().__init__(**settings)``), until one takes no ``**kwargs``;
+    None if that cannot be known (then nothing is refused)."""
     names, open_ended = _parameters(fn)
-    if open_ended:
-        try:
-            target = typing.get_type_hints(fn).get("return")
-        except Exception:  # an unresolvable annotation: do not guess
-            return None
-        if not inspect.isclass(target):
-            return None
+    for target in _kwargs_targets(fn):
+        if not open_ended:
+            break
         more, open_ended = _parameters(target)
-        if open_ended:
-            return None
         names |= more
-    return names
+    return None if open_ended else names
+
+
+def _kwargs_targets(fn: Callable) -> list[Callable]:
+    """Where ``fn``'s ``**kwargs`` may go, in order: the class a builder returns, then the bases that
+    define their own ``__init__``."""
+    cls, chain = fn, []
+    if not inspect.isclass(fn):
+        try:
+            cls = typing.get_type_hints(fn).get("return")
+        except Exception:  # an unresolvable annotation: do not guess
+            return []
+        if not inspect.isclass(cls):
+            return []
+        chain.append(cls)
+    return chain + [base for base in cls.__mro__[1:] if "__init__" in vars(base)]
 
 
 def _parameters(obj: Callable) -> tuple[set[str], bool]:

@@ -87,12 +87,8 @@ class ResNet(nn.Module):
         stage_channels / stage_strides / blocks_per_stage: the residual stages.
         dropout: dropout after the stem's first two activations and inside every block (0 = none).
         shortcut: see :class:`BasicBlock`.
-        activation: ``"threshold_relu"`` or ``"relu"`` (see :func:`~lightning_snn.activations.make_activation`).
-        y_th: threshold of the threshold ReLU.
-        activation_shift: shift of the source ANN's ReLU (0 = none).
         batch_norm: a ``BatchNorm2d`` after every conv (see :class:`BasicBlock`); off in the paper.
-        act_layer: an activation factory to use instead of ``activation`` / ``y_th`` /
-            ``activation_shift`` (timm's ``act_layer``).
+        act_layer: the activation factory (timm's ``act_layer``), as :class:`~lightning_snn.models.vgg.VGG`.
     """
 
     def __init__(
@@ -106,9 +102,6 @@ class ResNet(nn.Module):
         blocks_per_stage: int = 2,
         dropout: float = 0.2,
         shortcut: str = "identity_when_possible",
-        activation: str = "threshold_relu",
-        y_th: float = 1.0,
-        activation_shift: float = 0.0,
         batch_norm: bool = False,
         act_layer: ActLayer | None = None,
     ) -> None:
@@ -118,7 +111,7 @@ class ResNet(nn.Module):
             raise ValueError(f"unknown shortcut {shortcut!r}; choose one of {list(SHORTCUTS)}.")
         if len(stage_channels) != len(stage_strides):
             raise ValueError("stage_channels and stage_strides must have the same length.")
-        act_layer = resolve_act_layer(act_layer, activation, y_th, activation_shift)
+        act_layer = resolve_act_layer(act_layer)
 
         c = scaled(stem_channels, width)
         stem: list[nn.Module] = []

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lightning_snn.activations import ActLayer, ThresholdReLU, make_activation
+from lightning_snn.activations import ActLayer, ThresholdReLU, resolve_act_layer
 from lightning_snn.models.layers import scaled
 from lightning_snn.models.registry import check_model_args, register_model
 from lightning_snn.spiking_recurrent import POOLS, pool_words, trim_batch
@@ -102,24 +102,47 @@ class ThresholdRNN(nn.Module):
 class TextClassifier(nn.Module):
     """What the text models share: embedding -> ``self.rnn`` (set by the subclass) -> pool over the
     words -> dropout -> linear readout. Their input is a text batch ``(ids [B, L], lengths [B])``
-    (:class:`lightning_snn.text_data.TokenBatch`); index 0 is padding, a zero vector."""
+    (:class:`lightning_snn.text_data.TokenBatch`); index 0 is padding, a zero vector.
+
+    Its keywords are every text model's (a subclass takes them as ``**settings`` and adds its
+    recurrent layer's own); they are checked here, once, before anything is built.
+
+    Args:
+        vocab_size: rows of the embedding (index 0 = padding, a zero vector).
+        num_classes: output classes.
+        embed_dim: embedding size.
+        hidden_size: recurrent units (times ``width``).
+        width: multiplier of ``hidden_size``.
+        tau: attenuation of the recurrent layer's carried state at each word, in [0, 1].
+        pool: ``"mean"`` over the words or the ``"last"`` word's output.
+        embed_dropout: dropout on the embeddings (training only).
+        dropout: dropout before the readout (training only).
+        recurrent: with recurrent weights ``W_h``.
+    """
 
     def __init__(
         self,
-        vocab_size: int | None,
-        num_classes: int,
-        embed_dim: int,
-        hidden: int,
-        pool: str,
-        embed_dropout: float,
-        dropout: float,
+        vocab_size: int | None = None,
+        num_classes: int = 5,
+        embed_dim: int = 128,
+        hidden_size: int = 256,
+        width: float = 1.0,
+        tau: float = 0.5,
+        pool: str = "mean",
+        embed_dropout: float = 0.5,
+        dropout: float = 0.0,
+        recurrent: bool = True,
     ) -> None:
+        check_text_model_args(vocab_size, width, num_classes, embed_dim, pool)
         super().__init__()
+        hidden = scaled(hidden_size, width)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
         self.embed_dropout = nn.Dropout(embed_dropout)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, num_classes)
         self.pool = pool
+        # what the subclass builds its recurrent layer from (after the readout: the seeded weights' order)
+        self.layer_args = {"input_size": embed_dim, "hidden_size": hidden, "tau": tau, "recurrent": recurrent}
 
     def embed(self, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(embeddings ``[B, L, E]`` of the batch trimmed to its longest sentence, lengths >= 1)."""
@@ -135,38 +158,14 @@ class SentimentRNN(TextClassifier):
     """Embedding -> :class:`ThresholdRNN` -> pool over the words -> linear readout.
 
     Args:
-        vocab_size: rows of the embedding (index 0 = padding, a zero vector).
-        num_classes: output classes.
-        embed_dim: embedding size.
-        hidden_size: recurrent units (times ``width``).
-        width: multiplier of ``hidden_size``.
         act_layer: the activation factory (default: threshold ReLU, clip 1, off until switched on).
-        tau: attenuation of the remaining value, in [0, 1].
-        pool: ``"mean"`` over the words or the ``"last"`` word's output.
-        embed_dropout: dropout on the embeddings (training only).
-        dropout: dropout before the readout (training only).
-        recurrent: with recurrent weights ``W_h``.
+        **settings: the text model's settings, see :class:`TextClassifier` (``vocab_size``,
+            ``hidden_size``, ``tau``, ``pool``, ...).
     """
 
-    def __init__(
-        self,
-        vocab_size: int | None = None,
-        num_classes: int = 5,
-        embed_dim: int = 128,
-        hidden_size: int = 256,
-        width: float = 1.0,
-        act_layer: ActLayer | None = None,
-        tau: float = 0.5,
-        pool: str = "mean",
-        embed_dropout: float = 0.5,
-        dropout: float = 0.0,
-        recurrent: bool = True,
-    ) -> None:
-        check_text_model_args(vocab_size, width, num_classes, embed_dim, pool)
-        hidden = scaled(hidden_size, width)
-        super().__init__(vocab_size, num_classes, embed_dim, hidden, pool, embed_dropout, dropout)
-        act_layer = act_layer or make_activation("threshold_relu")
-        self.rnn = ThresholdRNN(embed_dim, hidden, act_layer, tau=tau, recurrent=recurrent)
+    def __init__(self, act_layer: ActLayer | None = None, **settings) -> None:
+        super().__init__(**settings)
+        self.rnn = ThresholdRNN(act_layer=resolve_act_layer(act_layer), **self.layer_args)
 
     def features(self, batch: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(outputs ``o`` ``[B, L, H]``, pre-activations ``u``, lengths) of the recurrent layer."""
@@ -196,6 +195,6 @@ def check_text_model_args(vocab_size: int | None, width: float, num_classes: int
 
 
 @register_model("rnn")
-def rnn(num_classes: int = 5, width: float = 1.0, act_layer: ActLayer | None = None, **kwargs) -> SentimentRNN:
+def rnn(**kwargs) -> SentimentRNN:
     """The source RNN of appendix A.4 (see :class:`SentimentRNN` for its settings)."""
-    return SentimentRNN(num_classes=num_classes, width=width, act_layer=act_layer, **kwargs)
+    return SentimentRNN(**kwargs)

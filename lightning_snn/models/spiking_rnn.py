@@ -21,10 +21,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lightning_snn.activations import ActLayer, ThresholdReLU, make_activation
-from lightning_snn.models.layers import scaled
+from lightning_snn.activations import ActLayer, ThresholdReLU, resolve_act_layer
 from lightning_snn.models.registry import register_model
-from lightning_snn.models.rnn import TextClassifier, check_tau, check_text_model_args
+from lightning_snn.models.rnn import TextClassifier, check_tau
 from lightning_snn.spiking_recurrent import check_steps_per_word, recurrent_if
 from lightning_snn.surrogate import check_surrogate, spike_function
 
@@ -84,44 +83,31 @@ class SpikingRNNLayer(nn.Module):
 class SpikingSentimentRNN(TextClassifier):
     """Embedding -> :class:`SpikingRNNLayer` -> pool of the rates ``theta n / K`` -> linear readout.
 
-    Args: those of :class:`~lightning_snn.models.rnn.SentimentRNN` (``act_layer`` only gives the
-    threshold, its ``y_th``), plus ``steps_per_word``, ``surrogate`` and ``alpha``.
+    Args:
+        act_layer: only gives the firing threshold, its ``y_th`` (a ThresholdReLU without shift;
+            default: ``relu`` with ``y_th`` 1).
+        steps_per_word / surrogate / alpha: as :class:`SpikingRNNLayer`.
+        **settings: the text model's settings, those of
+            :class:`~lightning_snn.models.rnn.SentimentRNN` (see
+            :class:`~lightning_snn.models.rnn.TextClassifier`).
     """
 
     def __init__(
         self,
-        vocab_size: int | None = None,
-        num_classes: int = 5,
-        embed_dim: int = 128,
-        hidden_size: int = 256,
-        width: float = 1.0,
         act_layer: ActLayer | None = None,
-        tau: float = 0.5,
-        pool: str = "mean",
-        embed_dropout: float = 0.5,
-        dropout: float = 0.0,
-        recurrent: bool = True,
         steps_per_word: int = 8,
         surrogate: str = "fast_sigmoid",
         alpha: float | None = None,
+        **settings,
     ) -> None:
-        check_text_model_args(vocab_size, width, num_classes, embed_dim, pool)
-        probe = (act_layer or make_activation("relu"))()
+        probe = resolve_act_layer(act_layer, default="relu")()
         if not isinstance(probe, ThresholdReLU) or probe.shift:
             raise TypeError(
                 f"a spiking RNN takes its threshold from a ThresholdReLU's y_th (activation relu), got {probe!r}."
             )
-        hidden = scaled(hidden_size, width)
-        super().__init__(vocab_size, num_classes, embed_dim, hidden, pool, embed_dropout, dropout)
+        super().__init__(**settings)
         self.rnn = SpikingRNNLayer(
-            embed_dim,
-            hidden,
-            v_threshold=probe.y_th,
-            tau=tau,
-            steps_per_word=steps_per_word,
-            surrogate=surrogate,
-            alpha=alpha,
-            recurrent=recurrent,
+            v_threshold=probe.y_th, steps_per_word=steps_per_word, surrogate=surrogate, alpha=alpha, **self.layer_args
         )
 
     def forward(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -131,8 +117,6 @@ class SpikingSentimentRNN(TextClassifier):
 
 
 @register_model("spiking_rnn")
-def spiking_rnn(
-    num_classes: int = 5, width: float = 1.0, act_layer: ActLayer | None = None, **kwargs
-) -> SpikingSentimentRNN:
+def spiking_rnn(**kwargs) -> SpikingSentimentRNN:
     """The surrogate-gradient spiking RNN of appendix A.4's comparison (see :class:`SpikingSentimentRNN`)."""
-    return SpikingSentimentRNN(num_classes=num_classes, width=width, act_layer=act_layer, **kwargs)
+    return SpikingSentimentRNN(**kwargs)

@@ -46,16 +46,15 @@ class VGG(nn.Module):
         num_classes: output classes.
         width: multiplier on every channel count and hidden size.
         input_size: input height = width in pixels (32 for CIFAR, 224 for ImageNet).
-        hidden: hidden size of the two fully connected layers (before ``width``).
-        conv_dropout / fc_dropout: dropout between convs / between fully connected layers.
-        activation: ``"threshold_relu"`` or ``"relu"`` (see :func:`~lightning_snn.activations.make_activation`).
-        y_th: threshold of the threshold ReLU.
-        activation_shift: shift of the source ANN's ReLU (the paper's "S" variant), 0 = none.
+        hidden: size of each hidden fully connected layer (before ``width``); an int = two of that size.
+        conv_dropout / fc_dropout: dropout between convs / between fully connected layers
+            (``fc_dropout=None``: no dropout layer in the classifier).
         one_by_one_last: kernel size 1 for the last conv of each 3-conv stage (the authors'
             code), instead of 3 (the paper's VGG-16).
         batch_norm: ``conv -> BatchNorm2d -> act`` (convs without bias); off in the paper.
-        act_layer: an activation factory to use instead of ``activation`` / ``y_th`` /
-            ``activation_shift`` (timm's ``act_layer``).
+        act_layer: the activation factory, one module per call site (timm's ``act_layer``, e.g.
+            ``make_activation("relu", y_th=2.0)``, see :func:`~lightning_snn.activations.make_activation`);
+            None: the threshold ReLU with clip 1, off until switched on.
     """
 
     def __init__(
@@ -64,26 +63,23 @@ class VGG(nn.Module):
         num_classes: int = 10,
         width: float = 1.0,
         input_size: int = 32,
-        hidden: int = 4096,
+        hidden: int | tuple[int, ...] = 4096,
         conv_dropout: float = 0.2,
-        fc_dropout: float = 0.5,
-        activation: str = "threshold_relu",
-        y_th: float = 1.0,
-        activation_shift: float = 0.0,
+        fc_dropout: float | None = 0.5,
         one_by_one_last: bool = False,
         batch_norm: bool = False,
         act_layer: ActLayer | None = None,
     ) -> None:
         super().__init__()
         check_model_args(width, num_classes)
-        act_layer = resolve_act_layer(act_layer, activation, y_th, activation_shift)
+        act_layer = resolve_act_layer(act_layer)
         if one_by_one_last:
             config = with_one_by_one_last(config)
         self.features, channels, size = make_features(
             config, act_layer, width, input_size, conv_dropout=conv_dropout, batch_norm=batch_norm
         )
-        h = scaled(hidden, width)
-        self.classifier = make_classifier(channels * size * size, (h, h), num_classes, act_layer, dropout=fc_dropout)
+        sizes = [scaled(h, width) for h in ((hidden, hidden) if isinstance(hidden, int) else hidden)]
+        self.classifier = make_classifier(channels * size * size, sizes, num_classes, act_layer, dropout=fc_dropout)
         init_conversion_weights(self)
 
     def forward(self, x):
