@@ -23,8 +23,7 @@ from lightning_snn.conversion_config import ConversionConfig
 from lightning_snn.diagnostics import EnergyModel
 from lightning_snn.evaluation import ConversionReport, evaluate_config
 from lightning_snn.export import check_export_settings, check_model_exportable, export_nir
-from lightning_snn.recurrent_conversion import is_recurrent
-from lightning_snn.recurrent_evaluation import check_recurrent_settings, validate_output_loops
+from lightning_snn.recurrent_conversion import check_recurrent_config, is_recurrent
 from lightning_snn.report import write_dashboard
 from lightning_snn.results import dashboard_name
 
@@ -148,6 +147,7 @@ class SNNConversion(pl.Callback):
         self.config = ConversionConfig(
             timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron,
             shift_scale, shift_fraction, average_over, diagnostics, energy, batch_size, tuple(statistics or ()),
+            output_loops,
         )  # fmt: skip
         self.timesteps = list(self.config.timesteps)
         self.shift_scale, self.shift_fraction, self.average_over = shift_scale, shift_fraction, average_over
@@ -156,7 +156,7 @@ class SNNConversion(pl.Callback):
         )
         self.export, self.export_timesteps, self.export_options = export, export_timesteps, dict(export_options or {})
         self.calibration, self.percentile, self.neuron = calibration, percentile, neuron
-        self.output_loops = validate_output_loops(output_loops)
+        self.output_loops = self.config.output_loops
         self.correction, self.correction_timesteps = correction, correction_timesteps
         self.diagnostics, self.energy = diagnostics, self.config.energy
         for name, value in (("calibration_samples", calibration_samples), ("max_test_samples", max_test_samples)):
@@ -186,17 +186,9 @@ class SNNConversion(pl.Callback):
             )
         model = pl_module.model if hasattr(pl_module, "model") else pl_module
         if is_recurrent(model):  # appendix A.4's converter: refuse an unknown model or setting now
-            check_recurrent_settings(
-                model, self.shift, self.readout, self.time_chunk, self.calibration, self.correction, self.neuron
-            )
+            check_recurrent_config(model, self.config)
             if self.export is not None:
                 raise ValueError("snn.export applies to image models only (the recurrent SNN has no NIR form here).")
-            if self.config.statistics:
-                raise ValueError(
-                    "snn.statistics applies to image models only (the recurrent diagnostics are their own)."
-                )
-        elif self.output_loops is not None:
-            raise ValueError("snn.output_loops applies to recurrent models only; remove it.")
         else:
             self.config.check_model(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
             if self.export is not None:
@@ -293,9 +285,7 @@ class SNNConversion(pl.Callback):
 
                 test_batches = tqdm(test_batches, desc=f"SNN eval (T<={self.timesteps[-1]})", leave=False)
             calibration_batches = self._loader(calibration, trainer, datamodule, flag)
-            report = evaluate_config(
-                model, calibration_batches, test_batches, self.config, device=device, output_loops=self.output_loops
-            )
+            report = evaluate_config(model, calibration_batches, test_batches, self.config, device=device)
         results = {
             "stage": stage,
             "epoch": trainer.current_epoch,
