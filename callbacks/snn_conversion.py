@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from lightning_snn.conversion_config import ConversionConfig
 from lightning_snn.diagnostics import EnergyModel
 from lightning_snn.evaluation import ConversionReport, evaluate_config
-from lightning_snn.export import check_export_settings, check_model_exportable, export_nir
+from lightning_snn.export import ExportConfig, export_nir
 from lightning_snn.recurrent_conversion import check_recurrent_config, is_recurrent
 from lightning_snn.report import write_dashboard
 from lightning_snn.results import dashboard_name
@@ -151,9 +151,8 @@ class SNNConversion(pl.Callback):
         )  # fmt: skip
         self.timesteps = list(self.config.timesteps)
         self.shift_scale, self.shift_fraction, self.average_over = shift_scale, shift_fraction, average_over
-        check_export_settings(
-            export, export_timesteps, export_options, shift=shift, simulated=self.timesteps, neuron=neuron
-        )
+        #: the export's settings, checked once here against the conversion's (None: no export)
+        self.export_config = ExportConfig.build(export, export_timesteps, export_options, self.config)
         self.export, self.export_timesteps, self.export_options = export, export_timesteps, dict(export_options or {})
         self.calibration, self.percentile, self.neuron = calibration, percentile, neuron
         self.output_loops = self.config.output_loops
@@ -190,9 +189,9 @@ class SNNConversion(pl.Callback):
             if self.export is not None:
                 raise ValueError("snn.export applies to image models only (the recurrent SNN has no NIR form here).")
         else:
-            self.config.check_model(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
-            if self.export is not None:
-                check_model_exportable(model, self.shift, self.readout)
+            graph = self.config.check_model(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
+            if self.export_config is not None:
+                self.export_config.check_graph(graph, self.config)  # the same prepared graph
         if trainer.is_global_zero:
             self._release()
             self._claimed = self._claim(trainer)  # the files this evaluation will write, or a refusal now
@@ -349,10 +348,10 @@ class SNNConversion(pl.Callback):
 
     def _export(self, report: ConversionReport, path: Path) -> None:
         """The SNN as a NIR file beside the results (written and logged already)."""
-        t = self.export_timesteps
+        t = self.export_config.timesteps
         snn = next(s for s in report.snns if s.valid_at(t))
         try:
-            export_nir(snn, path, self._input_shape, t, **self.export_options)
+            export_nir(snn, path, self._input_shape, t, **self.export_config.options)
         except Exception as exc:
             raise type(exc)(f"the SNN results were written, but the NIR export failed: {exc}") from exc
         note = ""
