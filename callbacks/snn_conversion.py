@@ -22,9 +22,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from lightning_snn.conversion_config import ConversionConfig
 from lightning_snn.diagnostics import EnergyModel
 from lightning_snn.evaluation import ConversionReport, evaluate_config
-from lightning_snn.export import check_export_settings, check_model_exportable, export_nir
-from lightning_snn.recurrent_conversion import is_recurrent
-from lightning_snn.recurrent_evaluation import check_recurrent_settings, validate_output_loops
+from lightning_snn.export import ExportConfig, export_nir
+from lightning_snn.recurrent_conversion import check_recurrent_config, is_recurrent
 from lightning_snn.report import write_dashboard
 from lightning_snn.results import dashboard_name
 
@@ -148,15 +147,15 @@ class SNNConversion(pl.Callback):
         self.config = ConversionConfig(
             timesteps, shift, readout, time_chunk, calibration, percentile, correction, correction_timesteps, neuron,
             shift_scale, shift_fraction, average_over, diagnostics, energy, batch_size, tuple(statistics or ()),
+            output_loops,
         )  # fmt: skip
         self.timesteps = list(self.config.timesteps)
         self.shift_scale, self.shift_fraction, self.average_over = shift_scale, shift_fraction, average_over
-        check_export_settings(
-            export, export_timesteps, export_options, shift=shift, simulated=self.timesteps, neuron=neuron
-        )
+        #: the export's settings, checked once here against the conversion's (None: no export)
+        self.export_config = ExportConfig.build(export, export_timesteps, export_options, self.config)
         self.export, self.export_timesteps, self.export_options = export, export_timesteps, dict(export_options or {})
         self.calibration, self.percentile, self.neuron = calibration, percentile, neuron
-        self.output_loops = validate_output_loops(output_loops)
+        self.output_loops = self.config.output_loops
         self.correction, self.correction_timesteps = correction, correction_timesteps
         self.diagnostics, self.energy = diagnostics, self.config.energy
         for name, value in (("calibration_samples", calibration_samples), ("max_test_samples", max_test_samples)):
@@ -186,21 +185,13 @@ class SNNConversion(pl.Callback):
             )
         model = pl_module.model if hasattr(pl_module, "model") else pl_module
         if is_recurrent(model):  # appendix A.4's converter: refuse an unknown model or setting now
-            check_recurrent_settings(
-                model, self.shift, self.readout, self.time_chunk, self.calibration, self.correction, self.neuron
-            )
+            check_recurrent_config(model, self.config)
             if self.export is not None:
                 raise ValueError("snn.export applies to image models only (the recurrent SNN has no NIR form here).")
-            if self.config.statistics:
-                raise ValueError(
-                    "snn.statistics applies to image models only (the recurrent diagnostics are their own)."
-                )
-        elif self.output_loops is not None:
-            raise ValueError("snn.output_loops applies to recurrent models only; remove it.")
         else:
-            self.config.check_model(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
-            if self.export is not None:
-                check_model_exportable(model, self.shift, self.readout)
+            graph = self.config.check_model(model)  # Hardswish, nn.Upsample, ...: refused now, not after training
+            if self.export_config is not None:
+                self.export_config.check_graph(graph, self.config)  # the same prepared graph
         if trainer.is_global_zero:
             self._release()
             self._claimed = self._claim(trainer)  # the files this evaluation will write, or a refusal now
@@ -293,9 +284,7 @@ class SNNConversion(pl.Callback):
 
                 test_batches = tqdm(test_batches, desc=f"SNN eval (T<={self.timesteps[-1]})", leave=False)
             calibration_batches = self._loader(calibration, trainer, datamodule, flag)
-            report = evaluate_config(
-                model, calibration_batches, test_batches, self.config, device=device, output_loops=self.output_loops
-            )
+            report = evaluate_config(model, calibration_batches, test_batches, self.config, device=device)
         results = {
             "stage": stage,
             "epoch": trainer.current_epoch,
@@ -359,10 +348,10 @@ class SNNConversion(pl.Callback):
 
     def _export(self, report: ConversionReport, path: Path) -> None:
         """The SNN as a NIR file beside the results (written and logged already)."""
-        t = self.export_timesteps
+        t = self.export_config.timesteps
         snn = next(s for s in report.snns if s.valid_at(t))
         try:
-            export_nir(snn, path, self._input_shape, t, **self.export_options)
+            export_nir(snn, path, self._input_shape, t, **self.export_config.options)
         except Exception as exc:
             raise type(exc)(f"the SNN results were written, but the NIR export failed: {exc}") from exc
         note = ""

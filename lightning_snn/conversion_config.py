@@ -46,6 +46,20 @@ def validate_time_chunk(time_chunk: Any) -> int | str:
     return time_chunk
 
 
+def validate_output_loops(loops: Sequence[int] | int | None) -> list[int] | None:
+    """Sorted distinct loop counts (each an int >= 1), or None; an error that says what is allowed."""
+    if loops is None:
+        return None
+    if isinstance(loops, int) and not isinstance(loops, bool):
+        loops = [loops]
+    if isinstance(loops, (str, bytes)) or not isinstance(loops, Sequence) or not loops:
+        raise ValueError(f"output_loops must be a non-empty list of ints >= 1, e.g. [1, 4, 16], got {loops!r}.")
+    for value in loops:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"output_loops must be ints >= 1 (replays of the output layer's input), got {value!r}.")
+    return sorted(set(loops))
+
+
 def validate_correction(correction: str, correction_timesteps: int | None, shift: str) -> None:
     """Refuse an unknown correction, a missing or bad target T, or a correction with the bias shift."""
     if correction not in CORRECTIONS:
@@ -86,6 +100,9 @@ class ConversionConfig:
         batch_size: the evaluation batch size of whoever builds the loaders (``None``: theirs).
         statistics: layer statistics the diagnostics measure besides, by name or import path
             (:mod:`lightning_snn.layer_statistics`; needs ``diagnostics``).
+        output_loops: recurrent models only: the loop counts ``L`` of the spiking output layer (stored
+            sorted and de-duplicated; ``None``: :data:`~lightning_snn.recurrent_evaluation.DEFAULT_OUTPUT_LOOPS`).
+            A recurrent model's own refusals are :func:`~lightning_snn.recurrent_conversion.check_recurrent_config`'s.
 
     Derived once (not arguments): :attr:`neuron_type`, :attr:`statistic_types` and
     :attr:`read_timesteps` (every T the simulation reads: ``timesteps`` and the T of the average).
@@ -107,6 +124,7 @@ class ConversionConfig:
     energy: EnergyModel | None = None
     batch_size: int | None = None
     statistics: Sequence[str] = ()
+    output_loops: Sequence[int] | None = None
     neuron_type: type[IFNeuron] = field(init=False, repr=False, compare=False)
     statistic_types: tuple[type[LayerStatistic], ...] = field(init=False, repr=False, compare=False)
     read_timesteps: tuple[int, ...] = field(init=False, repr=False, compare=False)
@@ -133,6 +151,7 @@ class ConversionConfig:
         statistic_types = statistic_classes(self.statistics)
         if statistic_types and not self.diagnostics:
             raise ValueError(f"snn.statistics {list(self.statistics)} are diagnostics: set snn.diagnostics: true.")
+        loops = validate_output_loops(self.output_loops)
         put = object.__setattr__  # frozen: the normalised values are set once, here
         put(self, "timesteps", tuple(ts))
         put(self, "time_chunk", time_chunk)
@@ -140,6 +159,7 @@ class ConversionConfig:
         put(self, "neuron_type", neuron_type)
         put(self, "statistics", tuple(self.statistics))
         put(self, "statistic_types", statistic_types)
+        put(self, "output_loops", None if loops is None else tuple(loops))
         put(self, "read_timesteps", tuple(read_timesteps(ts, average)))
 
     @property
@@ -151,13 +171,16 @@ class ConversionConfig:
         return PAPER_CONSTANT_SHIFT if self.shift_fraction is None else self.shift_fraction
 
     def check_model(self, model: nn.Module) -> fx.GraphModule:
-        """Prepare ``model`` (:func:`lightning_snn.graph.prepare`, which refuses what cannot be converted
-        exactly) and refuse a neuron that emits negative spikes into a gated spiking max-pool, before
-        any work. Returns the prepared graph: pass it on rather than preparing the model again."""
+        """Prepare the feed-forward ``model`` (:func:`lightning_snn.graph.prepare`, which refuses what cannot be
+        converted exactly) and refuse a neuron that emits negative spikes into a gated spiking max-pool
+        and ``output_loops`` (recurrent models only), before any work. Returns the prepared graph: pass it
+        on rather than preparing the model again."""
+        if self.output_loops is not None:
+            raise ValueError("output_loops applies to recurrent models only (their looped output layer); remove it.")
         gm = prepare(model)
         if self.neuron_type.emits_negative:
             refuse_negative_spikes_into_pools(self.neuron, max_pool_sites(gm))
         return gm
 
 
-__all__ = ["ConversionConfig", "validate_correction", "validate_time_chunk"]
+__all__ = ["ConversionConfig", "validate_correction", "validate_output_loops", "validate_time_chunk"]

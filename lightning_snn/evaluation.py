@@ -223,26 +223,20 @@ def evaluate_conversion(
             ``last <= max(timesteps)``), read from the same simulation (not with ``shift="bias"``).
 
     A recurrent model (:func:`~lightning_snn.recurrent_conversion.is_recurrent`) goes to
-    :func:`~lightning_snn.recurrent_evaluation.evaluate_recurrent_conversion` with these settings
-    (``timesteps`` are then steps per word), which refuses the recurrent models it does not know by name.
+    :func:`~lightning_snn.recurrent_evaluation.evaluate_recurrent_config` with the same settings object
+    (``timesteps`` are then steps per word), which refuses by name the recurrent models and the settings it
+    does not know.
 
     Returns:
         A :class:`ConversionReport`; under ``torch.distributed`` the same on every rank.
     """
-    if is_recurrent(model):  # appendix A.4: its own converter and checks, the same settings and report
-        settings = dict(shift=shift, readout=readout, time_chunk=time_chunk, device=device, calibration=calibration)
-        settings.update(correction=correction, diagnostics=diagnostics, energy=energy, neuron=neuron)
-        feed_forward_only = (shift_scale, shift_fraction, average_over)
-        return _recurrent(
-            model, calibration_batches, test_batches, timesteps, feed_forward_only, output_loops, settings
-        )
     config = ConversionConfig(
         timesteps, shift=shift, readout=readout, time_chunk=time_chunk, calibration=calibration,
         percentile=percentile, correction=correction, correction_timesteps=correction_timesteps, neuron=neuron,
         shift_scale=shift_scale, shift_fraction=shift_fraction, average_over=average_over, diagnostics=diagnostics,
-        energy=energy,
+        energy=energy, output_loops=output_loops,
     )  # fmt: skip
-    return evaluate_config(model, calibration_batches, test_batches, config, device=device, output_loops=output_loops)
+    return evaluate_config(model, calibration_batches, test_batches, config, device=device)
 
 
 @torch.no_grad()
@@ -253,25 +247,17 @@ def evaluate_config(
     config: ConversionConfig,
     *,
     device: torch.device | str | None = None,
-    output_loops: Sequence[int] | None = None,
 ) -> ConversionReport:
     """:func:`evaluate_conversion` with its settings in a :class:`~lightning_snn.conversion_config.ConversionConfig`,
     checked when it was built and not again: the model is prepared once
     (:meth:`~lightning_snn.conversion_config.ConversionConfig.check_model`) and that graph is
-    calibrated, converted (every T of the bias shift), corrected and read by the diagnostics."""
+    calibrated, converted (every T of the bias shift), corrected and read by the diagnostics. A
+    recurrent model goes to :func:`~lightning_snn.recurrent_evaluation.evaluate_recurrent_config`."""
     c = config
-    if is_recurrent(model):
-        if c.statistics:
-            raise ValueError("statistics apply to image models only (the recurrent diagnostics are their own).")
-        settings = dict(shift=c.shift, readout=c.readout, time_chunk=c.time_chunk, device=device)
-        settings.update(calibration=c.calibration, correction=c.correction, diagnostics=c.diagnostics)
-        settings.update(energy=c.energy, neuron=c.neuron)
-        feed_forward_only = (c.shift_scale, c.shift_fraction, c.average_over)
-        return _recurrent(
-            model, calibration_batches, test_batches, c.timesteps, feed_forward_only, output_loops, settings
-        )
-    if output_loops is not None:
-        raise ValueError("output_loops applies to recurrent models only (their looped output layer); remove it.")
+    if is_recurrent(model):  # appendix A.4: its own converter, the same settings object and report
+        from lightning_snn.recurrent_evaluation import evaluate_recurrent_config  # it imports this module
+
+        return evaluate_recurrent_config(model, calibration_batches, test_batches, c, device=device)
     ts, read_ts = list(c.timesteps), list(c.read_timesteps)  # the report's T and every T of the average
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
@@ -353,22 +339,6 @@ def evaluate_config(
         shift_fraction=c.constant_shift,
         average=TAverage.from_counts(c.average_over, read, total, ann) if c.average_over is not None else None,
         snns=evaluator.snns,
-    )
-
-
-def _recurrent(model, calibration_batches, test_batches, timesteps, feed_forward_only, output_loops, settings):
-    """A recurrent model goes to appendix A.4's evaluation, which checks its own settings; those that
-    apply to feed-forward models only are refused, not silently ignored."""
-    from lightning_snn.recurrent_evaluation import evaluate_recurrent_conversion
-
-    shift_scale, shift_fraction, average_over = feed_forward_only
-    if shift_scale != 1 or shift_fraction is not None or average_over is not None:
-        raise ValueError(
-            "shift_scale, shift_fraction and average_over apply to feed-forward models only; remove them "
-            "for a recurrent model."
-        )
-    return evaluate_recurrent_conversion(
-        model, calibration_batches, test_batches, list(timesteps), **settings, output_loops=output_loops
     )
 
 

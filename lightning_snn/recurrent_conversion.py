@@ -6,6 +6,9 @@
   its output layer is calibrated), built from known layers only. Anything else, ``nn.LSTM``,
   ``nn.GRU``, ``nn.RNN``, a subclass or another module, is refused by name
   (:class:`~lightning_snn.graph.ConversionError`) before any work.
+* :func:`check_recurrent_config` -- the settings of a :class:`~lightning_snn.conversion_config.ConversionConfig`
+  (checked once when it was built) that this converter does not apply, refused by name, once per
+  conversion (:func:`check_recurrent_settings`: the same from keywords).
 * :func:`calibrate_recurrent_thresholds` -- the recurrent layer's ``V_th`` (the largest activation over
   the calibration sentences' words, or the clip ``y_th``) and the output layer's (the largest logit).
 * :func:`convert_recurrent` -- the :class:`~lightning_snn.spiking_recurrent.SpikingSentimentNet`.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -26,7 +30,11 @@ from lightning_snn.activations import ThresholdReLU
 from lightning_snn.graph import ConversionError
 from lightning_snn.models.rnn import SentimentRNN, ThresholdRNN
 from lightning_snn.models.spiking_rnn import SpikingRNNLayer, SpikingSentimentRNN
+from lightning_snn.neurons import IFNeuron, SignedIFNeuron, neuron_class
 from lightning_snn.spiking_recurrent import SpikingSentimentNet, word_mask
+
+if TYPE_CHECKING:
+    from lightning_snn.conversion_config import ConversionConfig
 
 #: Key of the recurrent layer's threshold, and of the output layer's (as in the CNN path).
 RECURRENT_KEY = "rnn"
@@ -36,8 +44,9 @@ RECURRENT_CALIBRATIONS = ("max", "lambda")
 #: Shifts that make sense for the recurrent SNN ("bias", V_th / (2T) per step, would add V_th / 2 at
 #: every word, which only matches the quantiser when tau = 0; the membrane shift is right for every tau).
 RECURRENT_SHIFTS = ("membrane", "none")
-#: Neurons of the recurrent layer: the paper's IF neuron, or the signed one (negative spikes).
-RECURRENT_NEURONS = ("if", "signed")
+#: Neuron models of the recurrent layer (:data:`~lightning_snn.neurons.NEURONS`): the paper's IF neuron, or
+#: the signed one (negative spikes); :mod:`lightning_snn.spiking_recurrent` implements these two recurrences.
+RECURRENT_NEURONS: tuple[type[IFNeuron], ...] = (IFNeuron, SignedIFNeuron)
 
 _MODELS = (SentimentRNN, SpikingSentimentRNN)
 _KNOWN_LAYERS = (ThresholdRNN, SpikingRNNLayer, nn.Embedding, nn.Linear, nn.Dropout, ThresholdReLU)
@@ -79,6 +88,85 @@ def check_recurrent_convertible(model: nn.Module) -> None:
                 f"module {name!r} ({type(m).__name__}) is not one of the recurrent converter's layers "
                 f"({', '.join(t.__name__ for t in _KNOWN_LAYERS)}): it would be left out of the SNN."
             )
+
+
+def _registered(neuron: str) -> type[IFNeuron] | None:
+    """The neuron model ``neuron`` names (:func:`~lightning_snn.neurons.neuron_class`), or ``None``."""
+    try:
+        return neuron_class(neuron)
+    except (ValueError, TypeError):
+        return None
+
+
+def check_recurrent_settings(
+    model: nn.Module,
+    shift: str = "membrane",
+    readout: str = "analog",
+    time_chunk: Any = "auto",
+    calibration: str = "max",
+    correction: str = "none",
+    neuron: str = "if",
+) -> type[IFNeuron]:
+    """Refuse, before any training, a model the recurrent converter does not know or a setting it does not
+    apply; returns the recurrent layer's neuron model. (With a checked
+    :class:`~lightning_snn.conversion_config.ConversionConfig`: :func:`check_recurrent_config`.)"""
+    if readout not in ("analog", "spiking"):
+        raise ValueError(f"unknown readout {readout!r}; choose 'analog' or 'spiking'.")
+    return _refuse(model, shift, time_chunk, calibration, correction, neuron, None)
+
+
+def check_recurrent_config(model: nn.Module, config: ConversionConfig) -> None:
+    """Refuse, by name, a model the recurrent converter does not know or a setting of ``config`` it does
+    not apply (checked when ``config`` was built, not again: only what the recurrent SNN adds)."""
+    c = config
+    if c.shift_scale != 1 or c.shift_fraction is not None or c.average_over is not None:
+        raise ValueError(
+            "shift_scale, shift_fraction and average_over apply to feed-forward models only; remove them "
+            "for a recurrent model."
+        )
+    if c.statistics:
+        raise ValueError("snn.statistics applies to image models only (the recurrent diagnostics are their own).")
+    _refuse(model, c.shift, c.time_chunk, c.calibration, c.correction, c.neuron, c.neuron_type)
+
+
+def _refuse(model, shift, time_chunk, calibration, correction, neuron: str, neuron_type) -> type[IFNeuron]:
+    """The recurrent converter's refusals, in one place; ``neuron_type``: ``neuron``'s class if known
+    (a checked config's), else ``None`` (asked of the registry here). Returns the neuron model."""
+    check_recurrent_convertible(model)
+    spiking = isinstance(model, SpikingSentimentRNN)
+    shifts = ("none",) if spiking else RECURRENT_SHIFTS
+    if shift not in shifts:
+        why = (
+            "a directly trained spiking RNN runs as it was trained"
+            if spiking
+            else "the bias shift V_th/(2T) would add V_th/2 at every word, which centres the quantisation only for "
+            "tau = 0; the membrane shift does for every tau"
+        )
+        raise ValueError(
+            f"snn.shift {shift!r} does not apply to this recurrent model ({why}); use one of {list(shifts)}."
+        )
+    if time_chunk != "auto":
+        raise ValueError(
+            f"snn.time_chunk={time_chunk!r} does not apply to a recurrent model: its SNN runs one word window "
+            "(steps per word) at a time. Leave it at 'auto'."
+        )
+    if calibration not in RECURRENT_CALIBRATIONS:
+        raise ValueError(
+            f"snn.calibration {calibration!r} is not implemented for the recurrent SNN; choose one of "
+            f"{list(RECURRENT_CALIBRATIONS)} (max: Algorithm 1; lambda: the threshold ReLU's clip y_th)."
+        )
+    if correction != "none":
+        raise ValueError(f"snn.correction {correction!r} is not implemented for the recurrent SNN; use 'none'.")
+    if neuron_type is None:
+        neuron_type = _registered(neuron)
+    if neuron_type not in RECURRENT_NEURONS:  # an allow-list of models: another recurrence is not implemented
+        raise ValueError(
+            f"snn.neuron {neuron!r} is not implemented for the recurrent SNN; use one of "
+            f"{[c.kind for c in RECURRENT_NEURONS]}."
+        )
+    if spiking and neuron_type is not IFNeuron:
+        raise ValueError(f"snn.neuron {neuron!r}: a directly trained spiking RNN runs as it was trained (neuron 'if').")
+    return neuron_type
 
 
 def split_text_batch(batch, device: torch.device | str | None = None):
@@ -123,6 +211,15 @@ def calibrate_recurrent_thresholds(
         raise ValueError(
             f"unknown calibration {method!r} for a recurrent model; choose one of {RECURRENT_CALIBRATIONS}."
         )
+    return recurrent_thresholds(model, batches, device, method)
+
+
+@torch.no_grad()
+def recurrent_thresholds(
+    model: nn.Module, batches: Iterable, device: torch.device | str | None, method: str
+) -> dict[str, float]:
+    """:func:`calibrate_recurrent_thresholds`' work on a model and method checked already
+    (:func:`check_recurrent_config`): nothing is checked again."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -166,20 +263,15 @@ def convert_recurrent(
             RNN whenever every step's current is within ``[-V_th, V_th]``; see
             :mod:`lightning_snn.spiking_recurrent`). A spiking RNN only ``"if"``.
     """
-    check_recurrent_convertible(model)
-    if shift not in RECURRENT_SHIFTS:
-        raise ValueError(
-            f"shift {shift!r} does not apply to the recurrent SNN; choose one of {list(RECURRENT_SHIFTS)}: the "
-            "paper's bias shift V_th/(2T) adds V_th/2 per word, which centres the quantisation only when tau = 0, "
-            "while the membrane shift (start at V_th/2, attenuate around it) does for every tau."
-        )
-    if neuron not in RECURRENT_NEURONS:
-        raise ValueError(f"unknown neuron {neuron!r} for the recurrent SNN; choose one of {list(RECURRENT_NEURONS)}.")
-    if isinstance(model, SpikingSentimentRNN) and (shift != "none" or neuron != "if"):
-        raise ValueError(
-            f"a directly trained spiking RNN runs as it was trained: shift 'none' and neuron 'if', not {shift!r} and "
-            f"{neuron!r} (the membrane shift and signed neurons are conversion settings)."
-        )
+    neuron_type = check_recurrent_settings(model, shift=shift, neuron=neuron)
+    return recurrent_snn(model, thresholds, shift, neuron_type)
+
+
+def recurrent_snn(
+    model: nn.Module, thresholds: dict[str, float], shift: str, neuron_type: type[IFNeuron]
+) -> SpikingSentimentNet:
+    """:func:`convert_recurrent`'s work with settings checked already (:func:`check_recurrent_config`);
+    ``neuron_type`` is the recurrent layer's neuron model, asked whether it emits negative spikes."""
     theta = float(thresholds[RECURRENT_KEY])
     rnn = model.rnn
     return SpikingSentimentNet(
@@ -192,5 +284,5 @@ def convert_recurrent(
         tau=rnn.tau,
         pool=model.pool,
         v_shift=theta / 2 if shift == "membrane" else 0.0,
-        signed=neuron == "signed",
+        signed=neuron_type.emits_negative,  # RECURRENT_NEURONS: the signed recurrence, or the IF one
     ).eval()

@@ -9,9 +9,11 @@ largest loop count), plus the whole grid: the analog readout's accuracy at every
 looped spiking readout's at every ``K`` and loop count ``L`` (one simulation per ``K`` gives every
 ``L``: the count after ``l`` replays is read on the way to the largest).
 
-Settings that do not apply to the recurrent SNN are refused by name (:func:`check_recurrent_settings`),
-never ignored: the paper's bias shift, percentile / per-channel calibration, the light correction,
-a fixed ``time_chunk`` (the SNN runs one word window at a time). ``neuron: signed`` gives the recurrent
+The settings come in one :class:`~lightning_snn.conversion_config.ConversionConfig`, checked when it was
+built; those that do not apply to the recurrent SNN are refused by name, once per conversion
+(:func:`~lightning_snn.recurrent_conversion.check_recurrent_config`), never ignored: the paper's bias
+shift, percentile / per-channel calibration, the light correction, a fixed ``time_chunk`` (the SNN runs
+one word window at a time). ``neuron: signed`` gives the recurrent
 layer signed neurons (:mod:`lightning_snn.spiking_recurrent`); the output layer keeps IF neurons.
 
 Diagnostics use the keys of :class:`lightning_snn.diagnostics.Diagnostics` (so the callback's
@@ -34,82 +36,23 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from lightning_snn.conversion_config import ConversionConfig, validate_output_loops  # noqa: F401 (re-exported)
 from lightning_snn.diagnostics import EnergyModel, summary_table
 from lightning_snn.evaluation import ConversionReport, Counted, sum_over_ranks, threshold_clip_state
 from lightning_snn.models.spiking_rnn import SpikingSentimentRNN
-from lightning_snn.recurrent_conversion import (
+from lightning_snn.recurrent_conversion import (  # noqa: F401 (check_recurrent_settings re-exported)
     OUTPUT_KEY,
-    RECURRENT_CALIBRATIONS,
     RECURRENT_KEY,
-    RECURRENT_NEURONS,
-    RECURRENT_SHIFTS,
-    calibrate_recurrent_thresholds,
-    check_recurrent_convertible,
-    convert_recurrent,
+    check_recurrent_config,
+    check_recurrent_settings,
+    recurrent_snn,
+    recurrent_thresholds,
     split_text_batch,
 )
-from lightning_snn.simulation import validate_timesteps
 from lightning_snn.spiking_recurrent import SpikingSentimentNet, pooled_word_mask
 
 #: Loop counts of the spiking output layer when none are given.
 DEFAULT_OUTPUT_LOOPS = (1, 2, 4, 8, 16)
-
-
-def validate_output_loops(loops: Sequence[int] | int | None) -> list[int] | None:
-    """Sorted distinct loop counts (each an int >= 1), or None; an error that says what is allowed."""
-    if loops is None:
-        return None
-    if isinstance(loops, int) and not isinstance(loops, bool):
-        loops = [loops]
-    if isinstance(loops, (str, bytes)) or not isinstance(loops, Sequence) or not loops:
-        raise ValueError(f"output_loops must be a non-empty list of ints >= 1, e.g. [1, 4, 16], got {loops!r}.")
-    for value in loops:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"output_loops must be ints >= 1 (replays of the output layer's input), got {value!r}.")
-    return sorted(set(loops))
-
-
-def check_recurrent_settings(
-    model: nn.Module,
-    shift: str = "membrane",
-    readout: str = "analog",
-    time_chunk: Any = "auto",
-    calibration: str = "max",
-    correction: str = "none",
-    neuron: str = "if",
-) -> None:
-    """Refuse, before any training, a model the recurrent converter does not know or a setting it does not apply."""
-    check_recurrent_convertible(model)
-    spiking = isinstance(model, SpikingSentimentRNN)
-    shifts = ("none",) if spiking else RECURRENT_SHIFTS
-    if shift not in shifts:
-        why = (
-            "a directly trained spiking RNN runs as it was trained"
-            if spiking
-            else "the bias shift V_th/(2T) would add V_th/2 at every word, which centres the quantisation only for "
-            "tau = 0; the membrane shift does for every tau"
-        )
-        raise ValueError(
-            f"snn.shift {shift!r} does not apply to this recurrent model ({why}); use one of {list(shifts)}."
-        )
-    if readout not in ("analog", "spiking"):
-        raise ValueError(f"unknown readout {readout!r}; choose 'analog' or 'spiking'.")
-    if time_chunk != "auto":
-        raise ValueError(
-            f"snn.time_chunk={time_chunk!r} does not apply to a recurrent model: its SNN runs one word window "
-            "(steps per word) at a time. Leave it at 'auto'."
-        )
-    if calibration not in RECURRENT_CALIBRATIONS:
-        raise ValueError(
-            f"snn.calibration {calibration!r} is not implemented for the recurrent SNN; choose one of "
-            f"{list(RECURRENT_CALIBRATIONS)} (max: Algorithm 1; lambda: the threshold ReLU's clip y_th)."
-        )
-    if correction != "none":
-        raise ValueError(f"snn.correction {correction!r} is not implemented for the recurrent SNN; use 'none'.")
-    if neuron not in RECURRENT_NEURONS:
-        raise ValueError(f"snn.neuron {neuron!r} is not implemented for the recurrent SNN; use 'if' or 'signed'.")
-    if spiking and neuron != "if":
-        raise ValueError(f"snn.neuron {neuron!r}: a directly trained spiking RNN runs as it was trained (neuron 'if').")
 
 
 @dataclass
@@ -318,29 +261,40 @@ def evaluate_recurrent_conversion(
     test_batches: Iterable,
     timesteps: Sequence[int],
     *,
-    shift: str = "membrane",
-    readout: str = "analog",
-    time_chunk: int | str = "auto",
     device: torch.device | str | None = None,
-    calibration: str = "max",
-    correction: str = "none",
-    diagnostics: bool = False,
-    energy: EnergyModel | None = None,
-    neuron: str = "if",
-    output_loops: Sequence[int] | None = None,
+    **settings: Any,
 ) -> RecurrentConversionReport:
     """Calibrate, convert and measure the source RNN and its SNN on ``test_batches``.
 
-    Args: those of :func:`lightning_snn.evaluation.evaluate_conversion` that apply (``timesteps`` =
-    steps per word ``K``; percentile calibration and the correction are refused), plus
-    ``output_loops``: the loop counts of the spiking output layer (default :data:`DEFAULT_OUTPUT_LOOPS`).
+    Args: those of :func:`lightning_snn.evaluation.evaluate_conversion` (``timesteps`` = steps per word
+    ``K``): ``settings`` are the keywords of :class:`~lightning_snn.conversion_config.ConversionConfig`
+    (``shift``, ``readout``, ``calibration``, ``neuron``, ``diagnostics``, ``energy``, ..., and
+    ``output_loops``: the loop counts of the spiking output layer, default :data:`DEFAULT_OUTPUT_LOOPS`);
+    those the recurrent SNN does not apply (percentile calibration, the correction, ...) are refused.
 
     Returns:
         A :class:`RecurrentConversionReport`; under ``torch.distributed`` the same on every rank.
     """
-    check_recurrent_settings(model, shift, readout, time_chunk, calibration, correction, neuron)
-    ks = validate_timesteps(timesteps)
-    loops = validate_output_loops(output_loops) or list(DEFAULT_OUTPUT_LOOPS)
+    config = ConversionConfig(timesteps, **settings)  # one keyword list: the config's, checked once here
+    return evaluate_recurrent_config(model, calibration_batches, test_batches, config, device=device)
+
+
+@torch.no_grad()
+def evaluate_recurrent_config(
+    model: nn.Module,
+    calibration_batches: Iterable,
+    test_batches: Iterable,
+    config: ConversionConfig,
+    *,
+    device: torch.device | str | None = None,
+) -> RecurrentConversionReport:
+    """:func:`evaluate_recurrent_conversion` with its settings in a checked ``config``: nothing is checked
+    again but what the recurrent SNN adds, against this model
+    (:func:`~lightning_snn.recurrent_conversion.check_recurrent_config`), once."""
+    check_recurrent_config(model, config)
+    c = config
+    ks, readout = list(c.timesteps), c.readout
+    loops = list(c.output_loops or DEFAULT_OUTPUT_LOOPS)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     spiking_source = isinstance(model, SpikingSentimentRNN)
     was_training = model.training
@@ -348,14 +302,14 @@ def evaluate_recurrent_conversion(
     try:
         t0 = time.perf_counter()
         calibration_count = Counted(calibration_batches, _sentences_in)
-        thresholds = calibrate_recurrent_thresholds(model, calibration_count, device, calibration)
+        thresholds = recurrent_thresholds(model, calibration_count, device, c.calibration)
         t_calibration = time.perf_counter() - t0
         t0 = time.perf_counter()
-        snn = convert_recurrent(model, thresholds, shift, neuron).to(device)
+        snn = recurrent_snn(model, thresholds, c.shift, c.neuron_type).to(device)
         t_conversion = time.perf_counter() - t0
-        probe = RecurrentDiagnostics(ks, max(loops), energy or EnergyModel(), device) if diagnostics else None
+        probe = RecurrentDiagnostics(ks, max(loops), c.energy or EnergyModel(), device) if c.diagnostics else None
         if probe is not None:
-            probe.set_network(snn, shift == "membrane")
+            probe.set_network(snn, c.shift == "membrane")
 
         t0 = time.perf_counter()
         # [source correct, analog correct per K, spiking correct per (K, L), ties per K, sentences]
@@ -387,20 +341,20 @@ def evaluate_recurrent_conversion(
         model.train(was_training)
 
     seen, total = sum_over_ranks(counts, calibration_count.count, probe, "((ids, lengths), labels)")
-    c = counts.tolist()
+    got = counts.tolist()
     pct = lambda n: 100.0 * n / total  # noqa: E731
-    analog_correct = {k: c[analog_at + i] for i, k in enumerate(ks)}
+    analog_correct = {k: got[analog_at + i] for i, k in enumerate(ks)}
     spiking_correct = {
-        k: {lp: c[spiking_at + i * len(loops) + j] for j, lp in enumerate(loops)} for i, k in enumerate(ks)
+        k: {lp: got[spiking_at + i * len(loops) + j] for j, lp in enumerate(loops)} for i, k in enumerate(ks)
     }
     chosen = {k: spiking_correct[k][loops[-1]] if readout == "spiking" else analog_correct[k] for k in ks}
-    ann = pct(c[0])
+    ann = pct(got[0])
     return RecurrentConversionReport(
         timesteps=ks,
         ann_acc=ann,
         snn_acc={k: pct(n) for k, n in chosen.items()},
         conversion_loss={k: ann - pct(n) for k, n in chosen.items()},
-        ann_correct=c[0],
+        ann_correct=got[0],
         snn_correct=chosen,
         thresholds={RECURRENT_KEY: thresholds[RECURRENT_KEY]},
         output_threshold=thresholds[OUTPUT_KEY],
@@ -412,15 +366,15 @@ def evaluate_recurrent_conversion(
             "correction": 0.0,
             "simulation": t_simulation,
         },
-        shift=shift,
+        shift=c.shift,
         readout=readout,
-        time_chunk=time_chunk,
+        time_chunk=c.time_chunk,
         threshold_clip_on=threshold_clip_state(model),
-        calibration=calibration,
+        calibration=c.calibration,
         percentile=None,
-        correction=correction,
+        correction=c.correction,
         correction_timesteps=None,
-        neuron=neuron,
+        neuron=c.neuron,
         diagnostics=probe,
         output_loops=loops,
         analog_acc={k: pct(n) for k, n in analog_correct.items()},
@@ -431,7 +385,7 @@ def evaluate_recurrent_conversion(
         tau=model.rnn.tau,
         pool=model.pool,
         trained_steps_per_word=model.rnn.steps_per_word if spiking_source else None,
-        ties={k: c[ties_at + i] for i, k in enumerate(ks)},
+        ties={k: got[ties_at + i] for i, k in enumerate(ks)},
     )
 
 
