@@ -60,13 +60,11 @@ def _predicted_step(results: Mapping[str, Any]) -> str:
     shift, scale = results.get("shift"), results.get("shift_scale", 1.0)
     if shift == "constant":
         return "a floor offset by\nT x the constant shift"
-    if shift == "none" or (shift in ("membrane", "bias") and scale == 0):
-        return "V_th/(2T), a floor"
-    if shift in ("membrane", "bias") and scale == 1:
-        return "V_th/(4T), a rounding"
-    if shift in ("membrane", "bias"):
-        return f"{quantisation_factor(scale / 2):.3g}·V_th/T\n(shift x {scale:g})"
-    return "per layer"
+    if shift not in ("none", "membrane", "bias"):
+        return "per layer"
+    offset = 0.0 if shift == "none" else scale / 2  # in steps of V_th / T
+    named = {0.0: "V_th/(2T), a floor", 0.5: "V_th/(4T), a rounding"}
+    return named.get(offset, f"{quantisation_factor(offset):.3g}·V_th/T\n(shift x {scale:g})")
 
 
 def _short(name: str) -> str:
