@@ -15,13 +15,12 @@ import contextlib
 import copy
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
@@ -29,7 +28,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # study.py, also where a test imports this file
 from sections import table  # noqa: E402
-from study import cifar_images, interleaved, write_json  # noqa: E402  (puts this checkout first on sys.path)
+from study import cifar_images, interleaved, machine_record, write_json  # noqa: E402  (puts this checkout first on sys.path)
 
 from lightning_snn import fused  # noqa: E402
 from lightning_snn.activations import CONVERTIBLE_ACTIVATIONS, set_threshold_enabled  # noqa: E402
@@ -89,24 +88,6 @@ def curve_timesteps(t_max: int, t_min: int = 16) -> list[int]:
     """Powers of two from ``t_min`` up to ``t_max`` (plus ``t_max``); from ``t_max // 4`` for tiny T."""
     t = t_min if t_max >= 2 * t_min else max(1, t_max // 4)
     return sorted({t_max} | {t << k for k in range(64) if t << k <= t_max})
-
-
-def machine_info(device: torch.device) -> dict:
-    cpu = platform.processor() or "?"
-    if os.path.exists("/proc/cpuinfo"):
-        cpu = next((x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name")), cpu)
-    try:
-        sj = version("spikingjelly")
-    except Exception:
-        sj = None
-    info = dict(cpu_model=cpu, cpu_count=os.cpu_count(), torch_num_threads=torch.get_num_threads())
-    info.update(torch=torch.__version__, python=sys.version.split()[0], platform=platform.platform(), spikingjelly=sj)
-    info["lightning_snn"] = str(Path(fused.__file__).resolve().parent)  # which checkout was measured
-    if device.type == "cuda":
-        b = torch.backends
-        info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda, cudnn=b.cudnn.version())
-        info.update(cudnn_allow_tf32=b.cudnn.allow_tf32, matmul_allow_tf32=b.cuda.matmul.allow_tf32)
-    return info
 
 
 def build(args: argparse.Namespace, device: torch.device, dtype: torch.dtype):
@@ -285,7 +266,9 @@ def run(args: argparse.Namespace) -> dict:
     config.update(fused_mode=args.fused, curve_timesteps=ts, device=str(device), dtype=args.dtype)
     config["input"] = f"CIFAR test images from {args.data_dir}" if args.data_dir else "random normal"
     config.update(shift="membrane", heap=heap, parameters=sum(p.numel() for p in model.parameters()), argv=sys.argv[1:])
-    result: dict = {"config": config, "machine": machine_info(device)}
+    result: dict = {"config": config, "machine": {**machine_record(device), "spikingjelly": None}}
+    with contextlib.suppress(PackageNotFoundError):  # None: not installed, its rows are skipped with a note
+        result["machine"]["spikingjelly"] = version("spikingjelly")
     result.update(fused_build=fused_build_info(device, dtype, args.build_time), times_s={}, checks={}, notes=[])
     times, checks = result["times_s"], result["checks"]
     print(f"# {args.arch} width {args.width}, batch {B}, T {T}, {device} {args.dtype}, repeats {args.repeats}")
