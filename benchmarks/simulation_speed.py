@@ -35,6 +35,7 @@ from lightning_snn.activations import CONVERTIBLE_ACTIVATIONS, set_threshold_ena
 from lightning_snn.chunking import auto_time_chunk, largest_activation_bytes  # noqa: E402
 from lightning_snn.constant_input import constant_prefix  # noqa: E402
 from lightning_snn.conversion import calibrate_thresholds, convert  # noqa: E402
+from lightning_snn.graph import set_submodule  # noqa: E402
 from lightning_snn.heap import heap_kept, keep_freed_memory  # noqa: E402
 from lightning_snn.models import create_model  # noqa: E402
 from lightning_snn.reference import simulate_reference  # noqa: E402
@@ -113,8 +114,7 @@ def spikingjelly_convert(model: nn.Module, calib: torch.Tensor, device: torch.de
     ann = copy.deepcopy(model)
     for name, m in list(ann.named_modules()):
         if isinstance(m, CONVERTIBLE_ACTIVATIONS) and type(m) is not nn.ReLU:
-            parent, _, attr = name.rpartition(".")
-            setattr(ann.get_submodule(parent) if parent else ann, attr, nn.ReLU())
+            set_submodule(ann, name, nn.ReLU())
     converter = ann2snn.Converter(ann2snn.RateCodingRecipe(dataloader=[calib], mode="max"), device=device)
     return converter.convert(ann).eval()
 
