@@ -37,14 +37,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--width", type=float, default=0.25)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--T", type=int, default=512, help="T_max; the curve reads 16, 32, ..., T_max")
-    p.add_argument("--time-chunk", default="auto")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = leave as is)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    chunk = args.time_chunk if args.time_chunk == "auto" else int(args.time_chunk)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    chunk = "auto"  # as the conversion callback: one step, then the memory rule
     torch.manual_seed(0)
     model = create_model(args.arch, width=args.width).eval()
     set_threshold_enabled(model, True)
@@ -81,7 +77,6 @@ def main(argv: list[str] | None = None) -> dict:
     s, read, ann = min(step), min(parts["reads"]), min(parts["ann_statistics"])
     pools = min(parts["max_pool_sums"]) / steps
     extra = (len(ts) * read + ann + ts[-1] * pools) / (ts[-1] * s)
-    # "auto": one step, then this (the memory rule on the largest activation of a sample)
     chunk_used = resolve_time_chunk(chunk, torch.device("cpu"), args.batch_size, largest_activation_bytes(model, x))
     result = {"arch": args.arch, "width": args.width, "batch_size": args.batch_size, "timesteps": ts}
     result.update(time_chunk=chunk_used, machine=machine_record(), step_s=s, read_s=read, ann_statistics_s=ann)
