@@ -27,7 +27,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # study.py, also where a test imports this file
 from study import cifar_images, interleaved, machine_record, write_json  # noqa: E402  (puts this checkout first on sys.path)
 
-from lightning_snn.sparse import event_conv2d, event_linear, kernels  # noqa: E402
+from lightning_snn.activations import set_threshold_enabled  # noqa: E402
+from lightning_snn.conversion import calibrate_thresholds, convert  # noqa: E402
+from lightning_snn.models import create_model  # noqa: E402
+from lightning_snn.neurons import IFNeuron  # noqa: E402
+from lightning_snn.simulation import simulate  # noqa: E402
+from lightning_snn.sparse import CROSSOVER, event_conv2d, event_linear, event_share, kernels, make_event_driven  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 #: VGG-16's classifiers (CIFAR at width 1/4 and 1; ImageNet) and a head; its 3x3 convolutions on CIFAR
@@ -111,10 +116,6 @@ def quickstart_network(args) -> tuple[torch.nn.Module, dict]:
     """The quickstart's VGG-11 (width 1/4, threshold ReLU), thresholds calibrated on 1000 training
     images: loaded from ``args.network_checkpoint``, else trained one epoch (Adam 2e-3, batch 128,
     the threshold on throughout) on ``args.network_train`` images and saved there."""
-    from lightning_snn.activations import set_threshold_enabled
-    from lightning_snn.conversion import calibrate_thresholds
-    from lightning_snn.models import create_model
-
     torch.manual_seed(args.seed)
     model = create_model("vgg11", width=0.25, conv_dropout=0.0, fc_dropout=0.2)
     set_threshold_enabled(model, True)
@@ -141,17 +142,9 @@ def quickstart_network(args) -> tuple[torch.nn.Module, dict]:
 @torch.inference_mode()
 def study_network(args, model: torch.nn.Module, thresholds: dict) -> dict:
     """Dense vs event-driven layers in the quickstart's SNN on real images (see the docstring)."""
-    from lightning_snn.conversion import convert
-    from lightning_snn.neurons import IFNeuron
-    from lightning_snn.simulation import simulate
-    from lightning_snn.sparse import CROSSOVER, event_share, make_event_driven
-
     x, y = cifar_images(args.data_dir, "test", args.network_images)
     T, chunk = args.network_T, "auto"
-    snns = {
-        "dense": convert(model, thresholds, shift="membrane"),
-        "event": convert(model, thresholds, shift="membrane"),
-    }
+    snns = {k: convert(model, thresholds, shift="membrane") for k in ("dense", "event")}
     make_event_driven(snns["event"])
     densities: dict[str, list[float]] = {}
     layers = {n: m for n, m in snns["dense"].body.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
