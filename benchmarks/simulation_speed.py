@@ -192,10 +192,9 @@ def profile_top_ops(fn, device: torch.device, rows: int = 12) -> dict:
     for e in averages:
         family = next((f for f, keys in FAMILIES.items() if any(k in e.key.lower() for k in keys)), "other")
         families[family] += float(getattr(e, attr, getattr(e, "self_cuda_time_total", 0.0)))
-    # profiler times are in microseconds
     return {
         "table": averages.table(sort_by=sort_key, row_limit=rows),
-        "self_time_s": {k: v / 1e6 for k, v in families.items()},
+        "self_time_s": {k: v / 1e6 for k, v in families.items()},  # profiler times are in microseconds
     }
 
 
