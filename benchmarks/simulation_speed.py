@@ -215,12 +215,11 @@ def fused_build_info(device: torch.device, dtype: torch.dtype, fresh_processes: 
     info: dict = {"unavailable_reason": fused.unavailable_reason(device, dtype), "this_process": fused.BUILD_INFO}
     if device.type == "cpu" and fresh_processes:
         code = "from lightning_snn import fused; fused.cpu_kernels(); import json; print(json.dumps(fused.BUILD_INFO))"
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "LIGHTNING_SNN_CACHE": cache}
             for key in ("cold", "cached"):  # the second process finds the first one's library
                 t0 = time.perf_counter()
-                cmd = [sys.executable, "-c", code]
-                proc = subprocess.run(cmd, env={**env, "LIGHTNING_SNN_CACHE": cache}, capture_output=True, text=True)
+                proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
                 info[f"{key}_process_s"] = time.perf_counter() - t0  # with Python and torch's import
                 out = proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 else None
                 info[key] = json.loads(out).get("cpu") if out else {"error": proc.stderr[-500:]}
