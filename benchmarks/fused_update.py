@@ -1,11 +1,6 @@
-"""The IF update alone: the fused kernel vs the eager update, one layer, one chunk, side by side.
-
-A whole-network run (``simulation_speed.py``) sees the neuron update as a few percent of the time
-on a CPU. This times only :meth:`lightning_snn.neurons.IFNeuron.forward` on one chunk of input
-currents, fused (mode "on") and eager (mode "off") interleaved, per ``BxCxHxW:steps`` shape, for
-the IF and the signed neuron, spike counting off and on, and checks both give the same spikes,
-membranes and counts bit for bit. Each timing: the median of ``--repeats`` process CPU times of
-one call (one thread). Timings only; results: docs/BENCHMARKS.md.
+"""The IF update alone: the fused kernel vs the eager update, one layer's chunk, interleaved, per
+``BxCxHxW:steps`` shape, IF and signed neuron, spike counting off and on; checks both give the same
+spikes, membranes and counts bit for bit. Timings only; method and results: docs/BENCHMARKS.md.
 
     python benchmarks/fused_update.py --json benchmarks/results/cpu_fused_update.json
 """
@@ -21,7 +16,8 @@ import time
 from pathlib import Path
 
 import torch
-from study import write_json  # (also puts this checkout first on sys.path)
+from sections.speed import fused_update as fused_update_table
+from study import machine_record, write_json  # (also puts this checkout first on sys.path)
 
 from lightning_snn import fused
 from lightning_snn.neurons import IFNeuron, SignedIFNeuron
@@ -93,17 +89,13 @@ def main(argv: list[str] | None = None) -> dict:
     load_before = os.getloadavg()
     rows = []
     for (shape, steps), signed, record in itertools.product(shapes, (False, True), (False, True)):
-        rows.append(row := measure(shape, steps, signed, record, args.repeats, args.seed))
-        ms = {k: f"{1e3 * v:7.2f} ms" for k, v in row["cpu_s"].items()}
-        head = (
-            f"{shape} x {steps} steps, {row['neuron']:6s} count {record!s:5s}: fused {ms['fused']}, eager {ms['eager']}"
-        )
-        print(f"{head}, fused / eager {row['fused_over_eager']:.2f}, bit-identical {row['bit_identical']}", flush=True)
+        print(f"{shape} x {steps} steps, {'signed' if signed else 'if'} neuron, counting {record}", flush=True)
+        rows.append(measure(shape, steps, signed, record, args.repeats, args.seed))
     config = {"repeats": args.repeats, "threads": args.threads, "seed": args.seed, "argv": sys.argv[1:]}
-    machine = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
-    machine["lightning_snn"] = str(Path(fused.__file__).resolve().parent)  # which checkout was measured
     load = {"before": list(load_before), "after": list(os.getloadavg())}
-    result = {"config": config, "machine": machine, "fused_build": fused.BUILD_INFO, "load_average": load, "rows": rows}
+    result = {"config": config, "machine": machine_record(), "fused_build": fused.BUILD_INFO, "load_average": load}
+    result["rows"] = rows
+    print(fused_update_table(None, result))  # the table docs/BENCHMARKS.md renders from this JSON
     if args.json:
         write_json(Path(args.json), result)
         print(f"wrote {args.json}")

@@ -1,15 +1,8 @@
 """How fast is the SNN simulation? One model, one batch, one machine, every engine side by side.
 
-Rows (each warmed up once, then timed ``--repeats`` rounds round-robin; median and minimum wall
-time, median process CPU time): ``ours_auto`` / ``ours_chunk_<c>`` (the callback's
-SpikingEvaluator, membrane shift, ``time_chunk`` auto and a sweep; chunk 1 = our per-step loop),
-``ours_eager_auto`` (the eager IF update instead of the fused kernel), ``ours_before`` (the engine
-before issue 22: eager update, the old batch-only auto chunk, no constant prefix),
-``ours_signed_auto`` / ``ours_signed_eager_auto`` (signed IF neurons), ``reference_naive``
-(lightning_snn.reference), ``spikingjelly_single_step`` / ``_multi_step`` (its ann2snn, mode
-"max", on a ReLU copy), ``ann_forward_x_T`` (T ANN forwards: the dense bound), ``curve_one_pass``
-/ ``curve_per_T_runs`` (the accuracy-vs-T curve in one simulation vs one per T). The fused
-kernel's build time is measured apart (``fused_build``). Timings only; results: docs/BENCHMARKS.md.
+The rows (ours at a sweep of ``time_chunk``, eager and signed variants, the engine before issue 22,
+the naive reference, SpikingJelly, T ANN forwards, the accuracy curve), the method and the results:
+docs/BENCHMARKS.md. Timings only; every number goes to ``--json``.
 
     python benchmarks/simulation_speed.py --width 0.25 --batch-size 64 --T 64 --repeats 3 --threads 1 \
         --profile --json benchmarks/results/cpu_vgg16_w0.25_b64_T64.json
@@ -22,32 +15,34 @@ import contextlib
 import copy
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # study.py, also where a test imports this file
-from study import cifar_images, interleaved, write_json  # noqa: E402  (puts this checkout first on sys.path)
+from sections import table  # noqa: E402
+from study import cifar_images, interleaved, machine_record, write_json  # noqa: E402  (puts this checkout first on sys.path)
 
 from lightning_snn import fused  # noqa: E402
 from lightning_snn.activations import CONVERTIBLE_ACTIVATIONS, set_threshold_enabled  # noqa: E402
 from lightning_snn.chunking import auto_time_chunk, largest_activation_bytes  # noqa: E402
 from lightning_snn.constant_input import constant_prefix  # noqa: E402
 from lightning_snn.conversion import calibrate_thresholds, convert  # noqa: E402
+from lightning_snn.graph import set_submodule  # noqa: E402
 from lightning_snn.heap import heap_kept, keep_freed_memory  # noqa: E402
 from lightning_snn.models import create_model  # noqa: E402
 from lightning_snn.reference import simulate_reference  # noqa: E402
 from lightning_snn.simulation import SpikingEvaluator, simulate  # noqa: E402
 
 ALL_METHODS = ("ours", "eager", "reference", "spikingjelly", "ann", "curve", "signed")
+SJ_ROWS = ("spikingjelly_single_step", "spikingjelly_multi_step")
 #: "auto" before issue 22 (batch size only), for the ``ours_before`` row
 OLD_AUTO_TIME_CHUNK = {"cpu": lambda batch: 1 if batch >= 128 else 8, "cuda": lambda batch: 32}
 #: torch.profiler op names (substrings, lower case) -> family; the first family that matches counts
@@ -76,7 +71,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--build-time", action="store_true", help="CPU: time the kernel's build and load in new processes")
     p.add_argument("--heap", default="keep", choices=["keep", "trim"], help="keep freed memory (as train.py) or not")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0 = leave as is)")
-    p.add_argument("--calib-size", type=int, default=64, help="calibration batch")
     p.add_argument("--data-dir", default=None, help="a folder with train.npz/test.npz: real CIFAR images")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", action="store_true", help="torch.profiler top ops of ours (auto) and T x ANN")
@@ -97,31 +91,13 @@ def curve_timesteps(t_max: int, t_min: int = 16) -> list[int]:
     return sorted({t_max} | {t << k for k in range(64) if t << k <= t_max})
 
 
-def machine_info(device: torch.device) -> dict:
-    cpu = platform.processor() or "?"
-    if os.path.exists("/proc/cpuinfo"):
-        cpu = next((x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name")), cpu)
-    try:
-        sj = version("spikingjelly")
-    except Exception:
-        sj = None
-    info = dict(cpu_model=cpu, cpu_count=os.cpu_count(), torch_num_threads=torch.get_num_threads())
-    info.update(torch=torch.__version__, python=sys.version.split()[0], platform=platform.platform(), spikingjelly=sj)
-    info["lightning_snn"] = str(Path(fused.__file__).resolve().parent)  # which checkout was measured
-    if device.type == "cuda":
-        b = torch.backends
-        info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda, cudnn=b.cudnn.version())
-        info.update(cudnn_allow_tf32=b.cudnn.allow_tf32, matmul_allow_tf32=b.cuda.matmul.allow_tf32)
-    return info
-
-
 def build(args: argparse.Namespace, device: torch.device, dtype: torch.dtype):
-    """The ANN (threshold ReLU on), its thresholds, the calibration batch and the input batch."""
+    """The ANN (threshold ReLU on), its thresholds, the calibration batch (64 images) and the input batch."""
     torch.manual_seed(args.seed)
     model = create_model(args.arch, width=args.width).eval()
     set_threshold_enabled(model, True)
     model = model.to(device=device, dtype=dtype)
-    sizes, gen = (("train", args.calib_size), ("test", args.batch_size)), torch.Generator().manual_seed(args.seed + 1)
+    sizes, gen = (("train", 64), ("test", args.batch_size)), torch.Generator().manual_seed(args.seed + 1)
     if args.data_dir:
         calib, x = (cifar_images(args.data_dir, split, n)[0] for split, n in sizes)
     else:
@@ -132,18 +108,14 @@ def build(args: argparse.Namespace, device: torch.device, dtype: torch.dtype):
 
 # ---- SpikingJelly -------------------------------------------------------------------------------
 def spikingjelly_convert(model: nn.Module, calib: torch.Tensor, device: torch.device) -> nn.Module:
-    """SpikingJelly's ann2snn (``mode="max"``) on a copy with ``nn.ReLU`` activations, calibrated on the same batch."""
+    """SpikingJelly 2's ann2snn (``mode="max"``) on a copy with ``nn.ReLU`` activations, calibrated on one batch."""
     from spikingjelly.activation_based import ann2snn
 
     ann = copy.deepcopy(model)
     for name, m in list(ann.named_modules()):
         if isinstance(m, CONVERTIBLE_ACTIVATIONS) and type(m) is not nn.ReLU:
-            parent, _, attr = name.rpartition(".")
-            setattr(ann.get_submodule(parent) if parent else ann, attr, nn.ReLU())
-    if hasattr(ann2snn, "RateCodingRecipe"):  # spikingjelly >= 2.0: a recipe object
-        converter = ann2snn.Converter(ann2snn.RateCodingRecipe(dataloader=[calib], mode="max"), device=device)
-    else:  # spikingjelly 0.0.0.0.14: Converter(mode=..., dataloader=...)
-        converter = ann2snn.Converter(mode="max", dataloader=[(calib, None)], device=device)
+            set_submodule(ann, name, nn.ReLU())
+    converter = ann2snn.Converter(ann2snn.RateCodingRecipe(dataloader=[calib], mode="max"), device=device)
     return converter.convert(ann).eval()
 
 
@@ -220,12 +192,9 @@ def profile_top_ops(fn, device: torch.device, rows: int = 12) -> dict:
     for e in averages:
         family = next((f for f, keys in FAMILIES.items() if any(k in e.key.lower() for k in keys)), "other")
         families[family] += float(getattr(e, attr, getattr(e, "self_cuda_time_total", 0.0)))
-    total = sum(families.values())
     return {
         "table": averages.table(sort_by=sort_key, row_limit=rows),
-        "self_time_share": {k: (v / total if total else 0.0) for k, v in families.items()},
         "self_time_s": {k: v / 1e6 for k, v in families.items()},  # profiler times are in microseconds
-        "sorted_by": sort_key,
     }
 
 
@@ -246,12 +215,11 @@ def fused_build_info(device: torch.device, dtype: torch.dtype, fresh_processes: 
     info: dict = {"unavailable_reason": fused.unavailable_reason(device, dtype), "this_process": fused.BUILD_INFO}
     if device.type == "cpu" and fresh_processes:
         code = "from lightning_snn import fused; fused.cpu_kernels(); import json; print(json.dumps(fused.BUILD_INFO))"
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
         with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "LIGHTNING_SNN_CACHE": cache}
             for key in ("cold", "cached"):  # the second process finds the first one's library
                 t0 = time.perf_counter()
-                cmd = [sys.executable, "-c", code]
-                proc = subprocess.run(cmd, env={**env, "LIGHTNING_SNN_CACHE": cache}, capture_output=True, text=True)
+                proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
                 info[f"{key}_process_s"] = time.perf_counter() - t0  # with Python and torch's import
                 out = proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 else None
                 info[key] = json.loads(out).get("cpu") if out else {"error": proc.stderr[-500:]}
@@ -296,7 +264,9 @@ def run(args: argparse.Namespace) -> dict:
     config.update(fused_mode=args.fused, curve_timesteps=ts, device=str(device), dtype=args.dtype)
     config["input"] = f"CIFAR test images from {args.data_dir}" if args.data_dir else "random normal"
     config.update(shift="membrane", heap=heap, parameters=sum(p.numel() for p in model.parameters()), argv=sys.argv[1:])
-    result: dict = {"config": config, "machine": machine_info(device)}
+    result: dict = {"config": config, "machine": {**machine_record(device), "spikingjelly": None}}
+    with contextlib.suppress(PackageNotFoundError):  # None: not installed, its rows are skipped with a note
+        result["machine"]["spikingjelly"] = version("spikingjelly")
     result.update(fused_build=fused_build_info(device, dtype, args.build_time), times_s={}, checks={}, notes=[])
     times, checks = result["times_s"], result["checks"]
     print(f"# {args.arch} width {args.width}, batch {B}, T {T}, {device} {args.dtype}, repeats {args.repeats}")
@@ -369,8 +339,6 @@ def run(args: argparse.Namespace) -> dict:
         if "curve_one_pass" in out and "curve_per_T_runs" in out:
             curve, per_t_out = out["curve_one_pass"], out["curve_per_T_runs"]
             checks["curve_equals_per_T_runs"] = all(torch.allclose(curve[i], o[0]) for i, o in enumerate(per_t_out))
-        for name, check in checks.items():
-            print(f"check {name}: {check}")
         if "ann_forward_x_T" in times:
             times["ann_forward"] = {k: times["ann_forward_x_T"][k] / T for k in ("median", "min", "cpu_median")}
         if args.profile:
@@ -381,89 +349,53 @@ def run(args: argparse.Namespace) -> dict:
             for key in [k for k in rows if k.startswith("spikingjelly")]:  # its own overhead or the dense layers?
                 result["profile"][key] = profile_top_ops(rows[key][0], device)
             for name, prof in result["profile"].items():
-                print(f"\n## torch.profiler: {name} (self-time share {prof['self_time_share']})\n{prof['table']}")
+                print(f"\n## torch.profiler: {name} (self time, s: {prof['self_time_s']})\n{prof['table']}")
 
     result["load_average"] = {"before": list(load_before), "after": list(os.getloadavg())}
-    result["ratios"] = ratios(times)
-    result["ratios_of_min"] = ratios(times, "min")  # on a shared machine the fastest run is the least disturbed
+    result["ratios"] = ratios(times, "median")
     result["ratios_of_cpu_time"] = ratios(times, "cpu_median")  # one thread: hardly depends on other jobs
-    engines = ("ours", "reference", "spikingjelly", "ann_forward_x_T")
-    throughput = {k: B * T / v["median"] for k, v in times.items() if k.startswith(engines)}
-    result["throughput_sample_steps_per_s"] = throughput
     return result
 
 
-def ratios(times: dict, stat: str = "median") -> dict:
-    """Every ratio the targets talk about, from each row's ``stat`` (median, min or cpu_median)."""
+#: ratio -> (row a, row b): a's time / b's time ("throughput_ours_over_<b>": > 1, ours is faster)
+RATIOS = {
+    **{f"throughput_ours_over_{k}": (k, "ours_auto") for k in SJ_ROWS + ("reference_naive",)},
+    "throughput_ours_over_ours_per_step": ("ours_chunk_1", "ours_auto"),
+    "ours_over_T_x_ann_forward": ("ours_auto", "ann_forward_x_T"),
+    "curve_one_pass_over_one_T_max_run": ("curve_one_pass", "ours_auto"),
+    "signed_over_if_time": ("ours_signed_auto", "ours_auto"),
+    "fused_over_eager_time": ("ours_auto", "ours_eager_auto"),  # < 1: the fused update is faster
+    "ours_over_before_time": ("ours_auto", "ours_before"),  # < 1: faster than the engine before
+    "signed_fused_over_eager_time": ("ours_signed_auto", "ours_signed_eager_auto"),
+    "curve_one_pass_over_per_T_runs": ("curve_one_pass", "curve_per_T_runs"),
+}
 
-    def med(k: str) -> float | None:
-        return times[k].get(stat, times[k]["median"]) if k in times else None
 
-    r: dict = {}
-    ours = med("ours_auto")
-    if sweep := {k: med(k) for k in times if k.startswith("ours_chunk_")}:
-        best = min(sweep, key=sweep.get)
+def ratios(times: dict, stat: str) -> dict:
+    """Every ratio of :data:`RATIOS` whose rows ran, and the best chunk of the sweep, from each row's ``stat``."""
+    r = {k: times[a][stat] / times[b][stat] for k, (a, b) in RATIOS.items() if a in times and b in times}
+    sweep = [k for k in times if k.startswith("ours_chunk_")]
+    if sweep and "ours_auto" in times:
+        best = min(sweep, key=lambda k: times[k][stat])
         r["best_time_chunk"] = times[best]["time_chunk"]
-        r["best_over_auto_time"] = sweep[best] / ours if ours else None
-    sj = {k: med(k) for k in ("spikingjelly_single_step", "spikingjelly_multi_step") if med(k)}
-    if ours:
-        for k, v in sj.items():
-            r[f"throughput_ours_over_{k}"] = v / ours  # > 1: ours is faster
-        if sj:
-            r["throughput_ours_over_spikingjelly_best"] = min(sj.values()) / ours
-        for key, row, ours_first in (
-            ("throughput_ours_over_reference_naive", "reference_naive", False),
-            ("throughput_ours_over_ours_per_step", "ours_chunk_1", False),
-            ("ours_over_T_x_ann_forward", "ann_forward_x_T", True),
-            ("curve_one_pass_over_one_T_max_run", "curve_one_pass", False),
-            ("signed_over_if_time", "ours_signed_auto", False),
-            ("fused_over_eager_time", "ours_eager_auto", True),  # < 1: the fused update is faster
-            ("ours_over_before_time", "ours_before", True),  # < 1: faster than the engine before
-        ):
-            if med(row):
-                r[key] = ours / med(row) if ours_first else med(row) / ours
-    if med("ours_signed_auto") and med("ours_signed_eager_auto"):
-        r["signed_fused_over_eager_time"] = med("ours_signed_auto") / med("ours_signed_eager_auto")
-    if med("curve_one_pass") and med("curve_per_T_runs"):
-        r["curve_one_pass_over_per_T_runs"] = med("curve_one_pass") / med("curve_per_T_runs")
+        r["best_over_auto_time"] = times[best][stat] / times["ours_auto"][stat]
+    if sj := [times[k][stat] for k in SJ_ROWS if k in times and "ours_auto" in times]:
+        r["throughput_ours_over_spikingjelly_best"] = min(sj) / times["ours_auto"][stat]
     return r
 
 
-TARGETS = (
-    ("throughput_ours_over_spikingjelly_best", ">=", 2.0, "ours >= 2x SpikingJelly throughput (its best mode)"),
-    ("ours_over_T_x_ann_forward", "<=", 1.05, "ours <= 1.05x of T x ANN forward (issue 22: by CPU time)"),
-    ("ours_over_before_time", "<", 1.0, "ours (fused) faster than the engine before it"),
-    ("curve_one_pass_over_one_T_max_run", "<=", 1.1, "whole T curve <= 1.1x of one T_max run"),
-)
-
-
 def report(result: dict) -> str:
-    """The printed tables (Markdown): every row, every ratio, the targets, the checks."""
-    cfg, times, r, r_cpu, m = (result[k] for k in ("config", "times_s", "ratios", "ratios_of_cpu_time", "machine"))
-    T, B, ours, load = cfg["T"], cfg["batch_size"], times.get("ours_auto", {}).get("median"), result["load_average"]
-    lines = [
-        f"**{cfg['arch']} width {cfg['width']}, batch {B}, T {T}, {cfg['device']} {cfg['dtype']}, {cfg['repeats']} "
-        f"rounds** -- {m['cpu_model']}, {m['torch_num_threads']} torch thread(s) {m.get('gpu', '')}; torch "
-        f"{m['torch']}, python {m['python']}, spikingjelly {m['spikingjelly']}; load avg (1 min) before "
-        f"{load['before'][0]:.2f}, after {load['after'][0]:.2f}; heap: {cfg['heap']}\n",
-        "| row | median s | min s | CPU s (median) | sample-steps/s (median) | time / ours_auto (median) "
-        "| minor faults |\n|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    """What a run prints: each row's times, the ratios, the checks and notes (docs/BENCHMARKS.md renders the JSON)."""
+    times, rows = result["times_s"], []
+    ours = times.get("ours_auto", {}).get("cpu_median")
     for k, v in ((k, v) for k, v in times.items() if k != "ann_forward"):
-        label = k + (f" (chunk {v['time_chunk']})" if "time_chunk" in v else "")
-        label += f" (T = {','.join(map(str, v['timesteps']))})" if "timesteps" in v else ""
-        tp = "" if k.startswith("curve") else f"{B * T / v['median']:,.0f}"
-        rel = f"{v['median'] / ours:.2f}x" if ours else ""
-        cells = f"{v['median']:.3f} | {v['min']:.3f} | {v['cpu_median']:.3f} | {tp} | {rel}"
-        lines.append(f"| {label} | {cells} | {v['minor_faults_median']:,.0f} |")
-    lines += ["", f"ratios of medians: {json.dumps(r)}", f"ratios of CPU time: {json.dumps(r_cpu)}"]
-    lines += ["", "| target | medians | CPU time | met (by CPU time) |", "|---|---:|---:|:---:|"]
-    compare = {">=": float.__ge__, "<=": float.__le__, "<": float.__lt__}
-    for key, op, bound, text in (t for t in TARGETS if r.get(t[0]) is not None):
-        by_cpu = r_cpu.get(key)
-        ok = "yes" if compare[op](float(by_cpu if by_cpu is not None else r[key]), bound) else "NO"
-        lines.append(f"| {text} | {r[key]:.3f} | {'' if by_cpu is None else f'{by_cpu:.3f}'} | {ok} |")
-    lines += ["", f"fused kernel build: {json.dumps(result['fused_build'])}", f"checks: {json.dumps(result['checks'])}"]
+        cells = [f"{v[stat]:.3f}" for stat in ("median", "min", "cpu_median")]
+        relative = f"{v['cpu_median'] / ours:.2f}x" if ours else ""
+        rows.append([k, str(v.get("time_chunk", "")), *cells, relative, f"{v['minor_faults_median']:,.0f}"])
+    header = ["row", "chunk", "median s", "min s", "CPU s (median)", "CPU time / ours_auto", "minor faults"]
+    lines = [table(header, rows), "", f"ratios of medians: {json.dumps(result['ratios'])}"]
+    lines += [f"ratios of CPU time: {json.dumps(result['ratios_of_cpu_time'])}", ""]
+    lines += [f"fused kernel build: {json.dumps(result['fused_build'])}", f"checks: {json.dumps(result['checks'])}"]
     return "\n".join(lines + [f"note: {n}" for n in result["notes"]])
 
 

@@ -1,14 +1,10 @@
 """Spikes that skip work: below which firing rate does an event-driven layer beat the dense one?
 
-Per layer (VGG-16's), on binary spikes at exact rates (float32, one thread; median CPU time of
-``--repeats`` interleaved rounds): the dense layer against the library's C kernels
-(:mod:`lightning_snn.sparse`) and PyTorch's CSR matmul (linear) or im2col + CSR (conv,
-``--unfold-csr``), each time including finding the non-zeros and the dense output layout; the
-crossover is where time / dense crosses 1 (log-log; "< r" / "> r": faster / slower at every rate);
-outputs checked against the dense layer's. ``--network-checkpoint PATH`` (with ``--data-dir``) adds
-the quickstart's VGG-11 (trained one epoch on ``--network-train`` images and saved to PATH if
-missing) on real test images, dense vs :func:`lightning_snn.sparse.make_event_driven`: CPU time,
-per-layer input density and event-driven share, agreement. Results: docs/BENCHMARKS.md.
+Per layer at VGG-16's sizes, on binary spikes at exact rates: the dense layer against the library's
+C kernels (:mod:`lightning_snn.sparse`) and PyTorch's CSR matmul (``--unfold-csr``: im2col + CSR for
+the convolutions), median CPU time, interleaved; ``--network-checkpoint`` (with ``--data-dir``) adds
+the quickstart's VGG-11 on real test images, dense vs event-driven. Method and results:
+docs/BENCHMARKS.md.
 
     python benchmarks/sparse_crossover.py --json benchmarks/results/sparse_crossover_cpu.json
 """
@@ -19,7 +15,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import statistics
 import sys
@@ -30,9 +25,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # study.py, also where a test imports this file
-from study import cifar_images, interleaved, write_json  # noqa: E402  (puts this checkout first on sys.path)
+from study import cifar_images, interleaved, machine_record, write_json  # noqa: E402  (puts this checkout first on sys.path)
 
-from lightning_snn.sparse import event_conv2d, event_linear, kernels  # noqa: E402
+from lightning_snn.activations import set_threshold_enabled  # noqa: E402
+from lightning_snn.conversion import calibrate_thresholds, convert  # noqa: E402
+from lightning_snn.models import create_model  # noqa: E402
+from lightning_snn.neurons import IFNeuron  # noqa: E402
+from lightning_snn.simulation import simulate  # noqa: E402
+from lightning_snn.sparse import CROSSOVER, event_conv2d, event_linear, event_share, kernels, make_event_driven  # noqa: E402
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 #: VGG-16's classifiers (CIFAR at width 1/4 and 1; ImageNet) and a head; its 3x3 convolutions on CIFAR
@@ -116,10 +116,6 @@ def quickstart_network(args) -> tuple[torch.nn.Module, dict]:
     """The quickstart's VGG-11 (width 1/4, threshold ReLU), thresholds calibrated on 1000 training
     images: loaded from ``args.network_checkpoint``, else trained one epoch (Adam 2e-3, batch 128,
     the threshold on throughout) on ``args.network_train`` images and saved there."""
-    from lightning_snn.activations import set_threshold_enabled
-    from lightning_snn.conversion import calibrate_thresholds
-    from lightning_snn.models import create_model
-
     torch.manual_seed(args.seed)
     model = create_model("vgg11", width=0.25, conv_dropout=0.0, fc_dropout=0.2)
     set_threshold_enabled(model, True)
@@ -146,17 +142,9 @@ def quickstart_network(args) -> tuple[torch.nn.Module, dict]:
 @torch.inference_mode()
 def study_network(args, model: torch.nn.Module, thresholds: dict) -> dict:
     """Dense vs event-driven layers in the quickstart's SNN on real images (see the docstring)."""
-    from lightning_snn.conversion import convert
-    from lightning_snn.neurons import IFNeuron
-    from lightning_snn.simulation import simulate
-    from lightning_snn.sparse import CROSSOVER, event_share, make_event_driven
-
     x, y = cifar_images(args.data_dir, "test", args.network_images)
     T, chunk = args.network_T, "auto"
-    snns = {
-        "dense": convert(model, thresholds, shift="membrane"),
-        "event": convert(model, thresholds, shift="membrane"),
-    }
+    snns = {k: convert(model, thresholds, shift="membrane") for k in ("dense", "event")}
     make_event_driven(snns["event"])
     densities: dict[str, list[float]] = {}
     layers = {n: m for n, m in snns["dense"].body.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
@@ -225,9 +213,8 @@ def main(argv: list[str] | None = None) -> dict:
             if args.layers in ("all", kind) or (args.layers != "none" and any(w and w in name for w in wanted)):
                 results.append(study_layer(name, tuple(map(int, size)), args, rates, gen))
     network = study_network(args, *quickstart_network(args)) if args.network_checkpoint else None  # may train first
-    machine = {"cpu": platform.processor(), "torch": torch.__version__, "threads": torch.get_num_threads()}
-    out = {"config": vars(args), "machine": machine, "load_average": {"before": list(load_before)}}
-    out["load_average"]["after"] = list(os.getloadavg())
+    load = {"before": list(load_before), "after": list(os.getloadavg())}
+    out = {"config": vars(args), "machine": machine_record(), "load_average": load}
     out.update(results=results, network=network)
     if network:
         print("real network: " + json.dumps(network, indent=1))

@@ -288,3 +288,23 @@ def interleaved(fns: dict, repeats: int, sync=lambda: None, warm: dict | None = 
         if log:
             log(f"  round {i + 1}/{repeats}: " + ", ".join(f"{n} {res[n]['wall'][-1]:.3f}s" for n in kept))
     return res
+
+
+# ---- i20k ----
+def machine_record(device: torch.device | str = "cpu") -> dict:
+    """The machine a speed study's timings come from, for its JSON: the CPU model, cores, torch
+    threads and versions, and which checkout was measured; on CUDA also the GPU, CUDA and cuDNN
+    versions and whether TF32 is on."""
+    device, cpu = torch.device(device), platform.processor() or "?"
+    if os.path.exists("/proc/cpuinfo"):
+        cpu = next((x.split(":", 1)[1].strip() for x in open("/proc/cpuinfo") if x.startswith("model name")), cpu)
+    info = dict(cpu_model=cpu, cpu_count=os.cpu_count(), torch_num_threads=torch.get_num_threads())
+    info.update(torch=torch.__version__, python=sys.version.split()[0], platform=platform.platform())
+    import lightning_snn
+
+    info["lightning_snn"] = str(Path(lightning_snn.__file__).resolve().parent)  # which checkout was measured
+    if device.type == "cuda":
+        b = torch.backends
+        info.update(gpu=torch.cuda.get_device_name(device), cuda=torch.version.cuda, cudnn=b.cudnn.version())
+        info.update(cudnn_allow_tf32=b.cudnn.allow_tf32, matmul_allow_tf32=b.cuda.matmul.allow_tf32)
+    return info
