@@ -76,9 +76,9 @@ def dev_grid(fit: dict, threads: int | None) -> dict:
     (from the ``config.yaml`` the CLI saved beside its results; no diagnostics)."""
     import torch
     import yaml
+    from lightning_snn.callbacks.snn_conversion import SNNConversion
     from torch.utils.data import DataLoader
 
-    from callbacks.snn_conversion import SNNConversion
     from lightning_snn.module import ConversionModule
     from lightning_snn.recurrent_evaluation import evaluate_recurrent_config
     from lightning_snn.text_data import SSTDataModule
