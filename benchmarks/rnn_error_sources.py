@@ -1,6 +1,6 @@
 """Where the converted recurrent layer departs from its RNN, word by word, on the dev sentences: the
-per-word error of the SNN and of three references against ``min(o, theta)`` at every K, and how often the
-exactness conditions fail (docs/RNN.md, "Where the conversion loses", reads the table)::
+per-word error of the SNN and of three references against ``min(o, theta)`` at every K, how often the
+exactness conditions fail, and the analog readouts' dev accuracy (docs/RNN.md, "Where the conversion loses")::
 
     python benchmarks/rnn_error_sources.py runs/rnn_study/rnn_t/s0/s0/checkpoints/last.ckpt \
         --out docs/rnn_error_sources.json        # --config <the run's config.yaml> for other data settings
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         total["rnn_correct"] += int((model.readout(o, lengths).argmax(-1) == y).sum())
         # a word's own input current beyond [-theta, theta]: outside both exactness domains
         total["beyond"] += float(((currents.abs() > theta) & mask).sum())
-        remaining = u - o  # the IF neuron is exact while it lies in [0, theta / K)
+        remaining = u - o  # the RNN's remaining value r: the IF neuron's exactness needs it in [0, theta / K)
         for k in args.steps:
             q, _ = model.rnn.quantised(e, theta, k)  # the K-level quantiser q_K: the exact reference
             out, signed = snn(batch, k), signed_snn(batch, k)
