@@ -76,7 +76,7 @@ def paper_layout(page, data: dict, refs: dict) -> str:
     """At K = :func:`paper_k` and the largest L measured (rule 4: the looped output layer closest to the
     fully connected readout)."""
     k, loops = paper_k(data), _axes(data)[1][-1]
-    paper = refs["a4_rnn"]
+    paper = refs["a4_rnn"]  # the first four columns, under the same names
     rows = [
         [f"paper (A.4, {paper['split']})", *(f"{100 * float(paper[c]):.2f}" for c in list(LAYOUT)[:4]), "not given"]
     ]
