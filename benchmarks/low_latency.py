@@ -1,21 +1,14 @@
-"""Low latency at CPU scale: the ANN's accuracy at T <= 8, beyond the paper (issue 8).
-
-Trains the quickstart-class network (VGG-11, width 1/4, Adam + cosine) on real CIFAR-10 once
-per source activation -- the paper's threshold ReLU and QCFS with L = 2, 4, 8 -- and converts
-each with several methods (one training serves every conversion variant of its source):
-threshold calibration by max (the paper), percentile or channel, QCFS's lambda, with and
-without the light bias correction (SNN Calibration), with the paper's IF neurons or signed ones
-(negative spikes, Wang et al. 2022), all with the membrane shift, so one simulation per variant
-gives every T. Writes a JSON of every number (docs/low_latency.json); docs/LOW_LATENCY.md and its
-plot are rendered from it:
+"""Low latency at CPU scale (issue 8): the quickstart-class VGG-11 (width 1/4, Adam + cosine) trained on
+real CIFAR-10 once per source activation (the paper's threshold ReLU; QCFS with L = 2, 4, 8), each converted
+with every variant of :func:`variants`, all with the membrane shift (one simulation gives every T). Writes
+docs/low_latency.json; docs/LOW_LATENCY.md (the method) and its plot are rendered from it:
 
     python benchmarks/low_latency.py --data-dir ../shared/data/cifar10           # ~45 min, 2 cores
     python benchmarks/low_latency.py --data-dir ../shared/data/cifar10 --tiny    # smoke test
     python benchmarks/render.py docs/LOW_LATENCY.md                              # doc + plot
 
-Trained weights and each finished variant are kept in --work-dir (not committed,
-study.StudyState): the same command goes on where a killed run stopped, and a rerun with other
-evaluation settings only converts.
+Trained weights and finished variants stay in --work-dir (study.StudyState): the same command goes on where
+a killed run stopped, and a rerun with other evaluation settings only converts.
 """
 
 from __future__ import annotations
@@ -27,6 +20,7 @@ import torch
 from study import REPO, StudyState, evaluation_images, machine, portable, train_or_load, write_json
 
 from lightning_snn.evaluation import evaluate_conversion
+from lightning_snn.graph_sites import record_sites
 from lightning_snn.module import ConversionModule
 
 TIMESTEPS = [1, 2, 4, 8, 16, 32, 64]
@@ -94,20 +88,11 @@ def alive_at_init(args, images: torch.Tensor) -> list[dict]:
             torch.manual_seed(args.seed)
             model = module_for(args, src, batch_norm).model.train()
             fractions = []
-            hooks = [
-                m.register_forward_hook(lambda _m, _i, out, f=fractions: f.append((out > 0).float().mean().item()))
-                for m in model.modules()
-                if hasattr(m, "levels")
-            ]
-            model(images)
-            for h in hooks:
-                h.remove()
+            sites = {name: m for name, m in model.named_modules() if hasattr(m, "levels")}
+            with record_sites(sites, lambda _n, out, f=fractions: f.append((out > 0).float().mean().item())):
+                model(images)
             rows.append({"source": src, "batch_norm": batch_norm, "nonzero": fractions})
     return rows
-
-
-def lambdas(module: ConversionModule) -> list[float]:
-    return [round(m.y_th, 4) for m in module.model.modules() if hasattr(m, "levels")]
 
 
 #: What the trainings depend on (a state stored with other values is refused by name), and what
@@ -142,7 +127,7 @@ def run(args, state: StudyState) -> dict:
             "relu_warmup_epochs": warmup_epochs(args, src),
             "settings": {k: getattr(args, k) for k in TRAIN_SETTINGS},
             **{k: entry[k] for k in ("train_seconds", "sha256")},
-            "lambdas": lambdas(module),
+            "lambdas": [round(m.y_th, 4) for m in model.modules() if hasattr(m, "levels")],
             "ann_acc": ann[0] if ann else None,
         }
     for v in results["variants"].values():

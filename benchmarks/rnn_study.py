@@ -1,13 +1,6 @@
-"""Appendix A.4 on SST-5: train each config through the CLI, per seed, and measure its SNN on dev and test.
-
-Every (config, seed) is one ``python train.py fit -c configs/sst/<config>.yaml`` run (timed: wall
-and CPU time of the whole run, training + conversion + the SNN's test evaluation, which writes its
-own ``snn_results.json``: RNN and SNN test accuracy at every steps per word K and loop count L).
-Then the run's last checkpoint is evaluated again on the **dev** split with the same settings, so
-that K and L can be chosen on dev and reported on test. Results are merged into one JSON file keyed
-by label and seed, written after every run: run configs and seeds in separate calls (each one a
-long job, on a shared machine best one at a time), and ``--summary`` to print the tables and
-draw accuracy against K and L::
+"""Appendix A.4 on SST-5: train a config through the CLI per seed (timed: the whole ``train.py fit``, whose
+test grid over K and L is its ``snn_results.json``), evaluate its last checkpoint again on the dev split, and
+merge both into one JSON keyed by label and seed, written after every run (docs/RNN.md is rendered from it)::
 
     python benchmarks/rnn_study.py --config rnn_t --seeds 0 --threads 1     # one run: 2-4 min measured (docs/RNN.md)
     python benchmarks/rnn_study.py --config rnn_t --label rnn_t_tau1 --seeds 0 --set model.model_kwargs.tau=1.0
@@ -25,10 +18,11 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's lightning_snn, not an installed one
+from study import REPO, machine, write_json  # also puts this checkout's lightning_snn first on sys.path
+
 DEFAULT_OUT = REPO / "docs" / "rnn_study.json"
 
 
@@ -77,38 +71,28 @@ def run_fit(config: str, seed: int, root: Path, sets: list[str], threads: int | 
     }
 
 
-def dev_grid(checkpoint: Path, results_path: Path, threads: int | None) -> dict:
-    """The run's SNN settings evaluated on the dev split, with the run's own data and calibration
-    settings (from the ``config.yaml`` the CLI saved beside its results)."""
+def dev_grid(fit: dict, threads: int | None) -> dict:
+    """The run's SNN evaluated again on the dev split, with the run's own conversion and data settings
+    (from the ``config.yaml`` the CLI saved beside its results; no diagnostics)."""
     import torch
     import yaml
+    from lightning_snn.callbacks.snn_conversion import SNNConversion
     from torch.utils.data import DataLoader
 
     from lightning_snn.module import ConversionModule
-    from lightning_snn.recurrent_evaluation import evaluate_recurrent_conversion
+    from lightning_snn.recurrent_evaluation import evaluate_recurrent_config
     from lightning_snn.text_data import SSTDataModule
 
     if threads:
         torch.set_num_threads(threads)
-    config = yaml.safe_load((results_path.parent / "config.yaml").read_text())
-    results = json.loads(results_path.read_text())
-    snn = config["snn"]
-    module = ConversionModule.load_from_checkpoint(checkpoint, map_location="cpu")
+    config = yaml.safe_load((fit["results_path"].parent / "config.yaml").read_text())
+    snn = SNNConversion(**config["snn"])  # checked as the CLI checked it
     dm = SSTDataModule(**config["data"]["init_args"])
     dm.setup("fit")
-    calibration = dm.calibration_set(snn["calibration_samples"], snn["calibration_seed"])
-    report = evaluate_recurrent_conversion(
-        module.model,
-        DataLoader(calibration, batch_size=256),
-        DataLoader(dm.val_set, batch_size=256),
-        [int(k) for k in results["snn_acc"]],
-        shift=results["shift"],
-        readout=results["readout"],
-        calibration=results["calibration"],
-        neuron=results["neuron"],  # the run's own neuron (a --set snn.neuron=signed ablation too)
-        output_loops=results["recurrent"]["output_loops"],
-    )
-    data = report.to_json()
+    calibration = DataLoader(dm.calibration_set(snn.calibration_samples, snn.calibration_seed), batch_size=256)
+    model = ConversionModule.load_from_checkpoint(fit["checkpoint"], map_location="cpu").model
+    settings = replace(snn.config, diagnostics=False, statistics=())
+    data = evaluate_recurrent_config(model, calibration, DataLoader(dm.val_set, batch_size=256), settings).to_json()
     return {"ann_acc": data["ann_acc"], **{k: data["recurrent"][k] for k in ("analog_acc", "spiking_acc")}}
 
 
@@ -119,8 +103,8 @@ def load(path: Path) -> dict:
 def record(
     path: Path, label: str, config: str, seed: int, sets: list[str], fit: dict, dev: dict, threads: int | None
 ) -> None:
+    res, rec = fit["results"], fit["results"]["recurrent"]
     data = load(path)  # re-read: another call may have added runs meanwhile
-    res = fit["results"]
     data["runs"].setdefault(label, {})[str(seed)] = {
         "config": f"configs/sst/{config}.yaml",
         "set": sets,
@@ -129,34 +113,18 @@ def record(
         "wall_s": round(fit["wall_s"], 1),
         "cpu_s": round(fit["cpu_s"], 1),
         "seconds": res["seconds"],
-        "test": {
-            "ann_acc": res["ann_acc"],
-            "analog_acc": res["recurrent"]["analog_acc"],
-            "spiking_acc": res["recurrent"]["spiking_acc"],
-            "spiking_ties": res["recurrent"]["spiking_ties"],
-        },
+        "test": {"ann_acc": res["ann_acc"], **{k: rec[k] for k in ("analog_acc", "spiking_acc", "spiking_ties")}},
         "dev": dev,
-        "thresholds": res["thresholds"],
-        "output_threshold": res["output_threshold"],
-        "threshold_clip_on": res["threshold_clip_on"],
+        **{k: res[k] for k in ("thresholds", "output_threshold", "threshold_clip_on")},
         "firing_rates": {k: v["network"] for k, v in res.get("firing_rates", {}).items()},
         "sops_per_sentence": {k: v["per_image"] for k, v in res.get("synaptic_ops", {}).items()},
         "energy_uj": {k: {"snn": v["snn_uj"], "source": v["ann_uj"]} for k, v in res.get("energy", {}).items()},
         "layer_errors": res.get("layer_errors"),
-        "source": res["recurrent"]["source"],
-        "tau": res["recurrent"]["tau"],
-        "pool": res["recurrent"]["pool"],
-        "trained_steps_per_word": res["recurrent"]["trained_steps_per_word"],
-        "shift": res["shift"],
-        "neuron": res["neuron"],
+        **{k: rec[k] for k in ("source", "tau", "pool", "trained_steps_per_word")},
+        **{k: res[k] for k in ("shift", "neuron")},
     }
-    data["machine"] = (
-        f"{os.cpu_count()} CPU cores, torch threads {threads or os.environ.get('OMP_NUM_THREADS', 'default')}"
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    data["machine"] = machine(threads)
+    write_json(path, data)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -184,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     label = args.label or args.config
     for seed in args.seeds:
         fit = run_fit(args.config, seed, args.root / label / f"s{seed}", args.set, args.threads)
-        dev = dev_grid(fit["checkpoint"], fit["results_path"], args.threads)
+        dev = dev_grid(fit, args.threads)
         record(args.out, label, args.config, seed, args.set, fit, dev, args.threads)
         test = fit["results"]
         print(

@@ -189,8 +189,7 @@ def _plot(data: dict, targets: dict, path) -> None:
     for ax, title in zip(axes, ("SNN accuracy (%); thin lines: each source ANN", "conversion loss (points)")):
         ax.set_xscale("log", base=2)
         ax.set_xticks(x, ts)
-        ax.set_xlabel("simulation length T")
-        ax.set_title(title)
+        ax.set(xlabel="simulation length T", title=title)
         ax.grid(alpha=0.3)
     axes[1].axhline(0, color="black", lw=0.8)
     ok = _converted(data).values()

@@ -1,9 +1,6 @@
-"""docs/RNN.md from docs/rnn_study.json (benchmarks/rnn_study.py) and the paper's appendix A.4 numbers
-in docs/paper_numbers.json.
-
-The paper-layout row is read at K = the surrogate-trained SNN's own steps per word (the same simulation
-length for every column, as A.4 asks) and the largest loop count L measured (rule 4: the looped output
-layer closest to the fully connected readout). Mean +- sample std over the seeds each label has."""
+"""docs/RNN.md from docs/rnn_study.json (benchmarks/rnn_study.py), docs/rnn_error_sources.json
+(benchmarks/rnn_error_sources.py) and the paper's appendix A.4 numbers in docs/paper_numbers.json.
+Mean ± sample std over the seeds each label has."""
 
 from __future__ import annotations
 
@@ -14,6 +11,14 @@ from sections import table
 
 #: The labels of the paper's comparison, in the paper's order.
 COLUMNS = {"rnn_t": "threshold-ReLU RNN -> SNN", "spiking_rnn": "surrogate-gradient SNN", "rnn_relu": "ReLU-RNN -> SNN"}
+#: The paper-layout table's columns: (label, readout) each, "ann" the source network.
+LAYOUT = {
+    "RNN": ("rnn_t", "ann"),
+    "converted SNN": ("rnn_t", "spiking"),
+    "surrogate SNN": ("spiking_rnn", "spiking"),
+    "ReLU-RNN -> SNN": ("rnn_relu", "spiking"),
+    "ReLU-RNN (its source)": ("rnn_relu", "ann"),
+}
 
 
 def _runs(data: dict, label: str) -> list[dict]:
@@ -25,22 +30,20 @@ def _ms(values: list[float]) -> str:
     return f"{m:.2f} ± {s:.2f}" if len(values) > 1 else f"{m:.2f}"
 
 
-def _ks(data: dict) -> list[str]:
+def _axes(data: dict) -> tuple[list[str], list[str]]:
+    """The steps per word K and loop counts L measured (those of the first run)."""
     run = next(iter(next(iter(data["runs"].values())).values()))
-    return sorted(run["test"]["analog_acc"], key=int)
-
-
-def _loops(data: dict) -> list[str]:
-    run = next(iter(next(iter(data["runs"].values())).values()))
-    return sorted(next(iter(run["test"]["spiking_acc"].values())), key=int)
+    ks = sorted(run["test"]["analog_acc"], key=int)
+    return ks, sorted(run["test"]["spiking_acc"][ks[0]], key=int)
 
 
 def paper_k(data: dict) -> str:
-    """The surrogate SNN's trained steps per word (4, its config's, if it was not run), or the largest
-    K measured below it where it was not measured (a tiny run)."""
+    """The K of the paper-layout row: the surrogate SNN's trained steps per word (4, its config's, if it was
+    not run; the same simulation length for every column, as A.4 asks), or the largest K measured below it
+    where it was not measured (a tiny run)."""
     runs = _runs(data, "spiking_rnn")
     k = int(runs[0]["trained_steps_per_word"]) if runs else 4
-    measured = [int(x) for x in _ks(data)]
+    measured = [int(x) for x in _axes(data)[0]]
     return str(k if k in measured else max([x for x in measured if x < k], default=measured[0]))
 
 
@@ -70,41 +73,30 @@ def commands(page, data: dict) -> str:
 
 
 def paper_layout(page, data: dict, refs: dict) -> str:
-    k, loops = paper_k(data), _loops(data)[-1]
-    paper = refs["a4_rnn"]
-    header = ["", "RNN", "converted SNN", "surrogate SNN", "ReLU-RNN -> SNN", "ReLU-RNN (its source)"]
+    """At K = :func:`paper_k` and the largest L measured (rule 4: the looped output layer closest to the
+    fully connected readout)."""
+    k, loops = paper_k(data), _axes(data)[1][-1]
+    paper = refs["a4_rnn"]  # the first four columns, under the same names
     rows = [
-        [
-            f"paper (A.4, {paper['split']})",
-            *(f"{100 * float(paper[c]):.2f}" for c in ("RNN", "converted SNN", "surrogate SNN", "ReLU-RNN -> SNN")),
-            "not given",
-        ]
+        [f"paper (A.4, {paper['split']})", *(f"{100 * float(paper[c]):.2f}" for c in list(LAYOUT)[:4]), "not given"]
     ]
     for split in ("dev", "test"):
-        cells = []
-        for label, readout in (("rnn_t", None), ("rnn_t", "spiking"), ("spiking_rnn", "spiking")):
-            cells.append(_cell(data, label, split, readout, k, loops))
-        cells += [_cell(data, "rnn_relu", split, "spiking", k, loops), _cell(data, "rnn_relu", split, None, k, loops)]
-        rows.append([f"ours, {split} (sentences)", *cells])
+        rows.append([f"ours, {split} (sentences)", *(_cell(data, *c, split, k, loops) for c in LAYOUT.values())])
     said = ", ".join(f"{COLUMNS[label]} {_seeds(data, label)}" for label in COLUMNS)
     return (
         f"Accuracy (%) at K = {k} steps per word (the surrogate SNN's training length) and L = {loops} loops of "
-        f"the spiking output layer; mean ± std over seeds: {said}.\n\n" + table(header, rows)
+        f"the spiking output layer; mean ± std over seeds: {said}.\n\n" + table(["", *LAYOUT], rows)
     )
 
 
-def _cell(data: dict, label: str, split: str, readout: str | None, k: str, loops: str) -> str:
+def _cell(data: dict, label: str, readout: str, split: str, k: str, loops: str) -> str:
     runs = _runs(data, label)
-    if not runs:
-        return "not run"
-    if readout is None:
-        return _ms([r[split]["ann_acc"] for r in runs])
-    return _ms([grid(r, split, readout, k, loops) for r in runs])
+    return _ms([grid(r, split, readout, k, loops) for r in runs]) if runs else "not run"
 
 
 def loss(page, data: dict) -> str:
     """The conversion loss (source minus SNN, points), paired per seed, at every K (largest L and analog)."""
-    ks, loops = _ks(data), _loops(data)[-1]
+    ks, loops = _axes(data)
     rows = []
     for label in ("rnn_t", "rnn_relu"):
         runs = _runs(data, label)
@@ -112,8 +104,7 @@ def loss(page, data: dict) -> str:
             rows.append([label, "", "", "not run"])
             continue
         for split in ("dev", "test"):
-            for readout, name in (("spiking", f"spiking, L = {loops}"), ("analog", "analog")):
-                lp = loops if readout == "spiking" else None
+            for readout, name, lp in (("spiking", f"spiking, L = {loops[-1]}", loops[-1]), ("analog", "analog", None)):
                 cells = [_ms([r[split]["ann_acc"] - grid(r, split, readout, k, lp) for r in runs]) for k in ks]
                 rows.append([label, split, name, *cells])
     return table(["source", "split", "readout", *(f"K={k}" for k in ks)], rows)
@@ -121,18 +112,12 @@ def loss(page, data: dict) -> str:
 
 def accuracy_grid(page, data: dict) -> str:
     """Test accuracy of each label's SNN at every K and L (and the analog readout), mean ± std."""
-    ks, loops = _ks(data), _loops(data)
+    ks, loops = _axes(data)
     parts = []
     for label in data["runs"]:
         runs = _runs(data, label)
-        rows = [
-            [
-                k,
-                _ms([grid(r, "test", "analog", k, None) for r in runs]),
-                *(_ms([grid(r, "test", "spiking", k, lp) for r in runs]) for lp in loops),
-            ]
-            for k in ks
-        ]
+        readouts = [("analog", None), *(("spiking", lp) for lp in loops)]
+        rows = [[k, *(_ms([grid(r, "test", ro, k, lp) for r in runs]) for ro, lp in readouts)] for k in ks]
         source = _ms([r["test"]["ann_acc"] for r in runs])
         title = f"**{label}** ({_seeds(data, label)}; source network on test: {source})"
         parts.append(title + "\n\n" + table(["K", "analog", *(f"L={lp}" for lp in loops)], rows))
@@ -140,29 +125,18 @@ def accuracy_grid(page, data: dict) -> str:
 
 
 def cost(page, data: dict) -> str:
+    """Minutes per run, and the firing rate and synaptic operations at the paper-layout K."""
     k = paper_k(data)
     rows = []
     for label in data["runs"]:
         runs = _runs(data, label)
-        rows.append(
-            [
-                label,
-                _seeds(data, label),
-                _ms([r["wall_s"] / 60 for r in runs]),
-                _ms([r["cpu_s"] / 60 for r in runs]),
-                _ms([r["firing_rates"][k] for r in runs]) if all(k in r["firing_rates"] for r in runs) else "",
-                _ms([r["sops_per_sentence"][k] / 1e6 for r in runs])
-                if all(k in r["sops_per_sentence"] for r in runs)
-                else "",
-            ]
-        )
+        minutes = [_ms([r[key] / 60 for r in runs]) for key in ("wall_s", "cpu_s")]
+        at_k = []  # absent where K was not simulated
+        for key, unit in (("firing_rates", 1), ("sops_per_sentence", 1e6)):
+            at_k.append(_ms([r[key][k] / unit for r in runs]) if all(k in r[key] for r in runs) else "")
+        rows.append([label, _seeds(data, label), *minutes, *at_k])
     header = ["label", "seeds", "wall min per run", "CPU min per run", f"firing rate K={k}", f"M SOPs/sentence K={k}"]
-    return (
-        "Wall and CPU minutes of each `train.py fit` (training, calibration, the SNN's test grid at every K and L, "
-        "the dashboard; not the dev grid the study adds after it), one torch thread, taken while holding the shared "
-        "heavy lock on a 2-core machine that other jobs also loaded; firing rate = spikes per neuron per step, "
-        "SOPs = synaptic events per sentence:\n\n" + table(header, rows)
-    )
+    return table(header, rows)
 
 
 def figure(page, data: dict) -> str:
@@ -178,26 +152,13 @@ def error_sources(page, errors: dict) -> str:
         [
             k,
             *(f"{e['relative_error'][n]:.3f}" for n in ("snn", "signed", "quantised_rnn", "even_current")),
-            f"{e['count_mismatch_pct']:.1f}%",
-            f"{e['signed_mismatch_pct']:.1f}%",
-            f"{e['remaining_outside_pct']:.1f}%",
-            f"{e['snn_analog_dev_acc']:.2f}",
-            f"{e['signed_analog_dev_acc']:.2f}",
+            *(f"{e[n]:.1f}%" for n in ("count_mismatch_pct", "signed_mismatch_pct", "remaining_outside_pct")),
+            *(f"{e[n]:.2f}" for n in ("snn_analog_dev_acc", "signed_analog_dev_acc")),
         ]
         for k, e in sorted(errors["per_k"].items(), key=lambda kv: int(kv[0]))
     ]
-    header = [
-        "K",
-        "error: IF SNN",
-        "signed SNN",
-        "quantised RNN",
-        "even current",
-        "counts != q_K: IF",
-        "signed",
-        "r outside [0, theta/K)",
-        "dev acc: IF (analog)",
-        "signed (analog)",
-    ]
+    header = ["K", "error: IF SNN", "signed SNN", "quantised RNN", "even current", "counts != q_K: IF", "signed"]
+    header += ["r outside [0, theta/K)", "dev acc: IF (analog)", "signed (analog)"]
     intro = (
         f"`{errors['checkpoint']}` (theta = {errors['theta']:.4g}, tau = {errors['tau']}), on the "
         f"{errors['dev_sentences']} dev sentences, no shift; the RNN's dev accuracy {errors['rnn_dev_acc']:.2f}%. "
@@ -214,8 +175,11 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def grid(run: dict, split: str, readout: str, k: str, loops: str | None) -> float:
-    acc = run[split][f"{readout}_acc"][k]
-    return acc[loops] if loops is not None else acc
+    """The run's accuracy on ``split``: the source's (``readout`` "ann"), or its SNN's at K (and L)."""
+    acc = run[split][f"{readout}_acc"]
+    if readout == "ann":
+        return acc
+    return acc[k][loops] if loops is not None else acc[k]
 
 
 def draw(data: dict, png: Path) -> None:
@@ -225,13 +189,11 @@ def draw(data: dict, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = list(data["runs"])
+    (ks, loops), labels = _axes(data), list(data["runs"])
+    x = [int(k) for k in ks]
     fig, axes = plt.subplots(1, len(labels), figsize=(5 * len(labels), 4), squeeze=False)
     for ax, label in zip(axes[0], labels, strict=True):
-        runs = list(data["runs"][label].values())
-        ks = list(runs[0]["test"]["analog_acc"])
-        loops = list(next(iter(runs[0]["test"]["spiking_acc"].values())))
-        x = [int(k) for k in ks]
+        runs = _runs(data, label)
         src = mean_std([r["test"]["ann_acc"] for r in runs])[0]
         ax.axhline(src, color="k", ls="--", lw=1, label=f"source {src:.1f}%")
         ys = [mean_std([grid(r, "test", "analog", k, None) for r in runs])[0] for k in ks]
