@@ -1,36 +1,15 @@
-"""Fidelity at CPU scale: does our conversion reproduce the paper's qualitative claims?
+"""Fidelity at CPU scale: the paper's VGG-16 claims on real CIFAR-10, into docs/*.json; docs/RESULTS.md (its tables,
+plots, setup and the claims checked) is rendered from them by ``python benchmarks/render.py docs/RESULTS.md``.
 
-Trains the same reduced-width VGG-16 twice on real CIFAR-10 with the same seed and budget
-(plain ReLU, and ReLU warm-up then threshold ReLU), converts each with no shift, the
-paper's bias shift (one simulation per T) and the membrane shift (one simulation for all
-T), and writes every number to docs/results.json. docs/RESULTS.md (its tables, plot and the
-paper's claims checked on the numbers, beside the paper's Table 4) is rendered from it:
-
-    python benchmarks/fidelity.py --data-dir ../shared/data/cifar10            # ~40 min, 2 cores
+    python benchmarks/fidelity.py --data-dir ../shared/data/cifar10            # ReLU vs threshold: results.json
     python benchmarks/fidelity.py --data-dir ../shared/data/cifar10 --tiny     # smoke test (results_tiny.json)
-    python benchmarks/render.py docs/RESULTS.md
-
-Checkpoints go to --work-dir (not committed); their sha256 is recorded in the JSON.
-
-``--widths`` runs the width study instead (issue 11; the threshold-ReLU VGG-16 at several widths,
-one recipe; resumable: the same command goes on where a killed run stopped) into
-docs/<study-name>.json. The study's recipe is the paper's SGD:
-
     python benchmarks/fidelity.py --widths 0.125 0.25 0.5 --epochs 8 --warmup 2 --lr 0.01 \
-        --test-samples 2000 --optimizer sgd
+        --test-samples 2000 --optimizer sgd                                    # the width study: width_study.json
 
-``--train-only`` trains every width and stores its thresholds and ANN counts, simulating
-nothing; the same command without it then simulates, and needs only the test images where every
-width is trained (``--data-dir`` may be a folder with a stub train.npz), so the simulations can
-run on a GPU machine (``--device cuda``, TF32 off) that cannot hold the training set. A *setup
-check* is the same study with one recipe setting changed, written under its own name and work
-dir, e.g. the paper's dropout at width 1/8 and only the summary T:
-
-    python benchmarks/fidelity.py --widths 0.125 --lr 0.01 --optimizer sgd --test-samples 2000 \
-        --conv-dropout 0.2 --fc-dropout 0.5 --timesteps 16 32 64 --bias-timesteps 16 32 64 \
-        --study-name width_check_dropout --work-dir runs/width_check_dropout
-
-docs/RESULTS.md sets each ``width_check_*.json`` it names beside the study's row of the same width.
+The width study is resumable (the same command goes on where a killed run stopped); ``--train-only``
+then a rerun without it splits training from simulation (e.g. ``--device cuda`` with only the test
+images at hand); a setup check is the same study with one setting changed, ``--study-name
+width_check_<what>`` and its own ``--work-dir``. docs/RESULTS.md gives each study's exact command.
 """
 
 from __future__ import annotations
@@ -74,12 +53,11 @@ def make_module(args, activation: str, width: float) -> ConversionModule:
 
 def make_optimizer(args, params) -> torch.optim.Optimizer:
     """Adam (no weight decay), or the paper's SGD (appendix A.1: momentum 0.9, weight decay 5e-4)."""
-    name = getattr(args, "optimizer", "adam")
-    if name == "adam":
+    if args.optimizer == "adam":
         return torch.optim.Adam(params, lr=args.lr)
-    if name == "sgd":
+    if args.optimizer == "sgd":
         return torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=5e-4)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
+    raise ValueError(f"unknown optimizer {args.optimizer!r}; choose one of {sorted(OPTIMIZERS)}")
 
 
 def relu_vs_threshold(args) -> dict:
@@ -255,10 +233,8 @@ def write_width_json(args, state: StudyState, out: Path, n_batches: int) -> None
     results = {}
     for k, e in state.data["widths"].items():
         results[k] = {**width_accuracies(e, n_batches), **{f: e.get(f) for f in kept}}
-        if e.get("checkpoint"):  # recorded relative to the checkout (older states: to the cwd, the checkout)
-            results[k]["checkpoint"] = portable(argparse.Namespace(c=str((REPO / e["checkpoint"]).resolve())))["c"]
     payload = {"args": portable(args), "recipe": state.data["recipe"], "results": results}
-    payload["network"] = network_of(state.data)
+    payload["network"] = NETWORK  # load_width_state refuses to go on with a study of another network
     write_json(out / f"{args.study_name}{'_tiny' if args.tiny else ''}.json", payload)
 
 

@@ -1,21 +1,11 @@
 """The paper's tables from CPU-scale runs of the experiment configs (docs/REPRODUCE.md's "ours" column).
 
-Every CIFAR-10 network (CIFARNet, the paper's VGG-16, ResNet-20) is trained twice by
-``train.py fit`` with its own experiment config -- the plain-ReLU twin (``_relu``) and the
-threshold-ReLU network (``_t``) -- at one CPU-scale width and epoch budget (:data:`SCALE`), and each
-is converted again by ``train.py test --ckpt_path`` with the other configs of its ANN (``_s`` from
-the ReLU run; ``_ts`` and ``_ts_constant`` from the threshold run), so the losses against both ANNs
-and the T = 400..600 averages come from the same runs. This script collects their
-``snn_results.json`` into ``docs/reproduce.json`` (the accuracy numbers only); docs/REPRODUCE.md's "ours"
-cells and the RESULTS.md sections in the paper's layouts (Tables 2 and 4) are rendered from it by
-``python benchmarks/render.py`` (benchmarks/sections/paper_tables.py).
+Collects the ``snn_results.json`` of the runs docs/REPRODUCE.md lists (every CIFAR-10 network's ``_relu``
+and ``_t`` configs trained by ``train.py fit`` at the CPU scale of :data:`SCALE`, each converted again by
+``train.py test`` with the other configs of its ANN) into docs/reproduce.json, from which
+``python benchmarks/render.py`` renders REPRODUCE.md's "ours" cells and RESULTS.md's Tables 2 and 4 layouts.
 
-    python benchmarks/paper_tables.py --runs runs/repro/results      # after the runs: collect, print
-    python benchmarks/paper_tables.py                                # print docs/reproduce.json's runs
-    python benchmarks/render.py docs/REPRODUCE.md docs/RESULTS.md
-
-The runs themselves (one command each, the CPU-scale overrides in :data:`SCALE`) are listed in
-docs/REPRODUCE.md.
+    python benchmarks/paper_tables.py --runs runs/repro/results
 """
 
 from __future__ import annotations
@@ -28,7 +18,6 @@ from sections.paper_tables import NETWORKS
 from study import REPO  # before lightning_snn: it puts this checkout ahead of any installed one on sys.path
 
 from lightning_snn.results import read_results
-from lightning_snn.results_tables import variant
 
 #: run name -> the trained network (``fit`` of its ``_relu`` or ``_t`` config) whose last.ckpt it converts
 #: with ``train.py test``: every conversion is a test run, the fits train only (``--snn.on_fit false``)
@@ -119,25 +108,12 @@ def collect(runs: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", default=None, help="folder of the runs' <net>_<run>.json: collect them first")
+    p.add_argument("--runs", required=True, help="folder of the runs' <net>_<run>.json")
     p.add_argument("--out-dir", default=str(REPO / "docs"))
-    p.add_argument("--not-run-why", default=None, help="why the networks without runs were not run (into the doc)")
     args = p.parse_args()
-    out = Path(args.out_dir)
-    path = out / "reproduce.json"
-    if args.runs:
-        payload = collect(Path(args.runs))
-        if args.not_run_why:
-            payload["not_run_why"] = args.not_run_why
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {path}")
-    payload = json.loads(path.read_text())
-    for key, r in payload["runs"].items():
-        print(
-            f"{key}: {variant(r)}, ANN {r['ann_acc']:.2f}%, "
-            + ", ".join(f"T{t} {a:.2f}" for t, a in r["snn_acc"].items())
-        )
-    print("render docs/REPRODUCE.md's and docs/RESULTS.md's tables with python benchmarks/render.py")
+    path = Path(args.out_dir) / "reproduce.json"
+    path.write_text(json.dumps(collect(Path(args.runs)), indent=2) + "\n")
+    print(f"wrote {path}; render docs/REPRODUCE.md's and docs/RESULTS.md's tables with python benchmarks/render.py")
 
 
 if __name__ == "__main__":

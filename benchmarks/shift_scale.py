@@ -1,29 +1,23 @@
-"""The size of the shift (the paper's Fig. 3B-D) at CPU scale: SNN accuracy against the shift's scale.
+"""The size of the shift (the paper's Fig. 3B-D) at CPU scale: SNN accuracy against ``snn.shift_scale``.
 
-The paper sweeps the shift ``scale x V_th/(2T)`` on a plain-ReLU and a threshold-ReLU source ANN
-at short and long T and reads two findings from it (section 7.2): with plain ReLU the optimal
-scale is about 1 even at T = 200; with threshold ReLU the shift helps a lot at T = 16 and slightly
-hurts at long T. This script sweeps ``snn.shift_scale`` on two trained networks (e.g. the
-plain-ReLU and threshold-ReLU runs of docs/REPRODUCE.md, Lightning checkpoints of train.py) with
-the paper's bias shift (one SNN per scale and T) and with the membrane shift (``scale x V_th/2``:
-the same charge, one simulation per scale for every T), and writes ``docs/shift_scale.json``; its
-tables in docs/RESULTS.md and ``docs/shift_scale.png`` are rendered from it by ``python benchmarks/render.py``
-(the findings read from them are hand text there).
+Sweeps the shift's scale on two trained networks (Lightning checkpoints of train.py: a plain-ReLU and a
+threshold-ReLU one), with the bias shift (one SNN per scale and T) and the membrane shift (one simulation
+per scale for every T), into docs/shift_scale.json; docs/RESULTS.md's tables and docs/shift_scale.png are
+rendered from it by ``python benchmarks/render.py``.
 
-    python benchmarks/shift_scale.py --relu-ckpt runs/repro_vgg16_relu/checkpoints/last.ckpt \\
-        --threshold-ckpt runs/repro_vgg16_t/checkpoints/last.ckpt --test-samples 1000
+    python benchmarks/shift_scale.py --relu-ckpt runs/vgg16_relu/checkpoints/last.ckpt \\
+        --threshold-ckpt runs/vgg16_t/checkpoints/last.ckpt --test-samples 500
     python benchmarks/shift_scale.py --tiny --data-dir ../shared/data/cifar10   # smoke test (trains tiny nets)
 
-Resumable: every (network, shift, scale, test batch) result is saved in --work-dir as soon as it
-is known, so the same command, rerun, goes on where a killed run stopped. Each image's outcome is
-kept, so a difference between two settings is read against its paired noise (the images on which
-the two disagree), not against a rule of thumb.
+Resumable: each (network, shift, scale, test batch) result is saved in --work-dir as it comes, with each
+image's outcome, so a difference between two settings is read against its paired noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from pathlib import Path
 
@@ -33,6 +27,7 @@ from study import StudyState, evaluation_images, fit_quietly, portable, sha256, 
 
 from lightning_snn.checkpoints import load_checkpoint
 from lightning_snn.conversion import calibrate_thresholds
+from lightning_snn.evaluation import threshold_clip_state
 from lightning_snn.module import ConversionModule
 from lightning_snn.simulation import SpikingEvaluator
 
@@ -128,56 +123,34 @@ def paired_se(a: str, b: str) -> float:
     return 100.0 * math.sqrt(max(n01 + n10 - (n01 - n10) ** 2 / n, 0.0)) / n
 
 
-def summarise(state: dict, args, n_batches: int) -> dict:
-    """Accuracies per (network, mode, scale, T) and each setting's per-image outcomes."""
-    out = {}
-    for net, entry in state["networks"].items():
+def _scale_1_against_0(entry: dict, mode: str, t: int, n_batches: int) -> float | None:
+    """The paired standard error of scale 1 against no shift at T, if both are measured."""
+    a, b = outcomes(entry, f"{mode}/0", t, n_batches), outcomes(entry, f"{mode}/1", t, n_batches)
+    return None if a is None or b is None else paired_se(a, b)
+
+
+def write_outputs(args, state: StudyState, out: Path, n_batches: int) -> None:
+    """docs/shift_scale.json: the accuracy per (network, mode, scale, T) and the paired standard
+    error of scale 1 against 0 at every T."""
+    networks, paired = {}, {}
+    for net, entry in state.data["networks"].items():
         if "ann" not in entry:
             continue
-        ann = "".join(entry["ann"])
-        r = {"ann_acc": accuracy(ann), "acc": {}, "bits": {}, "meta": entry.get("meta", {})}
+        acc = {}
         for mode in args.modes:
             for scale in args.scales:
                 for t in args.timesteps:
                     bits = outcomes(entry, f"{mode}/{scale:g}", t, n_batches)
                     if bits is not None:
-                        r["acc"].setdefault(mode, {}).setdefault(f"{scale:g}", {})[str(t)] = accuracy(bits)
-                        r["bits"][(mode, scale, t)] = bits
-        out[net] = r
-    return out
-
-
-def _diff(r: dict, mode: str, a: float, b: float, t: int) -> tuple[float, float] | None:
-    """(acc at scale b - acc at scale a, its paired standard error) at T, if both are measured."""
-    x, y = r["bits"].get((mode, a, t)), r["bits"].get((mode, b, t))
-    if x is None or y is None:
-        return None
-    return accuracy(y) - accuracy(x), paired_se(x, y)
-
-
-def write_outputs(args, state: StudyState, out: Path, n_batches: int) -> None:
-    summary = summarise(state.data, args, n_batches)
+                        acc.setdefault(mode, {}).setdefault(f"{scale:g}", {})[str(t)] = accuracy(bits)
+        networks[net] = {"ann_acc": accuracy("".join(entry["ann"])), "snn_acc": acc, "meta": entry.get("meta", {}),
+                         "seconds": entry.get("seconds", {})}  # fmt: skip
+        se = {
+            mode: {str(t): _scale_1_against_0(entry, mode, t, n_batches) for t in args.timesteps} for mode in args.modes
+        }
+        paired[net] = {mode: {t: v for t, v in d.items() if v is not None} for mode, d in se.items()}
     stem = "shift_scale" + ("_tiny" if args.tiny else "")
-    payload = {
-        "args": portable(args),
-        "setup": state.data["recipe"],
-        "networks": {
-            net: {
-                "ann_acc": r["ann_acc"],
-                "snn_acc": r["acc"],
-                "meta": r["meta"],
-                "seconds": state.data["networks"][net].get("seconds", {}),
-            }
-            for net, r in summary.items()
-        },
-        "paired_se": {  # scale 1 against 0 at every T
-            net: {
-                mode: {str(t): d[1] for t in args.timesteps if (d := _diff(r, mode, 0.0, 1.0, t))}
-                for mode in args.modes
-            }
-            for net, r in summary.items()
-        },
-    }
+    payload = {"args": portable(args), "setup": state.data["recipe"], "networks": networks, "paired_se": paired}
     write_json(out / f"{stem}.json", payload)
     print(f"wrote {out / stem}.json; render docs/RESULTS.md (its tables and plot) with python benchmarks/render.py")
 
@@ -219,16 +192,13 @@ def main() -> None:
     calib_x, test_batches = evaluation_images(args)
     for net, ckpt in checkpoints.items():
         module = ConversionModule.load_from_checkpoint(str(ckpt), map_location="cpu").eval()
-        hp = module.hparams
-        clip = [bool(m.threshold_enabled) for m in module.model.modules() if hasattr(m, "threshold_enabled")]
-        expect = net == "threshold"
-        if clip and all(clip) != expect:
-            raise SystemExit(f"{ckpt}: the {NETWORKS[net]} has threshold ReLUs clipping={all(clip)}; swap the two?")
+        hp, clip = module.hparams, threshold_clip_state(module.model)
+        if clip is not None and clip != (net == "threshold"):
+            raise SystemExit(f"{ckpt}: the {NETWORKS[net]} has threshold ReLUs clipping={clip}; swap the two?")
         entry = state.entry("networks", net)
         entry["meta"] = {
-            "arch": hp.arch, "width": hp.width, "activation": hp.activation,
-            "epochs": trained_epochs(ckpt),
-            "checkpoint": portable(argparse.Namespace(c=str(Path(ckpt).resolve())))["c"],
+            "arch": hp.arch, "width": hp.width, "activation": hp.activation, "epochs": trained_epochs(ckpt),
+            "checkpoint": os.path.relpath(Path(ckpt).resolve(), REPO),
         }  # fmt: skip
         print(f"== {net}: {hp.arch} width {hp.width}", flush=True)
         sweep(args, net, module, entry, state.save, calib_x, test_batches)

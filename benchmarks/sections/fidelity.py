@@ -38,18 +38,17 @@ NETWORK_WORDS = {
     "five_pool": "the earlier five-pool VGG-16 (a fifth pool after block 5, first FC 512 w -> 4096 w; 33.6 M "
     "parameters at width 1), not the paper's network",
 }
-#: The last commit whose vgg16 was the five-pool network: check it out to rerun a five-pool result.
-FIVE_POOL_COMMIT = "51baa16"
 # The optimisers a study may train with: Adam (no weight decay), or the paper's SGD (its appendix A.1:
 # momentum 0.9, weight decay 5e-4; the paper's lr is 0.01). Both with a cosine schedule over the epochs.
 OPTIMIZERS = {"adam": "Adam (no weight decay)", "sgd": "SGD (momentum 0.9, weight decay 5e-4)"}
-# Settings that must not change between the sittings of one width study.
+# Settings that must not change between the sittings of one width study, in the order a command names them.
 RECIPE_KEYS = (
-    "epochs", "warmup", "lr", "seed", "train_samples", "calibration_samples", "test_samples", "batch_size",
-    "bias_timesteps", "conv_dropout", "fc_dropout", "timesteps", "optimizer",
+    "epochs", "warmup", "lr", "test_samples", "optimizer", "seed", "train_samples", "calibration_samples",
+    "batch_size", "conv_dropout", "fc_dropout", "timesteps", "bias_timesteps",
 )  # fmt: skip
 # Recipe keys added after a study may have started: a stored recipe without them had these values. They
-# are also the study's argparse defaults, and a command printed for the doc names only the keys that differ.
+# are also the study's argparse defaults, and a command printed for the doc names only the keys that differ
+# (the keys without a default it always names).
 RECIPE_DEFAULTS = {
     "conv_dropout": 0.0, "fc_dropout": 0.2, "timesteps": TIMESTEPS, "bias_timesteps": [8, 16, 32, 64],
     "optimizer": "adam", "seed": 0, "train_samples": None, "calibration_samples": 5000, "batch_size": 250,
@@ -82,17 +81,6 @@ def _paper(refs: dict) -> tuple[dict, float]:
     t4 = refs["vgg16_cifar10_table4"]
     full = {shift: {int(t): v for t, v in d.items()} for shift, d in t4["against_threshold_ann"].items()}
     return full, t4["threshold_ann_acc"]
-
-
-def network(page, payload: dict) -> str:
-    """The line that says which VGG-16 a section's numbers come from."""
-    net = network_of(payload)
-    if net == NETWORK:
-        return f"Measured on {NETWORK_WORDS[net]}."
-    return (
-        f"**Measured on {NETWORK_WORDS[net]}.** Kept as that network's record; the commands here now build the "
-        f"paper's network (commit `{FIVE_POOL_COMMIT}` and earlier built the five-pool one)."
-    )
 
 
 # ---- the ReLU-vs-threshold study (results.json) ------------------------------------------------------------
@@ -138,23 +126,23 @@ def _ts(results: dict) -> list[str]:
     return sorted(results["relu"]["snn_acc"]["none"], key=int)
 
 
-def accuracy(page, payload: dict) -> str:
+def accuracy(page, payload: dict, loss: bool = False) -> str:
+    """Every variant's SNN accuracy by T (with ``loss``: its conversion loss, ANN - SNN accuracy)."""
     res, ts = payload["results"], _ts(payload["results"])
-    rows = [[label, *(f"{res[src]['snn_acc'][shift][t]:.2f}" for t in ts)] for (src, shift), label in VARIANTS.items()]
+    rows = []
+    for (src, shift), label in VARIANTS.items():
+        r = res[src]
+        accs = r["snn_acc"][shift]
+        rows.append([label, *(f"{r['ann_acc'] - accs[t]:+.2f}" if loss else f"{accs[t]:.2f}" for t in ts)])
     return table(["variant", *(f"T={t}" for t in ts)], rows)
 
 
 def loss(page, payload: dict) -> str:
     """The loss table and the figure (accuracy and loss against T), drawn as ``<json stem>_acc_vs_T.png``."""
-    res, ts = payload["results"], _ts(payload["results"])
-    rows = [
-        [label, *(f"{res[src]['ann_acc'] - res[src]['snn_acc'][shift][t]:+.2f}" for t in ts)]
-        for (src, shift), label in VARIANTS.items()
-    ]
     name = f"{Path(page.names[0]).stem}_acc_vs_T.png"
     if page.figures is not None:
-        _plot(res, page.figures / name)
-    return table(["variant", *(f"T={t}" for t in ts)], rows) + f"\n\n![accuracy and conversion loss vs T]({name})"
+        _plot(payload["results"], page.figures / name)
+    return accuracy(page, payload, loss=True) + f"\n\n![accuracy and conversion loss vs T]({name})"
 
 
 def paper_table4(page, refs: dict) -> str:
@@ -224,24 +212,20 @@ def width_accuracy(page, payload: dict) -> str:
     return width_loss(page, payload, loss=False)
 
 
+def _arg(value) -> str:
+    """A recipe value as the command line takes it: a list space-separated, a float in its shortest form."""
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def width_command_line(payload: dict) -> str:
     """The command that reproduces a width study (or check) JSON: every recipe setting that
     differs from the script's defaults, the study name and work dir of a check."""
     a, recipe = payload["args"], _recipe(payload)
-    parts = [
-        f"python benchmarks/fidelity.py --widths {' '.join(f'{w:g}' for w in a['widths'])}",
-        f"--epochs {recipe['epochs']} --warmup {recipe['warmup']} --lr {recipe['lr']:g} "
-        f"--test-samples {recipe['test_samples']}",
-    ]
-    if recipe["optimizer"] != RECIPE_DEFAULTS["optimizer"]:
-        parts.append(f"--optimizer {recipe['optimizer']}")
-    parts += [f"--{k.replace('_', '-')} {recipe[k]}" for k in ("seed", "train_samples", "calibration_samples",
-              "batch_size") if recipe[k] != RECIPE_DEFAULTS[k]]  # fmt: skip
-    parts += [f"--{k.replace('_', '-')} {recipe[k]:g}" for k in ("conv_dropout", "fc_dropout")
-              if recipe[k] != RECIPE_DEFAULTS[k]]  # fmt: skip
-    for k in ("timesteps", "bias_timesteps"):
-        if list(recipe[k]) != RECIPE_DEFAULTS[k]:
-            parts.append(f"--{k.replace('_', '-')} {' '.join(map(str, recipe[k]))}")
+    parts = [f"python benchmarks/fidelity.py --widths {' '.join(f'{w:g}' for w in a['widths'])}"]
+    parts += [f"--{k.replace('_', '-')} {_arg(recipe[k])}" for k in RECIPE_KEYS
+              if k not in RECIPE_DEFAULTS or recipe[k] != RECIPE_DEFAULTS[k]]  # fmt: skip
     if a.get("study_name", "width_study") != "width_study":
         parts.append(f"--study-name {a['study_name']} --work-dir {a['work_dir']}")
     return " ".join(parts)
@@ -366,6 +350,15 @@ def _plot_widths(rows: list[dict], paper_full_width: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _pairs(before: dict, after: dict):
+    """For each width both studies trained (in order): its key, both results, and the conversion loss
+    ``(variant label, T, before, after)`` at the summary T where both have a number."""
+    for w in sorted(set(before["results"]) & set(after["results"]), key=float):
+        b, a = before["results"][w], after["results"][w]
+        losses = [(label, t, _loss(b, s, t), _loss(a, s, t)) for s, label in WIDTH_VARIANTS.items() for t in SUMMARY_T]
+        yield w, b, a, [x for x in losses if x[2] is not None and x[3] is not None]
+
+
 def check(page, main: dict, check: dict) -> str:
     """A setup check beside the width study: the same widths trained with one setting changed
     (``width_check_<what>.json``, the block's second file), their conversion loss at the summary T side by side."""
@@ -384,41 +377,32 @@ def check(page, main: dict, check: dict) -> str:
         "| width | variant | T | loss, width-study recipe | loss, the check | change |",
         "|---|---|---|---|---|---|",
     ]
-    for w, rc_ in sorted(check["results"].items(), key=lambda x: float(x[0])):
-        rm_ = main["results"].get(w)
-        if rm_ is None or rm_["ann_acc"] is None or rc_["ann_acc"] is None:
+    for w, a, b, losses in _pairs(main, check):
+        if a["ann_acc"] is None or b["ann_acc"] is None:
             continue
-        lines.append(f"| {w} | ANN test accuracy | | {rm_['ann_acc']:.2f}% | {rc_['ann_acc']:.2f}% | "
-                     f"{rc_['ann_acc'] - rm_['ann_acc']:+.2f} |")  # fmt: skip
-        for shift, label in WIDTH_VARIANTS.items():
-            for t in SUMMARY_T:
-                a_, b_ = _loss(rm_, shift, t), _loss(rc_, shift, t)
-                if a_ is not None and b_ is not None:
-                    lines.append(f"| {w} | {label} | {t} | {a_:+.2f} | {b_:+.2f} | {b_ - a_:+.2f} |")
+        lines.append(f"| {w} | ANN test accuracy | | {a['ann_acc']:.2f}% | {b['ann_acc']:.2f}% | "
+                     f"{b['ann_acc'] - a['ann_acc']:+.2f} |")  # fmt: skip
+        lines += [f"| {w} | {label} | {t} | {x:+.2f} | {y:+.2f} | {y - x:+.2f} |" for label, t, x, y in losses]
     return "\n".join(lines)
 
 
 def network_change(page, paper: dict, five_pool: dict) -> str:
     """What changed when the width study was rerun on the paper's network: the widths both studies
     trained, with the same recipe, side by side (ANN accuracy and the loss at the summary T)."""
-    paper, five_pool = _int_keys(paper), _int_keys(five_pool)
     lines = [
         "| width | parameters (paper / five-pool) | | five-pool | paper's | change |",
         "|---|---|---|---|---|---|",
     ]
-    for w in sorted(set(paper["results"]) & set(five_pool["results"]), key=float):
-        a, b = paper["results"][w], five_pool["results"][w]
+    for w, b, a, losses in _pairs(_int_keys(five_pool), _int_keys(paper)):
         if a["ann_acc"] is None or b["ann_acc"] is None:
             lines.append(f"| {w} | | pending | | | |")
             continue
         params = f"{(a.get('parameters') or 0) / 1e6:.2f} M / {(b.get('parameters') or 0) / 1e6:.2f} M"
         lines.append(f"| {w} | {params} | ANN test acc | {b['ann_acc']:.2f}% | {a['ann_acc']:.2f}% | "
                      f"{a['ann_acc'] - b['ann_acc']:+.2f} |")  # fmt: skip
-        for shift, label in WIDTH_VARIANTS.items():
-            for t in SUMMARY_T:
-                x, y = _loss(a, shift, t), _loss(b, shift, t)
-                if x is not None and y is not None:
-                    lines.append(f"| {w} | | {label}, loss at T = {t} | {y:+.2f} | {x:+.2f} | {x - y:+.2f} |")
+        lines += [
+            f"| {w} | | {label}, loss at T = {t} | {x:+.2f} | {y:+.2f} | {y - x:+.2f} |" for label, t, x, y in losses
+        ]
     return "\n".join(lines)
 
 
@@ -428,13 +412,11 @@ def _on(flag) -> str:
 
 def gpu(page, g: dict) -> str:
     """The full-width VGG-16 trained and converted on a GPU (``benchmarks/gpu.sh``, collected by
-    ``benchmarks/collect_gpu.py`` into docs/gpu_full_width.json)."""
+    ``benchmarks/collect_gpu.py`` into docs/gpu_full_width.json); which VGG-16 it is: hand text."""
     m, r, tr, sub = g.get("machine", {}), g.get("recipe", {}), g.get("training", {}), g.get("subset", {})
     n_train = sub.get("train_images", "?")
     conv, diag = g.get("conversion"), g.get("diagnostics")
     lines = [
-        network(page, g),
-        "",
         "Generated from `docs/gpu_full_width.json`: the training step of `benchmarks/gpu.sh` on one "
         f"**{m.get('gpu', '?')}** (torch {m.get('torch', '?')}, cuDNN TF32 {_on(m.get('cudnn_allow_tf32'))}, "
         f"matmul TF32 {_on(m.get('matmul_allow_tf32'))}), collected with `python benchmarks/collect_gpu.py <its "

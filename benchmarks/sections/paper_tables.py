@@ -43,8 +43,7 @@ def setup(page, payload: dict) -> str:
         ]
     missing = [name for net, name in NETWORKS.items() if not any(k.startswith(f"{net}_") for k in payload["runs"])]
     if missing:
-        why = payload.get("not_run_why") or "not run yet"
-        lines += ["", f"Not run at this scale, so absent below: {', '.join(missing)} ({why})."]
+        lines += ["", f"Not run at this scale, so absent below: {', '.join(missing)} (not run yet)."]
     return "\n".join(lines)
 
 

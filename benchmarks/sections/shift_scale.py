@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from sections import table
+
 NETWORKS = {"relu": "plain-ReLU source ANN", "threshold": "threshold-ReLU source ANN"}
 MODES = {
     "bias": "bias shift: scale x V_th/(2T) per step, one SNN per (scale, T) (the paper's)",
@@ -53,18 +55,15 @@ def setup(page, payload: dict) -> str:
 def accuracy(page, payload: dict) -> str:
     """Per network: accuracy by (shift, scale) and T, the paired standard errors; then the figure
     (``<json stem>.png``)."""
-    lines = []
+    lines, ts = [], payload["setup"]["timesteps"]
     for net, r in payload["networks"].items():
-        ts = payload["setup"]["timesteps"]
-        lines += [f"{NETWORKS[net]} (ANN {r['ann_acc']:.2f}%):", ""]
-        lines.append("| shift | scale | " + " | ".join(f"T={t}" for t in ts) + " |")
-        lines.append("|---|---|" + "---|" * len(ts))
-        for mode, by_scale in r["snn_acc"].items():
-            for scale, accs in by_scale.items():
-                cells = " | ".join(f"{accs[str(t)]:.2f}" if str(t) in accs else "pending" for t in ts)
-                lines.append(f"| {mode} | {scale} | {cells} |")
+        rows = [[mode, scale, *(f"{accs[str(t)]:.2f}" if str(t) in accs else "pending" for t in ts)]
+                for mode, by_scale in r["snn_acc"].items() for scale, accs in by_scale.items()]  # fmt: skip
         se = payload["paired_se"].get(net, {})
         lines += [
+            f"{NETWORKS[net]} (ANN {r['ann_acc']:.2f}%):",
+            "",
+            table(["shift", "scale", *(f"T={t}" for t in ts)], rows),
             "",
             "Paired standard error of (scale 1 - scale 0), points: "
             + "; ".join(f"{mode} " + ", ".join(f"T={t} {v:.2f}" for t, v in d.items()) for mode, d in se.items())
