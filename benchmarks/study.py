@@ -1,10 +1,8 @@
-"""What the study scripts share: a quiet Lightning fit, trained weights and finished results kept in
-the work dir so that the same command goes on where a killed run stopped (:class:`StudyState`,
-:func:`train_or_load`), the fixed calibration / test images every variant is evaluated on, and
-the results JSON they write (the docs are rendered from it by ``benchmarks/render.py``).
-
-Imported as ``study`` by the scripts beside it (``python benchmarks/<script>.py`` puts this
-folder on ``sys.path``); not part of the installed library.
+"""What the study scripts share: a quiet Lightning fit; trained weights and finished results kept in the
+work dir, so that the same command goes on where a killed run stopped (:class:`StudyState`,
+:func:`train_or_load`); the fixed calibration / test images; the results JSON (rendered into docs/ by
+``benchmarks/render.py``); the speed studies' images and interleaved timing. Imported as ``study`` by the
+scripts beside it (``python benchmarks/<script>.py`` puts this folder on ``sys.path``); not part of the library.
 """
 
 from __future__ import annotations
@@ -203,11 +201,11 @@ def evaluation_images(args, calibration: bool = True) -> tuple[list[torch.Tensor
     dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=0)
     dm.setup("fit")
     test = Subset(dm.test_set, range(min(args.test_samples, len(dm.test_set))))
+    test_batches = list(DataLoader(test, batch_size=args.batch_size))
     if not calibration:
-        return None, list(DataLoader(test, batch_size=args.batch_size))
+        return None, test_batches
     calib = dm.calibration_set(args.calibration_samples, seed=0)
-    calib_x = list(torch.stack([calib[i][0] for i in range(len(calib))]).split(args.batch_size))
-    return calib_x, list(DataLoader(test, batch_size=args.batch_size))
+    return list(torch.stack([calib[i][0] for i in range(len(calib))]).split(args.batch_size)), test_batches
 
 
 # ---- what the speed studies share (simulation_speed.py, sparse_crossover.py, diagnostics_overhead.py) ----
