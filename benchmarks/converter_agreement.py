@@ -1,8 +1,8 @@
 """Does the graph converter take the networks people train, and convert them exactly? (docs/CONVERTER.md)
 
-Trains each network for one epoch on real CIFAR-10, converts it (max calibration, membrane shift) with
-each of ``--neurons`` and measures how often the SNN predicts what its own ANN predicts at every T;
-records that ``nn.GELU`` and a product of activations are refused by name. ``--probe``: where
+Trains each network for one epoch on real CIFAR-10, converts it (max calibration, membrane shift) with IF and
+with signed neurons and measures how often the SNN predicts what its own ANN predicts at every T; records
+that ``nn.GELU`` and a product of activations are refused by name. ``--probe``: where
 torchvision's resnet18 (the same weights) loses agreement, three conversions of it with per-layer errors.
 
     python benchmarks/converter_agreement.py --data-dir ../shared/data/cifar10 --test-images 500 --batch-size 250
@@ -116,6 +116,11 @@ def predict_ann(model: nn.Module, x: torch.Tensor, batch: int) -> torch.Tensor:
         return torch.cat([model(xb).argmax(1) for xb in x.split(batch)])
 
 
+def percent_equal(pred: torch.Tensor, ref: torch.Tensor, ts: list[int]) -> dict:
+    """Per T, the share (%) of images where ``pred`` (one row per T) equals ``ref``."""
+    return {t: 100 * (pred[i] == ref).double().mean().item() for i, t in enumerate(ts)}
+
+
 def measure(name: str, args, train, test) -> dict:
     (xtr, ytr), (xte, yte) = train, test
     model, t_train = trained(name, args, xtr, ytr)
@@ -125,7 +130,7 @@ def measure(name: str, args, train, test) -> dict:
     t_calibrate = time.perf_counter() - t0
     ann_pred = predict_ann(model, xte, args.batch_size)
     by_neuron = {}
-    for neuron in args.neurons.split(","):  # the same thresholds for every neuron model
+    for neuron in ("if", "signed"):  # the same thresholds for both neuron models
         try:
             snn = convert(model, thresholds, shift="membrane", neuron=neuron)
         except ConversionError as exc:
@@ -134,10 +139,9 @@ def measure(name: str, args, train, test) -> dict:
         t0, ts = time.perf_counter(), args.timesteps
         with torch.no_grad():
             snn_pred = torch.cat([simulate(snn, xb, ts).argmax(-1) for xb in xte.split(args.batch_size)], 1)
-        acc = {k: {t: 100 * (snn_pred[i] == ref).double().mean().item() for i, t in enumerate(ts)}
-               for k, ref in (("snn_acc", yte), ("agreement", ann_pred))}  # fmt: skip
-        by_neuron[neuron] = {**acc, "simulate_seconds": time.perf_counter() - t0}
-    first = by_neuron[args.neurons.split(",")[0]]  # the first neuron model's (the paper's IF neuron by default)
+        acc, agreement = percent_equal(snn_pred, yte, ts), percent_equal(snn_pred, ann_pred, ts)
+        by_neuron[neuron] = {"snn_acc": acc, "agreement": agreement, "simulate_seconds": time.perf_counter() - t0}
+    first = by_neuron["if"]  # the paper's IF neuron
     out = {**structure(model), "ann_acc": 100 * (ann_pred == yte).double().mean().item()}
     out.update(snn_acc=first.get("snn_acc"), agreement=first.get("agreement"), by_neuron=by_neuron)
     out["ann_state_dict_unchanged"] = all(torch.equal(state[k], v) for k, v in model.state_dict().items())
@@ -185,7 +189,7 @@ def probe(model: nn.Module, args, xtr: torch.Tensor, xte: torch.Tensor) -> dict:
                     preds.append(o.argmax(-1))
                     diag = d if diag is None else diag.merge(d)
             pred = torch.cat(preds, 1)
-            agree = {t: 100 * (pred[i] == ann).double().mean().item() for i, t in enumerate(args.timesteps)}
+            agree = percent_equal(pred, ann, args.timesteps)
             errors = diag.layer_errors()
             layers = {
                 t: {k: [v["relative"], v["mae"] / max(v["predicted_mae"], 1e-12)] for k, v in errors[t].items()}
@@ -210,10 +214,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--models", default=",".join(MODELS), help=f"comma separated, from {list(MODELS)}")
     p.add_argument("--timesteps", type=int, nargs="+", help=f"increasing T (default {TIMESTEPS}, --probe "
                    f"{PROBE_TIMESTEPS})")  # fmt: skip
-    p.add_argument("--neurons", default="if,signed", help="neuron models to convert each network with")
     p.add_argument("--json", help="default docs/converter_agreement.json, with --probe docs/resnet18_probe.json")
     args = p.parse_args()
     args.test_images = args.test_images or (200 if args.probe else 1000)
@@ -230,7 +232,7 @@ def main() -> None:
         result.update(train_images=args.train_images, test_images=args.test_images)
         result.update(calibration_images=args.calibration_images, lr=args.lr, machine=machine())
         result.update(models={}, refusals=refusals())
-        for name in args.models.split(","):
+        for name in MODELS:
             result["models"][name] = measure(name, args, (xtr, ytr), (xte, yte))
             print(name, json.dumps(result["models"][name]), flush=True)
     write_json(Path(args.json), result)
