@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's lightning_snn, also without PYTHONPATH
-from lightning_snn.data import check_images_and_labels  # noqa: E402
 
 DEFAULT_SRC = os.environ.get("LIGHTNING_SNN_CIFAR10", str(Path(__file__).resolve().parents[2] / "shared/data/cifar10"))
 
@@ -34,7 +30,8 @@ def make_subset(src: Path | None, out: Path, train: int, test: int, seed: int = 
         else:
             with np.load(src / f"{split}.npz") as f:
                 images, labels = f["images"][:n], f["labels"][:n]
-        check_images_and_labels(images, labels, f"{src}/{split}.npz")  # what the data module will read
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"{split}.npz: expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}.")
         np.savez(out / f"{split}.npz", images=images, labels=labels.astype(np.int64))
         counts[split] = int(labels.shape[0])
     return counts
