@@ -1,7 +1,5 @@
-"""Collect what ``benchmarks/gpu.sh`` wrote (env.txt, gpu.log, train_metrics.csv, train_ and
-test_snn_results.json; a missing file leaves its part out) into one JSON for docs/RESULTS.md: the
-GPU, the full-width training (recipe, epochs done, accuracies), the conversion at every T and the
-diagnostics (firing rate, synaptic operations, energy) of the same checkpoint.
+"""Collect what ``benchmarks/gpu.sh`` wrote (env.txt, gpu.log, train_metrics.csv, train_ and test_snn_results.json;
+a missing file leaves its part out) into one JSON, rendered in docs/RESULTS.md ("Full width on a GPU"):
 
     python benchmarks/collect_gpu.py <gpu.sh output folder> --out docs/gpu_full_width.json
 """
@@ -61,8 +59,8 @@ def _training(path: Path) -> dict:
 
 def collect(folder: Path) -> dict:
     folder = Path(folder)
-    log = (folder / "gpu.log").read_text() if (folder / "gpu.log").exists() else ""
-    out = {"machine": _env((folder / "env.txt").read_text()) if (folder / "env.txt").exists() else {}}
+    log, env = ((folder / n).read_text() if (folder / n).exists() else "" for n in ("gpu.log", "env.txt"))
+    out = {"machine": _env(env)}
     out["recipe"], out["subset"], out["steps"] = _recipe(log), _subset(log), _steps(log)
     if (folder / "train_metrics.csv").exists():
         out["training"] = _training(folder / "train_metrics.csv")

@@ -1,18 +1,16 @@
 #!/usr/bin/env bash
-# The GPU check, ~7 minutes on one H100/H200 with no network (at most ~9.5 if every step runs to its
-# limit: run it as one call of up to 10 minutes); docs/BENCHMARKS.md says what it measures:
-#   1. benchmarks/simulation_speed.py at full width, batch 128 (every row, fused update, torch.profiler)
-#      and batch 16 (ours, eager, ANN);
-#   2. full-width VGG-16 trained on the carried CIFAR-10 subset with the paper's SGD (lr 0.01, momentum
-#      0.9, weight decay 5e-4) for TRAIN_EPOCHS (default 40, a quarter plain-ReLU warm-up) or
-#      TRAIN_MAX_TIME (default 00:00:02:00), whichever ends first, then the conversion callback at
-#      T = 4 ... 512 on 2000 test images; then `test` on the same checkpoint with diagnostics.
+# The GPU check (docs/BENCHMARKS.md): 1. benchmarks/simulation_speed.py at full width, batch 128 (every
+# row, fused update, torch.profiler) and batch 16 (ours, eager, ANN); 2. full-width VGG-16 trained on the
+# carried CIFAR-10 subset with the paper's SGD, converted by the callback at T = 4 ... 512 on 2000 test images,
+# then `test` on the same checkpoint with diagnostics. ~7 minutes on one H100/H200 with no network (at most
+# ~9.5 if every step runs to its limit: run it as one call of up to 10 minutes).
 #   bash benchmarks/prepare_gpu_payload.sh     # once, with data and network: .device_data/, .whl/
 #   bash benchmarks/gpu.sh                      # on the GPU machine; results in $OUT, else ./gpu_results
 #   DEVICE=cpu TINY=1 OUT=gpu_smoke_out bash benchmarks/gpu.sh   # CPU smoke test, tiny sizes (~1 min)
 # Environment: OUT, DEVICE (cuda | cpu), TINY=1, PYTHON (python3), SUBSET_DIR (.device_data/cifar10_subset),
 #   WHEEL_DIR (.whl: installed with --no-index when present), SIM_TIMEOUT / SIM2_TIMEOUT / TRAIN_TIMEOUT /
-#   DIAG_TIMEOUT (seconds per step), TRAIN_MAX_TIME, TRAIN_EPOCHS, STEPS (default "sim train").
+#   DIAG_TIMEOUT (seconds per step), TRAIN_EPOCHS (40; a quarter plain-ReLU warm-up), TRAIN_MAX_TIME
+#   (00:00:02:00: whichever ends first), STEPS (default "sim train").
 # Every step runs under `timeout`; a failed step is reported and the next one still runs. Outputs (flat,
 #   at most 8 files): env.txt, gpu.log, sim_b*.json, train_/test_snn_results.json, train_metrics.csv, summary.txt.
 set -uo pipefail

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +34,6 @@ def make_subset(src: Path | None, out: Path, train: int, test: int, seed: int = 
             raise ValueError(f"{split}.npz: expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}.")
         np.savez(out / f"{split}.npz", images=images, labels=labels.astype(np.int64))
         counts[split] = int(labels.shape[0])
-    if src is not None and (src / "classes.txt").is_file():
-        shutil.copy(src / "classes.txt", out / "classes.txt")
     return counts
 
 

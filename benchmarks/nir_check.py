@@ -1,13 +1,10 @@
-"""Export a trained CIFAR-10 network to NIR and run the file in other simulators, image by image.
+"""Export a trained CIFAR-10 network to NIR and run the file in other simulators, image by image (docs/EXPORT.md).
 
-From a checkpoint (e.g. the quickstart's) the script calibrates and converts as the conversion
-callback does (max thresholds on ``--calibration-samples`` seeded training images, membrane
-shift, analog readout), then at ``--timesteps`` T: **ours**, the SNN simulated here, its NIR file
-imported back (``import_nir`` restores the membrane shift: the same predictions on every image)
-and the file's own network (``restore=False``: the bias shift at T, what other simulators run);
-**sinabs / snnTorch / Norse** (those installed), the file written with the export options each can
-read (``nir_targets.EXPORT_OPTIONS``), imported with its own importer and run as imported and with
-the user-side settings of ``nir_targets.FIXES``. Writes (or updates, one key per target) ``--out``.
+Calibrates and converts a checkpoint as the conversion callback does (max thresholds, membrane shift, analog
+readout), then at ``--timesteps`` T: **ours**, the round trip (``import_nir``) and the file's own network
+(``restore=False``: the bias shift at T); **sinabs / snnTorch / Norse** (those installed), the file written
+with the options each can read, imported with its own importer and run as imported and with the user-side
+settings of ``nir_targets.FIXES``. Writes (or updates, one key per target) ``--out``.
 
     python benchmarks/nir_check.py --checkpoint runs/quickstart/checkpoints/last.ckpt \\
         --data-dir ../shared/data/cifar10 --timesteps 64 --test-samples 1000 --targets ours sinabs snntorch
@@ -27,7 +24,7 @@ from pathlib import Path
 
 import nir_targets
 import torch
-from study import REPO, evaluation_images  # (also puts this checkout first on sys.path)
+from study import REPO, evaluation_images, write_json  # (also puts this checkout first on sys.path)
 
 from lightning_snn.conversion import calibrate_thresholds, convert
 from lightning_snn.export import export_nir, import_nir
@@ -48,7 +45,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "but each one; all: as imported, what it needs to run, all fixes")  # fmt: skip
     p.add_argument("--cli-nir", default=None, help="also check a snn.nir written by the CLI (snn.export: nir)")
     p.add_argument("--out", default=str(REPO / "docs" / "export.json"))
-    p.add_argument("--threads", type=int, default=None)
     return p.parse_args(argv)
 
 
@@ -73,8 +69,6 @@ def fix_sets(name: str, mode: str) -> list[tuple[str, ...]]:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     t, bs = args.timesteps, args.batch_size
     model = ConversionModule.load_from_checkpoint(args.checkpoint, map_location="cpu").model.eval()
     calib, test = evaluation_images(args)
@@ -130,8 +124,7 @@ def main(argv=None) -> dict:
                 rows[name]["default_file"] = error(exc)
     results.setdefault("targets", {}).update(rows)
     results["ann_acc"], results["ours_acc"] = agreement(ann, y), agreement(ours, y)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(out_path, results)
     print(f"written: {out_path}")
     return results
 

@@ -1,11 +1,8 @@
-"""Run a ``.nir`` file written by lightning_snn.export in other simulators, as their users would.
-
-Each runner reads the file with ``nir.read``, imports it with the simulator's own importer, applies
-the user-side settings ``fixes`` (docs/EXPORT.md), feeds the analog image at each of T steps and
-returns the predictions (argmax of the output summed over the steps). Called by nir_check.py and
+"""Run a ``.nir`` file written by lightning_snn.export in other simulators, as their users would: each runner
+``run(path, x, timesteps, fixes) -> predictions [B]`` reads the file with ``nir.read``, imports it with the
+simulator's own importer, applies the user-side settings ``fixes`` (docs/EXPORT.md), feeds the analog image at
+each of T steps and takes the argmax of the output summed over the steps. Used by nir_check.py and
 tests/test_export_simulators.py.
-
-Runner signature: ``run(path, x, timesteps, fixes) -> predictions [B]`` (long tensor).
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """Render the docs' tables and plots from the studies' JSON.
 
-A page in docs/ is written by hand, except its generated blocks::
-
-    <!-- generated: low_latency.accuracy from low_latency.json -->
-    ...
-    <!-- end generated -->
-
-Each block is replaced by what the section function ``low_latency.accuracy`` (module
-``benchmarks/sections/low_latency.py``) makes of the named JSON files (paths relative to the
-page; several may be named, e.g. a study's results and ``paper_numbers.json``, the papers'
-reference numbers). Everything outside the blocks -- setup notes, conclusions -- is kept as
-written. A section that draws a plot writes its PNG beside the page (not with ``--check``).
+A page in docs/ is written by hand, except its blocks ``<!-- generated: low_latency.accuracy from
+low_latency.json -->`` ... ``<!-- end generated -->``: each is replaced by what the section function
+(``benchmarks/sections/low_latency.py``) makes of the JSON files it names (relative to the page; e.g. a
+study's results and ``paper_numbers.json``). A section that draws a plot writes its PNG beside the page.
 
     python benchmarks/render.py                        # every page in docs/
     python benchmarks/render.py docs/LOW_LATENCY.md    # one page

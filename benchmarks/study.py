@@ -1,10 +1,8 @@
-"""What the study scripts share: a quiet Lightning fit, trained weights and finished results kept in
-the work dir so that the same command goes on where a killed run stopped (:class:`StudyState`,
-:func:`train_or_load`), the fixed calibration / test images every variant is evaluated on, and
-the results JSON they write (the docs are rendered from it by ``benchmarks/render.py``).
-
-Imported as ``study`` by the scripts beside it (``python benchmarks/<script>.py`` puts this
-folder on ``sys.path``); not part of the installed library.
+"""What the study scripts share: a quiet Lightning fit; trained weights and finished results kept in the
+work dir, so that the same command goes on where a killed run stopped (:class:`StudyState`,
+:func:`train_or_load`); the fixed calibration / test images; the results JSON (rendered into docs/ by
+``benchmarks/render.py``); the speed studies' images and interleaved timing. Imported as ``study`` by the
+scripts beside it (``python benchmarks/<script>.py`` puts this folder on ``sys.path``); not part of the library.
 """
 
 from __future__ import annotations
@@ -20,8 +18,6 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Subset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,41 +201,11 @@ def evaluation_images(args, calibration: bool = True) -> tuple[list[torch.Tensor
     dm = CIFAR10DataModule(args.data_dir, download=False, num_workers=0)
     dm.setup("fit")
     test = Subset(dm.test_set, range(min(args.test_samples, len(dm.test_set))))
+    test_batches = list(DataLoader(test, batch_size=args.batch_size))
     if not calibration:
-        return None, list(DataLoader(test, batch_size=args.batch_size))
+        return None, test_batches
     calib = dm.calibration_set(args.calibration_samples, seed=0)
-    calib_x = list(torch.stack([calib[i][0] for i in range(len(calib))]).split(args.batch_size))
-    return calib_x, list(DataLoader(test, batch_size=args.batch_size))
-
-
-def cifar10_tensors(data_dir: str, train: int, test: int) -> tuple[torch.Tensor, ...]:
-    """``(x_train, y_train, x_test, y_test)``: ``train`` un-augmented training images in the
-    data module's seeded calibration order and the first ``test`` test images, as tensors (for
-    the studies that train outside Lightning: converter_agreement.py, resnet18_probe.py)."""
-    dm = CIFAR10DataModule(data_dir, download=False, num_workers=0)
-    dm.setup("fit")
-    calib = dm.calibration_set()  # un-augmented, normalised training images
-    xtr = torch.stack([calib[i][0] for i in range(train)])
-    ytr = torch.stack([torch.as_tensor(calib[i][1]) for i in range(train)])
-    xte = torch.stack([dm.test_set[i][0] for i in range(test)])
-    yte = torch.stack([torch.as_tensor(dm.test_set[i][1]) for i in range(test)])
-    return xtr, ytr, xte, yte
-
-
-def train_one_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, lr: float, seed: int) -> float:
-    """One epoch of Adam over ``(x, y)`` in a seeded order; returns its wall time in seconds."""
-    gen = torch.Generator().manual_seed(seed)
-    order = torch.randperm(x.shape[0], generator=gen)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    model.train()
-    t0 = time.perf_counter()
-    for i in range(0, x.shape[0], batch):
-        idx = order[i : i + batch]
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return time.perf_counter() - t0
+    return list(torch.stack([calib[i][0] for i in range(len(calib))]).split(args.batch_size)), test_batches
 
 
 # ---- what the speed studies share (simulation_speed.py, sparse_crossover.py, diagnostics_overhead.py) ----

@@ -1,4 +1,4 @@
-"""The study scripts (benchmarks/fidelity.py, low_latency.py, converter_agreement.py, resnet18_probe.py
+"""The study scripts (benchmarks/fidelity.py, low_latency.py, converter_agreement.py (and its --probe)
 and what they share in benchmarks/study.py) run end to end at a tiny size, so they do not rot; the
 docs rendered from their JSON (benchmarks/render.py) are what the committed JSON says."""
 
@@ -112,12 +112,12 @@ def test_converter_agreement_and_resnet18_probe_tiny(cifar10_dir, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     common = [f"--data-dir={cifar10_dir}", "--train-images", "256", "--test-images", "8", "--timesteps", "4", "16"]
     agree, probe = tmp_path / "agree.json", tmp_path / "probe.json"
-    for script, extra in (
-        ("converter_agreement.py", ["--calibration-images", "64", "--batch-size", "8", "--json", str(agree)]),
-        ("resnet18_probe.py", ["--json", str(probe)]),
+    script = [sys.executable, str(REPO / "benchmarks" / "converter_agreement.py"), *common]
+    for extra in (
+        ["--calibration-images", "64", "--batch-size", "8", "--json", str(agree)],
+        ["--probe", "--json", str(probe)],
     ):
-        proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *common, *extra], env=env,
-                              capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run([*script, *extra], env=env, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-4000:]
     data = json.loads(agree.read_text())
     assert data["models"]["torchvision_resnet18"]["activation_sites"] == 17

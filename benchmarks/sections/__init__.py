@@ -1,12 +1,9 @@
-"""The docs' sections, one function per generated block (``benchmarks/render.py``), one module per
-study. A section is ``fn(page, *datas) -> str``: the Markdown of its block, made from the JSON
-files the block names (loaded, in that order); ``page.figures`` is where a plot goes (``None``:
-do not draw it). Numbers are formatted here and nowhere else; nothing here measures.
-
-A study joins by: its script writes JSON only (settings, machine, numbers; trained weights and
-finished pieces through ``study.StudyState`` / ``study.train_or_load``); a module here with a
-function per block, listed in ``render.SECTION_MODULES``; its page written by hand around
-``<!-- generated: ... -->`` blocks; published numbers in ``docs/paper_numbers.json``."""
+"""The docs' sections (``benchmarks/render.py``), one module per study, listed in ``render.SECTION_MODULES``.
+A section is ``fn(page, *datas) -> str``: the Markdown of its block, made from the JSON files the block
+names (loaded, in that order); ``page.figures`` is where a plot goes (``None``: do not draw it). Numbers
+are formatted here and nowhere else; nothing here measures. A new study: its script writes JSON only (resumable
+pieces through ``study.StudyState`` / ``study.train_or_load``), a module here, its page written by hand around
+the blocks; published numbers go in ``docs/paper_numbers.json``."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """docs/CONVERTER.md from docs/converter_agreement.json (benchmarks/converter_agreement.py) and
-docs/resnet18_probe.json (benchmarks/resnet18_probe.py)."""
+docs/resnet18_probe.json (its --probe)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def times(page, data: dict) -> str:
 
 
 def probe(page, probe: dict) -> str:
-    """Agreement with the ANN at every T of resnet18_probe.py, one row per conversion variant."""
+    """Agreement with the ANN at every T of converter_agreement.py --probe, one row per conversion variant."""
     ts = _ts(probe["variants"])
     rows = [[label, *_percent(v["agreement"], ts)] for label, v in probe["variants"].items()]
     return table(["conversion", *(f"T={t}" for t in ts)], rows)
