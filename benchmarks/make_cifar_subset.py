@@ -1,5 +1,5 @@
 """Write the first N train / test images of CIFAR-10 ``train.npz``/``test.npz`` into a new folder,
-in the same layout (``--data.data_dir <out>`` reads it like the full set; 10000 + 2000 images ~37 MB)::
+in the same layout (``--data.data_dir <out>`` reads it like the full set; 15000 + 2000 images ~52 MB)::
 
     python benchmarks/make_cifar_subset.py --src ../shared/data/cifar10 --out .device_data/cifar10_subset
 """
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--src", default=DEFAULT_SRC, help=f"folder with train.npz/test.npz (default {DEFAULT_SRC})")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--train", type=int, default=10000, help="first N training images (default 10000)")
+    p.add_argument("--train", type=int, default=15000, help="first N training images (default 15000: the GPU payload)")
     p.add_argument("--test", type=int, default=2000, help="first N test images (default 2000)")
     p.add_argument("--synthetic", action="store_true", help="random images and labels instead of --src")
     args = p.parse_args(argv)

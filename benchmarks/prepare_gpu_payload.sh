@@ -13,7 +13,7 @@ WHEEL_DIR="${WHEEL_DIR:-$ROOT/.whl}"
 SUBSET_DIR="${SUBSET_DIR:-$ROOT/.device_data/cifar10_subset}"
 SRC="${LIGHTNING_SNN_CIFAR10:-$ROOT/../shared/data/cifar10}"
 
-"$PY" benchmarks/make_cifar_subset.py --src "$SRC" --out "$SUBSET_DIR" --train 15000 --test 2000
+"$PY" benchmarks/make_cifar_subset.py --src "$SRC" --out "$SUBSET_DIR"  # its defaults: the first 15000 train + 2000 test images
 
 # pure-Python wheels, pinned to the versions the benchmarks were run with
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "${PY_VERSION:-3.12}" \
