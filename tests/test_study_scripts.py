@@ -74,7 +74,7 @@ def render_blocks(folder, blocks: list[str]) -> str:
 
 #: Every block of a width study's section, for a study JSON ``{0}`` (and its checks, added by the caller).
 WIDTH_BLOCKS = [
-    "fidelity.width_command from {0}", "fidelity.width_setup from {0}",
+    "fidelity.width_command from {0}", "fidelity.network from {0}", "fidelity.width_setup from {0}",
     "fidelity.width_sources from {0}", "fidelity.width_loss from {0}", "fidelity.width_accuracy from {0}",
     "fidelity.width_against from {0} paper_numbers.json", "fidelity.width_differs from {0}",
 ]  # fmt: skip
@@ -362,8 +362,10 @@ def test_results_doc_labels_each_network_and_sets_a_check_beside_its_own_network
     doc = render_page("RESULTS.md", tmp_path / "out" / "RESULTS.md", width_study__json=tmp_path / "width_study.json")
     paper, five_pool = doc.split("## Width study: does the conversion loss shrink as VGG-16 grows?")[1:3]
     assert paper.split("\n")[0] == "" and five_pool.startswith(" (the earlier five-pool network)")
-    # the setup's first line names the network its JSON records (the "Measured on" lines are hand text)
-    assert "- the paper's VGG-16 (four average pools" in paper and "Setup check" not in paper
+    # the "Measured on" line and the setup's first line name the network its JSON records
+    assert "Measured on the paper's VGG-16" in paper and "Setup check" not in paper
+    assert "- the paper's VGG-16 (four average pools" in paper
+    assert doc.count("**Measured on the earlier five-pool VGG-16") == 3  # results.json, the old width study, GPU
     assert doc.count("- the earlier five-pool VGG-16") == 2  # results.json, the old width study
     assert "Setup check: seed 0 -> 1" in five_pool
     assert "| 0.125 | | T: threshold alone, loss at T = 16 | +33.95 | +33.95 | +0.00 |" in doc  # the same numbers

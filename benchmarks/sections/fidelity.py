@@ -38,6 +38,8 @@ NETWORK_WORDS = {
     "five_pool": "the earlier five-pool VGG-16 (a fifth pool after block 5, first FC 512 w -> 4096 w; 33.6 M "
     "parameters at width 1), not the paper's network",
 }
+#: The last commit whose vgg16 was the five-pool network: check it out to rerun a five-pool result.
+FIVE_POOL_COMMIT = "51baa16"
 # The optimisers a study may train with: Adam (no weight decay), or the paper's SGD (its appendix A.1:
 # momentum 0.9, weight decay 5e-4; the paper's lr is 0.01). Both with a cosine schedule over the epochs.
 OPTIMIZERS = {"adam": "Adam (no weight decay)", "sgd": "SGD (momentum 0.9, weight decay 5e-4)"}
@@ -81,6 +83,18 @@ def _paper(refs: dict) -> tuple[dict, float]:
     t4 = refs["vgg16_cifar10_table4"]
     full = {shift: {int(t): v for t, v in d.items()} for shift, d in t4["against_threshold_ann"].items()}
     return full, t4["threshold_ann_acc"]
+
+
+def network(page, payload: dict) -> str:
+    """The line that says which VGG-16 a section's numbers come from (from the JSON: a rerun of a
+    five-pool study on today's code changes it)."""
+    net = network_of(payload)
+    if net == NETWORK:
+        return f"Measured on {NETWORK_WORDS[net]}."
+    return (
+        f"**Measured on {NETWORK_WORDS[net]}.** Kept as that network's record; the commands here now build the "
+        f"paper's network (commit `{FIVE_POOL_COMMIT}` and earlier built the five-pool one)."
+    )
 
 
 # ---- the ReLU-vs-threshold study (results.json) ------------------------------------------------------------
@@ -412,11 +426,13 @@ def _on(flag) -> str:
 
 def gpu(page, g: dict) -> str:
     """The full-width VGG-16 trained and converted on a GPU (``benchmarks/gpu.sh``, collected by
-    ``benchmarks/collect_gpu.py`` into docs/gpu_full_width.json); which VGG-16 it is: hand text."""
+    ``benchmarks/collect_gpu.py`` into docs/gpu_full_width.json)."""
     m, r, tr, sub = g.get("machine", {}), g.get("recipe", {}), g.get("training", {}), g.get("subset", {})
     n_train = sub.get("train_images", "?")
     conv, diag = g.get("conversion"), g.get("diagnostics")
     lines = [
+        network(page, g),
+        "",
         "Generated from `docs/gpu_full_width.json`: the training step of `benchmarks/gpu.sh` on one "
         f"**{m.get('gpu', '?')}** (torch {m.get('torch', '?')}, cuDNN TF32 {_on(m.get('cudnn_allow_tf32'))}, "
         f"matmul TF32 {_on(m.get('matmul_allow_tf32'))}), collected with `python benchmarks/collect_gpu.py <its "
