@@ -205,6 +205,7 @@ def test_fused_update_script_times_both_and_they_agree(tmp_path):
     assert all(r["bit_identical"] for r in rows)
 
 
+@pytest.mark.slow  # ~8 s: a study script in a subprocess (the other study scripts' tiny runs are slow tests too)
 def test_diagnostics_overhead_times_every_part(tmp_path):
     """benchmarks/diagnostics_overhead.py at a toy size: the probe's reads and ANN pass were timed
     (its wrappers on the probe's parts ran), and the overhead follows from the unit costs."""
