@@ -24,7 +24,7 @@ from pathlib import Path
 
 import nir_targets
 import torch
-from study import REPO, evaluation_images, write_json  # (also puts this checkout first on sys.path)
+from study import REPO, evaluation_images, portable_paths, write_json  # (also puts this checkout first on sys.path)
 
 from lightning_snn.conversion import calibrate_thresholds, convert
 from lightning_snn.export import export_nir, import_nir
@@ -72,15 +72,24 @@ def main(argv=None) -> dict:
     t, bs = args.timesteps, args.batch_size
     model = ConversionModule.load_from_checkpoint(args.checkpoint, map_location="cpu").model.eval()
     calib, test = evaluation_images(args)
-    thresholds = calibrate_thresholds(model, calib)
     x, y = torch.cat([b[0] for b in test]), torch.cat([b[1] for b in test])
-    snn = convert(model, thresholds, shift="membrane")
+    command = "python benchmarks/nir_check.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
-    setup = results["setup"] = {"checkpoint": str(args.checkpoint), "timesteps": t, "test_images": int(x.shape[0])}
+    setup = {"checkpoint": str(args.checkpoint), "timesteps": t, "test_images": int(x.shape[0])}
     setup.update(calibration_images=args.calibration_samples, shift="membrane (exported as the bias shift at T)")
-    setup.update(readout="analog", torch=torch.__version__, python=platform.python_version())
-    setup["command"] = "python benchmarks/nir_check.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    setup["readout"] = "analog"
+    # a run adds its targets to the file's: rows measured with other settings would be filed under this setup
+    stored = {k: results.get("setup", {}).get(k) for k in setup}
+    if "setup" in results and stored != portable_paths(setup):
+        raise SystemExit(
+            f"{out_path} holds targets measured with {stored}, this run's settings are {portable_paths(setup)}: "
+            "pass another --out, or the same settings to add targets to it"
+        )
+    setup.update(torch=torch.__version__, python=platform.python_version(), command=command)
+    results["setup"] = {**setup, **results.get("setup", {})}  # the file's first run's versions and command stay
+    thresholds = calibrate_thresholds(model, calib)
+    snn = convert(model, thresholds, shift="membrane")
     ann, ours = torch.cat([model(part).argmax(-1) for part in x.split(bs)]), predict(snn, x, t, bs)
     rows, shape = {}, tuple(x.shape[1:])
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,6 +131,8 @@ def main(argv=None) -> dict:
                 rows[name]["default_file"] = "ok"
             except Exception as exc:  # a refusal, not a silent change, is what is checked here
                 rows[name]["default_file"] = error(exc)
+    for row in rows.values():
+        row["command"] = command  # which run measured it (the setup's command is the file's first run)
     results.setdefault("targets", {}).update(rows)
     results["ann_acc"], results["ours_acc"] = agreement(ann, y), agreement(ours, y)
     write_json(out_path, results)

@@ -9,6 +9,8 @@ installed (``pip install -e ".[nir]" sinabs==3.1.3 snntorch==1.0.0``).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -72,18 +74,27 @@ def test_the_cli_writes_snn_nir_that_reproduces_its_own_results(cifar10_dir, tmp
     assert correct == results["snn_correct"]["16"]  # the file is the SNN the run measured
 
     # the study script on the run's checkpoint: every installed simulator, as imported and with its settings
-    from tests.test_benchmarks import BENCH, run_script
+    from tests.test_benchmarks import BENCH, REPO, run_script
 
     (ckpt,) = [p for p in tmp_path.rglob("last.ckpt")]
     out = tmp_path / "export.json"
     targets = ["ours", *[t for t in ("sinabs", "snntorch") if nir_targets.available(t)]]
+    check = [sys.executable, str(BENCH / "nir_check.py"), "--checkpoint", str(ckpt), "--data-dir", str(cifar10_dir)]
+    settings = "--test-samples 32 --calibration-samples 128 --batch-size 32 --fix-sets all".split()
     run_script(
-        [sys.executable, str(BENCH / "nir_check.py"), "--checkpoint", str(ckpt), "--data-dir", str(cifar10_dir)]
-        + "--timesteps 16 --test-samples 32 --calibration-samples 128 --batch-size 32 --fix-sets all".split()
+        [*check, "--timesteps", "16", *settings]
         + ["--targets", *targets, "--out", str(out), "--cli-nir", str(results_json.with_name("snn.nir"))],
         timeout=600,
     )
-    study = json.loads(out.read_text())
+    written = out.read_text()
+    study = json.loads(written)
+    assert all(row["command"].startswith("python benchmarks/nir_check.py ") for row in study["targets"].values())
+    # adding a target measured at another T to the same file is refused before any work; the file is kept
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    other_t = [*check, "--timesteps", "8", *settings, "--targets", "ours", "--out", str(out)]
+    proc = subprocess.run(other_t, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "holds targets measured with" in proc.stderr
+    assert out.read_text() == written
     assert study["targets"]["ours"]["round_trip"]["agreement"] == 100.0
     assert study["targets"]["ours"]["file_network"]["agreement_with_convert_bias_T"] == 100.0
     for name in targets[1:]:
